@@ -1,0 +1,196 @@
+"""``Exact``: the exact real results of an oracle, with proven rounding and ULP errors."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from fractions import Fraction
+from functools import partial
+
+import mpmath
+import numpy as np
+
+from oracles.fastpath import flat_blocks
+from oracles.formats import FloatFormat, resolve_format
+from oracles.rootsum import RootSum
+from oracles.rounding import floor_log2, quantum_exponents, round_bounded, round_rational
+
+#: ULP errors are returned within this many ulps of the exact ULP error.
+ULP_ERROR_ACCURACY = 2.0**-20
+
+
+def _ulp_exponent(value: Fraction, fmt: FloatFormat) -> int:
+    """Exponent of ``ulp_fmt(value) = 2**(max(floor(log2|value|), emin) - p + 1)``."""
+    return fmt.quantum_exponent(fmt.emin if value == 0 else floor_log2(value))
+
+
+class Exact:
+    """Exact real results, one per element of an array of shape :attr:`shape`.
+
+    Returned by the oracle functions (``oracles.rms_norm`` and friends). Each
+    element is known as an exact expression; :meth:`round` gives the correctly
+    rounded value in any format, :meth:`ulp_error` the error of a candidate.
+    Elements whose value is undefined (a non-finite input, or ``0/0`` from a
+    zero-variance row with ``eps=0``) are NaN everywhere.
+
+    :attr:`approx` is a float64 approximation and :attr:`error_bound` a proven
+    bound on its absolute error (``inf`` where the fast path does not apply).
+    """
+
+    def __init__(
+        self,
+        approx: np.ndarray,
+        bound: np.ndarray,
+        element: Callable[[int], RootSum],
+        undefined: np.ndarray,
+    ) -> None:
+        if undefined.any():
+            approx, bound = approx.copy(), bound.copy()
+            approx[undefined] = np.nan
+            bound[undefined] = np.nan
+        self._approx = approx
+        self._bound = bound
+        self._element = element
+        self._undefined = undefined
+        self._rounded: dict[str, np.ndarray] = {}
+        for a in (self._approx, self._bound, self._undefined):
+            a.flags.writeable = False
+
+    def __repr__(self) -> str:
+        return f"Exact(shape={self.shape})"
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        """Shape of the result array."""
+        return self._approx.shape
+
+    @property
+    def approx(self) -> np.ndarray:
+        """Float64 approximation of every element (NaN where undefined)."""
+        return self._approx
+
+    @property
+    def error_bound(self) -> np.ndarray:
+        """Proven bound on ``|approx - exact|`` per element (``inf`` where unknown)."""
+        return self._bound
+
+    @property
+    def undefined(self) -> np.ndarray:
+        """Boolean mask of the elements whose exact value is undefined (NaN)."""
+        return self._undefined
+
+    def element(self, index: int | tuple[int, ...]) -> RootSum:
+        """The exact expression of one element (``sum a_k / sqrt(v_k) + b``)."""
+        flat = int(np.ravel_multi_index(index, self.shape)) if isinstance(index, tuple) else index
+        if self._undefined.flat[flat]:
+            raise ValueError(f"element {index} is undefined (NaN)")
+        return self._element(flat)
+
+    def mpf(self, index: int | tuple[int, ...], prec: int = 113) -> mpmath.mpf:
+        """One element as an mpmath number with relative error below ``2**(1-prec)``."""
+        if self._undefined.flat[np.ravel_multi_index(index, self.shape) if isinstance(index, tuple) else index]:
+            return mpmath.mpf("nan")
+        lo, hi = self.element(index).enclose(prec + 8)
+        mid = (lo + hi) / 2
+        with mpmath.workprec(prec):
+            return mpmath.mpf(mid.numerator) / mid.denominator
+
+    def to_mpmath(self, prec: int = 113) -> np.ndarray:
+        """Every element as an mpmath number (an object array; slow, for small results)."""
+        out = np.empty(self.shape, dtype=object)
+        for i in range(out.size):
+            out.flat[i] = self.mpf(i, prec)
+        return out
+
+    def round(self, fmt: object) -> np.ndarray:
+        """The correctly rounded results in ``fmt`` (nearest, ties to even), read-only.
+
+        ``fmt`` is ``"float16"``, ``"bfloat16"``, ``"float32"``, ``"float64"`` or
+        the matching numpy dtype; bfloat16 arrays are ``ml_dtypes.bfloat16``.
+        """
+        f = resolve_format(fmt)
+        if f.name not in self._rounded:
+            rounded = np.empty(self.shape, dtype=f.dtype)
+            decided = _blockwise(round_bounded, rounded, self._approx, self._bound, f)
+            for i in np.flatnonzero(~decided & ~self._undefined):
+                rounded.flat[i] = self._element(int(i)).refine(partial(_same_rounding, fmt=f), f.precision + 32)
+            rounded[self._undefined] = np.nan
+            rounded.flags.writeable = False
+            self._rounded[f.name] = rounded
+        return self._rounded[f.name]
+
+    def ulp_error(self, candidate: object, fmt: object | None = None) -> np.ndarray:
+        """``|candidate - exact| / ulp_fmt(exact)`` per element, as float64.
+
+        ``fmt`` defaults to the candidate's dtype. NaN where the candidate is NaN
+        or infinite, or the exact value is undefined. Accurate to
+        ``ULP_ERROR_ACCURACY`` ulps; a candidate equal to the correct rounding
+        scores at most 0.5.
+        """
+        return np.abs(self.signed_ulp_error(candidate, fmt))
+
+    def signed_ulp_error(self, candidate: object, fmt: object | None = None) -> np.ndarray:
+        """``(candidate - exact) / ulp_fmt(exact)``: positive where the candidate is too large."""
+        cand = np.asarray(candidate)
+        if cand.shape != self.shape:
+            raise ValueError(f"candidate has shape {cand.shape}, expected {self.shape}")
+        f = resolve_format(cand.dtype if fmt is None else fmt)
+        c = cand.astype(np.float64)
+        err = np.empty(self.shape)
+        accurate = _blockwise(_bounded_ulp_error, err, c, self._approx, self._bound, f)
+        bad = ~np.isfinite(c) | self._undefined
+        for i in np.flatnonzero(~accurate & ~bad):
+            decide = partial(_exact_ulp_error, Fraction(float(c.flat[i])), fmt=f)
+            err.flat[i] = self._element(int(i)).refine(decide, f.precision + 64)
+        # The correct rounding is within half an ulp: make the reported figure say so.
+        correct = c == self.round(f)
+        err[correct] = np.clip(err[correct], -0.5, 0.5)
+        err[bad] = np.nan
+        return err
+
+
+def _blockwise(fn: Callable[..., tuple[np.ndarray, np.ndarray]], out: np.ndarray, *args: object) -> np.ndarray:
+    """Apply an elementwise ``fn(*arrays, fmt) -> (values, mask)`` in cache-sized blocks.
+
+    The values go into ``out`` (converted to its dtype); the mask is returned.
+    """
+    *arrays, fmt = args
+    flats = [np.ravel(a) for a in arrays]  # type: ignore[call-overload]
+    out_flat = out.reshape(-1)
+    mask = np.empty(out.size, dtype=bool)
+    with np.errstate(all="ignore"):
+        for sl in flat_blocks(out.size):
+            out_flat[sl], mask[sl] = fn(*(a[sl] for a in flats), fmt)
+    return mask.reshape(out.shape)
+
+
+def _same_rounding(lo: Fraction, hi: Fraction, fmt: FloatFormat) -> float | None:
+    a = round_rational(lo, fmt)
+    return a if a == round_rational(hi, fmt) else None
+
+
+def _exact_ulp_error(c: Fraction, lo: Fraction, hi: Fraction, fmt: FloatFormat) -> float | None:
+    if lo != hi and lo <= 0 <= hi:
+        return None
+    uexp = _ulp_exponent(lo, fmt)
+    if uexp != _ulp_exponent(hi, fmt):
+        return None
+    ulp = Fraction(2) ** uexp
+    if hi - lo > ulp * Fraction(1, 2**60):
+        return None
+    return float((c - (lo + hi) / 2) / ulp)
+
+
+def _bounded_ulp_error(
+    c: np.ndarray, approx: np.ndarray, bound: np.ndarray, fmt: FloatFormat
+) -> tuple[np.ndarray, np.ndarray]:
+    """Signed ULP errors from a bounded approximation, and where they are accurate enough."""
+    mag = np.abs(approx)
+    e = np.frexp(mag)[1] - 1
+    uexp = quantum_exponents(mag, fmt)
+    # Widen the bound by the rounding of the comparisons below.
+    b = bound * (1 + 2.0**-40) + mag * 2.0**-50
+    one_binade = (mag - b >= np.ldexp(1.0, e)) & (mag + b < np.ldexp(1.0, e + 1))
+    below_normal = mag + b < np.ldexp(1.0, fmt.emin)
+    err = np.ldexp(c - approx, -uexp)
+    accurate = (one_binade | below_normal) & (np.ldexp(b, -uexp) <= ULP_ERROR_ACCURACY)
+    return err, accurate

@@ -1,0 +1,78 @@
+"""Correct rounding into a :class:`FloatFormat`: exact for rationals, proven for bounded approximations.
+
+Both functions round to nearest with ties to even, produce subnormals below
+``2**emin`` and overflow to infinity past ``max_finite + ulp/2``.
+"""
+
+from __future__ import annotations
+
+import math
+from fractions import Fraction
+
+import numpy as np
+
+from oracles.formats import FloatFormat
+
+
+def floor_log2(q: Fraction) -> int:
+    """``floor(log2(|q|))`` for a nonzero rational, computed exactly."""
+    num, den = abs(q.numerator), q.denominator
+    e = num.bit_length() - den.bit_length()
+    if (num << max(0, -e)) < (den << max(0, e)):
+        e -= 1
+    return e
+
+
+def round_rational(q: Fraction, fmt: FloatFormat) -> float:
+    """The value of ``fmt`` nearest to ``q`` (ties to even), as a Python float.
+
+    >>> from oracles.formats import FLOAT16
+    >>> round_rational(Fraction(2049), FLOAT16)  # a tie: 2048 and 2050 are neighbours
+    2048.0
+    """
+    if q == 0:
+        return 0.0
+    qexp = fmt.quantum_exponent(floor_log2(q))
+    num, den = abs(q.numerator), q.denominator
+    if qexp >= 0:
+        den <<= qexp
+    else:
+        num <<= -qexp
+    m, r = divmod(num, den)
+    if 2 * r > den or (2 * r == den and m & 1):
+        m += 1
+    sign = -1.0 if q < 0 else 1.0
+    if m.bit_length() - 1 + qexp > fmt.emax:
+        return sign * math.inf
+    return sign * math.ldexp(m, qexp)
+
+
+def quantum_exponents(mag: np.ndarray, fmt: FloatFormat) -> np.ndarray:
+    """Exponent of ``ulp_fmt`` at each nonnegative float64 ``mag`` (zero counts as subnormal)."""
+    _, exponent = np.frexp(mag)
+    return np.maximum(np.where(mag > 0, exponent - 1, fmt.emin), fmt.emin) - (fmt.precision - 1)
+
+
+def round_bounded(approx: np.ndarray, bound: np.ndarray, fmt: FloatFormat) -> tuple[np.ndarray, np.ndarray]:
+    """Round float64 approximations with absolute error at most ``bound`` into ``fmt``.
+
+    Returns ``(values, decided)``: ``values`` (float64, exactly representable in
+    ``fmt``) is the correct rounding of the exact value wherever ``decided`` is
+    true, that is wherever no rounding boundary of ``fmt`` lies within ``bound``
+    of ``approx``. Elements with a non-finite approximation or bound are undecided.
+    Call it under ``np.errstate(all="ignore")``: non-finite elements are expected.
+    """
+    mag = np.abs(approx)
+    qexp = quantum_exponents(mag, fmt)
+    scaled = np.ldexp(mag, -qexp)
+    frac = scaled - np.floor(scaled)
+    # Distance to the nearest midpoint, in quanta. Just above a power of two the
+    # midpoint below lies a quarter quantum away, hence the second candidate.
+    dist = np.minimum(np.abs(frac - 0.5), frac + 0.25)
+    slack = np.ldexp(bound, -qexp) * (1 + 2.0**-40)
+    decided = dist > slack
+    values = np.ldexp(np.rint(scaled), qexp)
+    overflow = values > float(fmt.max_finite)
+    if overflow.any():
+        values[overflow] = np.inf
+    return np.copysign(values, approx, out=values), decided

@@ -1,0 +1,77 @@
+from __future__ import annotations
+
+import math
+from fractions import Fraction
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from oracles import BFLOAT16, FLOAT16, FLOAT32, FLOAT64, FORMATS, round_rational
+from oracles.rounding import floor_log2, round_bounded
+
+finite_doubles = st.floats(allow_nan=False, allow_infinity=False)
+
+
+@given(finite_doubles)
+def test_rational_rounding_agrees_with_the_hardware_conversions(v):
+    # numpy's float64 -> float16 / float32 conversions are correctly rounded (IEEE 754).
+    q = Fraction(v)
+    assert round_rational(q, FLOAT64) == v
+    with np.errstate(over="ignore"):
+        assert round_rational(q, FLOAT32) == float(np.float32(v))
+        assert round_rational(q, FLOAT16) == float(np.float16(v))
+
+
+@pytest.mark.parametrize(
+    "fmt, value, expected",
+    [
+        (FLOAT16, Fraction(2049), 2048.0),  # tie, even neighbour below
+        (FLOAT16, Fraction(2051), 2052.0),  # tie, even neighbour above
+        (FLOAT16, Fraction(2049) + Fraction(1, 2**40), 2050.0),  # just above the tie
+        (FLOAT16, Fraction(1, 2**25), 0.0),  # half the smallest subnormal: tie to zero
+        (FLOAT16, Fraction(3, 2**26), 2.0**-24),  # rounds up to the smallest subnormal
+        (FLOAT16, Fraction(65519), 65504.0),
+        (FLOAT16, Fraction(65520), math.inf),  # overflow threshold is a tie that goes to inf
+        (FLOAT16, Fraction(-65520), -math.inf),
+        (BFLOAT16, Fraction(257), 256.0),
+        (BFLOAT16, 1 + Fraction(1, 2**8) + Fraction(1, 2**30), 1 + 2.0**-7),
+        (FLOAT32, Fraction(1, 2**150), 0.0),
+        (FLOAT32, Fraction(3, 2**151), 2.0**-149),
+    ],
+)
+def test_rational_rounding_handles_ties_subnormals_and_overflow(fmt, value, expected):
+    assert round_rational(value, fmt) == expected
+
+
+def test_bfloat16_rounding_does_not_double_round_like_a_cast_through_float32():
+    # ml_dtypes converts float64 -> float32 -> bfloat16; the exact value is above the tie.
+    value = 1 + Fraction(1, 2**8) + Fraction(1, 2**30)
+    assert round_rational(value, BFLOAT16) == 1 + 2.0**-7
+
+
+@given(st.fractions(min_value=Fraction(-(10**6)), max_value=Fraction(10**6)).filter(lambda q: q != 0))
+def test_floor_log2_is_exact(q):
+    e = floor_log2(q)
+    assert Fraction(2) ** e <= abs(q) < Fraction(2) ** (e + 1)
+
+
+@given(
+    st.integers(-(2**60), 2**60).filter(lambda m: m != 0),
+    st.integers(-80, 40),
+    st.integers(0, 2**20),
+    st.sampled_from(FORMATS),
+)
+def test_bounded_rounding_is_correct_whenever_it_claims_to_be_decided(m, e, wiggle, fmt):
+    exact = Fraction(m) * Fraction(2) ** e
+    approx = float(exact)
+    bound = abs(approx) * (2.0**-53 + wiggle * 2.0**-60)  # covers the error of float(exact)
+    values, decided = round_bounded(np.array([approx]), np.array([bound]), fmt)
+    if decided[0]:
+        assert values[0] == round_rational(exact, fmt)
+
+
+def test_bounded_rounding_refuses_to_decide_an_approximation_on_a_midpoint():
+    _, decided = round_bounded(np.array([2049.0]), np.array([1e-9]), FLOAT16)
+    assert not decided[0]
