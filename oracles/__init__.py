@@ -1,4 +1,4 @@
-"""Exact oracles for RMSNorm and LayerNorm, forward and backward (numpy, mpmath, ml_dtypes only).
+"""Exact oracles for RMSNorm and LayerNorm, forward and backward (numpy, mpmath, ml_dtypes, numba; never torch).
 
 Every function returns :class:`Exact` results: the exact real values, correctly
 rounded into any binary format on request, and the ULP error of any candidate.

@@ -9,7 +9,6 @@ from functools import partial
 import mpmath
 import numpy as np
 
-from oracles.fastpath import flat_blocks
 from oracles.formats import FloatFormat, resolve_format
 from oracles.rootsum import RootSum
 from oracles.rounding import floor_log2, quantum_exponents, round_bounded, round_rational
@@ -109,11 +108,12 @@ class Exact:
         """
         f = resolve_format(fmt)
         if f.name not in self._rounded:
-            rounded = np.empty(self.shape, dtype=f.dtype)
-            decided = _blockwise(round_bounded, rounded, self._approx, self._bound, f)
-            for i in np.flatnonzero(~decided & ~self._undefined):
-                rounded.flat[i] = self._element(int(i)).refine(partial(_same_rounding, fmt=f), f.precision + 32)
-            rounded[self._undefined] = np.nan
+            values, decided = round_bounded(self._approx, self._bound, f)
+            for i in np.flatnonzero(~decided & ~self._undefined.reshape(-1)):
+                values[i] = self._element(int(i)).refine(partial(_same_rounding, fmt=f), f.precision + 32)
+            rounded = values.astype(f.dtype, copy=False).reshape(self.shape)
+            if self._undefined.any():
+                rounded[self._undefined] = np.nan
             rounded.flags.writeable = False
             self._rounded[f.name] = rounded
         return self._rounded[f.name]
@@ -135,8 +135,8 @@ class Exact:
             raise ValueError(f"candidate has shape {cand.shape}, expected {self.shape}")
         f = resolve_format(cand.dtype if fmt is None else fmt)
         c = cand.astype(np.float64)
-        err = np.empty(self.shape)
-        accurate = _blockwise(_bounded_ulp_error, err, c, self._approx, self._bound, f)
+        with np.errstate(all="ignore"):
+            err, accurate = _bounded_ulp_error(c, self._approx, self._bound, f)
         bad = ~np.isfinite(c) | self._undefined
         for i in np.flatnonzero(~accurate & ~bad):
             decide = partial(_exact_ulp_error, Fraction(float(c.flat[i])), fmt=f)
@@ -146,21 +146,6 @@ class Exact:
         err[correct] = np.clip(err[correct], -0.5, 0.5)
         err[bad] = np.nan
         return err
-
-
-def _blockwise(fn: Callable[..., tuple[np.ndarray, np.ndarray]], out: np.ndarray, *args: object) -> np.ndarray:
-    """Apply an elementwise ``fn(*arrays, fmt) -> (values, mask)`` in cache-sized blocks.
-
-    The values go into ``out`` (converted to its dtype); the mask is returned.
-    """
-    *arrays, fmt = args
-    flats = [np.ravel(a) for a in arrays]  # type: ignore[call-overload]
-    out_flat = out.reshape(-1)
-    mask = np.empty(out.size, dtype=bool)
-    with np.errstate(all="ignore"):
-        for sl in flat_blocks(out.size):
-            out_flat[sl], mask[sl] = fn(*(a[sl] for a in flats), fmt)
-    return mask.reshape(out.shape)
 
 
 def _same_rounding(lo: Fraction, hi: Fraction, fmt: FloatFormat) -> float | None:

@@ -1,14 +1,13 @@
-"""Float64 arithmetic with proven error bounds: the fast path of every oracle.
+"""Error-bound arithmetic for the float64 fast path of every oracle.
 
-Error analysis follows Higham, *Accuracy and Stability of Numerical Algorithms*:
+The analysis follows Higham, *Accuracy and Stability of Numerical Algorithms*:
 ``fl(a op b) = (a op b)(1 + d)`` with ``|d| <= u = 2**-53`` while no intermediate
 underflows or overflows (``NormInputs.fast_rows`` guarantees this), and products
-of ``k`` such factors stay within ``gamma(k) = k*u / (1 - k*u)``.
+of ``k`` such factors stay within ``gamma(k) = k*u / (1 - k*u)``. The compiled
+kernels in ``oracles.kernels`` apply the bounds built here.
 """
 
 from __future__ import annotations
-
-import numpy as np
 
 U = 2.0**-53
 #: Final widening of every bound, covering the rounding of the bound arithmetic itself.
@@ -28,75 +27,12 @@ def compose(*rel: float) -> float:
     return out - 1
 
 
-_CHUNK = 16
+def psum_depth(n: int) -> int:
+    """Additions any term goes through in ``kernels._psum`` of ``n`` terms.
 
-
-def pairwise_sum(a: np.ndarray, axis: int = -1) -> tuple[np.ndarray, int]:
-    """Sum along ``axis`` in a fixed pairwise order; also return the order's depth.
-
-    Every term passes through at most ``depth`` additions, so the result errs by
-    at most ``gamma(depth) * sum(|a|)``.
+    Chunks of 16 are added in sequence (at most 16 additions, counting ``0 + t``),
+    then the chunk sums pairwise (``ceil(log2(chunks))`` levels). The sum then errs
+    by at most ``gamma(psum_depth(n)) * sum(|t|)``.
     """
-    if axis != -1:
-        a = np.moveaxis(a, axis, -1)
-    m = a.shape[-1]
-    if m == 0:
-        return np.zeros(a.shape[:-1]), 0
-    depth = 0
-    if m >= 2 * _CHUNK:
-        # First level: _CHUNK strided slices added elementwise (at most _CHUNK - 1 additions each).
-        head = (m // _CHUNK) * _CHUNK
-        chunks = a[..., :head].reshape(*a.shape[:-1], _CHUNK, head // _CHUNK).sum(axis=-2)
-        a = np.concatenate([chunks, a[..., head:]], axis=-1) if head < m else chunks
-        depth = _CHUNK - 1
-    while a.shape[-1] > 1:
-        m = a.shape[-1]
-        h = m // 2
-        s = a[..., :h] + a[..., h : 2 * h]
-        if m % 2:
-            s[..., 0] += a[..., -1]
-            depth += 1
-        a = s
-        depth += 1
-    return a[..., 0].copy(), depth
-
-
-#: Elements per block: temporaries stay in cache and are reused instead of page-faulted.
-BLOCK_ELEMENTS = 1 << 14
-
-
-def row_blocks(rows: int, n: int) -> list[slice]:
-    """Consecutive row slices of about ``BLOCK_ELEMENTS`` elements each."""
-    step = max(1, BLOCK_ELEMENTS // n)
-    return [slice(s, min(s + step, rows)) for s in range(0, rows, step)]
-
-
-def flat_blocks(size: int) -> list[slice]:
-    """Consecutive slices of a flat array, ``BLOCK_ELEMENTS`` each."""
-    return [slice(s, min(s + BLOCK_ELEMENTS, size)) for s in range(0, size, BLOCK_ELEMENTS)]
-
-
-class ColumnSum:
-    """Pairwise column sums over row blocks, with the depth of the whole order.
-
-    Feed each block's terms with :meth:`add`; :attr:`total` and :attr:`abs_total`
-    are the sums of the terms and of their magnitudes over every row, and every
-    term went through at most :attr:`depth` additions.
-    """
-
-    def __init__(self) -> None:
-        self._sums: list[np.ndarray] = []
-        self._abs: list[np.ndarray] = []
-        self._depth = 0
-
-    def add(self, terms: np.ndarray) -> None:
-        s, depth = pairwise_sum(terms, axis=0)
-        self._sums.append(s)
-        self._abs.append(pairwise_sum(np.abs(terms), axis=0)[0])
-        self._depth = max(self._depth, depth)
-
-    def result(self) -> tuple[np.ndarray, np.ndarray, int]:
-        """``(total, abs_total, depth)``."""
-        total, d = pairwise_sum(np.stack(self._sums), axis=0)
-        abs_total, _ = pairwise_sum(np.stack(self._abs), axis=0)
-        return total, abs_total, self._depth + d
+    chunks = -(-n // 16)
+    return min(n, 16) + (chunks - 1).bit_length() if n else 0

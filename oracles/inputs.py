@@ -16,8 +16,8 @@ _FAST_RANGE = (2.0**-150, 2.0**150)
 _FAST_EPS_RANGE = (2.0**-300, 2.0**300)
 
 
-def as_float_array(name: str, value: object) -> tuple[np.ndarray, FloatFormat]:
-    """``value`` as a float64 array (an exact conversion) and the format it came in."""
+def as_float_array(name: str, value: object, compact: bool = False) -> tuple[np.ndarray, FloatFormat]:
+    """``value`` as float64 (or float32 if ``compact`` and exact) and the format it came in."""
     arr = np.asarray(value)
     try:
         fmt = resolve_format(arr.dtype)
@@ -26,7 +26,7 @@ def as_float_array(name: str, value: object) -> tuple[np.ndarray, FloatFormat]:
             f"{name} must be an array of float16, bfloat16, float32 or float64, "
             f"got dtype {arr.dtype}; convert it with .astype(...) first"
         ) from None
-    return arr.astype(np.float64), fmt
+    return arr.astype(np.float32 if compact and fmt.precision <= 24 else np.float64), fmt
 
 
 def _in_fast_range(a: np.ndarray, axis: int | None) -> np.ndarray:
@@ -51,6 +51,9 @@ def dyadic_sum(values: list[Fraction]) -> Fraction:
 class NormInputs:
     """Checked arguments of a normalization oracle, flattened to ``(rows, n)``.
 
+    ``x`` and ``grad`` are float32 when they came in 16 or 32 bits, else float64
+    (both exact); weight and bias are float64.
+
     Float64 views feed the fast path; exact rational views (computed lazily, a
     row at a time) feed the exact path.
     """
@@ -65,7 +68,7 @@ class NormInputs:
         eps: float,
         weight_offset: int,
     ) -> None:
-        xf, xfmt = as_float_array("x", x)
+        xf, xfmt = as_float_array("x", x, compact=True)
         if xf.ndim == 0 or xf.shape[-1] == 0:
             raise ValueError(f"x must have shape (..., n) with n >= 1, got shape {xf.shape}")
         self.shape: tuple[int, ...] = xf.shape
@@ -83,7 +86,7 @@ class NormInputs:
         self.bias = self._vector("bias", bias, formats)
         self.grad: np.ndarray | None = None
         if grad_output is not None:
-            g, gfmt = as_float_array("grad_output", grad_output)
+            g, gfmt = as_float_array("grad_output", grad_output, compact=True)
             if g.shape != self.shape:
                 raise ValueError(f"grad_output has shape {g.shape}, expected the shape of x {self.shape}")
             self.grad = g.reshape(-1, self.n)

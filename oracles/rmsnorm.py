@@ -7,39 +7,35 @@ from functools import cache
 
 import numpy as np
 
+from oracles import kernels
 from oracles.exact import Exact
-from oracles.fastpath import SAFETY, ColumnSum, compose, gamma, pairwise_sum, row_blocks
+from oracles.fastpath import SAFETY, compose, gamma, psum_depth
 from oracles.inputs import NormInputs, dyadic_sum
 from oracles.rootsum import RootSum
 
 
 class _Rms:
-    """Row statistics of RMSNorm: float64 with proven bounds per block, exact per row on demand."""
+    """Row facts of RMSNorm: undefined rows, proven relative bounds, exact statistics on demand."""
 
     def __init__(self, inp: NormInputs) -> None:
         self.inp = inp
         zero_rows = (inp.x == 0).all(axis=-1) if inp.eps == 0 else np.zeros(inp.rows, dtype=bool)
         #: Rows whose result is undefined: non-finite input or 0/0.
         self.bad_rows = ~inp.finite_rows | zero_rows
-        depth = pairwise_sum(np.zeros(inp.n))[1]
-        self.theta_v = gamma(depth + int(inp.wide) + 2)
+        #: Relative bound of the computed mean(x**2) + eps (psum, /n, +eps).
+        self.theta_v = gamma(psum_depth(inp.n) + int(inp.wide) + 2)
         # (1 + t)^(-1/2) for |t| <= theta_v, then the roundings of sqrt and 1/.
         self.theta_r = compose(self.theta_v / (2 * (1 - self.theta_v)), gamma(1), gamma(1))
-        self.r_up_factor = 1 + self.theta_r / (1 - self.theta_r)
-
-    def fast(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """``(mean(x**2) + eps, 1/sqrt(...))`` of a block of rows, within theta_v and theta_r.
-
-        Call under ``np.errstate(all="ignore")``: undefined rows divide by zero.
-        """
-        v = pairwise_sum(x * x)[0] / self.inp.n + self.inp.eps
-        return v, 1.0 / np.sqrt(v)
 
     @cache  # noqa: B019 - the cache lives and dies with the inputs
     def v_q(self, row: int) -> Fraction:
         """Exact ``mean(x**2) + eps`` of a row."""
         xs = self.inp.x_q(row)
         return dyadic_sum([v * v for v in xs]) / self.inp.n + self.inp.eps_q
+
+
+def _scale(inp: NormInputs) -> np.ndarray:
+    return np.empty(0) if inp.scale is None else inp.scale
 
 
 def rms_norm(x: object, weight: object = None, eps: float = 1e-6, weight_offset: int = 0) -> Exact:
@@ -57,16 +53,11 @@ def rms_norm(x: object, weight: object = None, eps: float = 1e-6, weight_offset:
     """
     inp = NormInputs(x, weight=weight, eps=eps, weight_offset=weight_offset)
     st = _Rms(inp)
+    # y = fl(fl(x * scale) * r): the scale's roundings, one more, and r's error.
     rho = compose(st.theta_r, gamma(inp.scale_roundings + 1))
-    rel = rho / (1 - rho) * SAFETY
-    y = np.empty_like(inp.x)
-    bound = np.empty_like(inp.x)
+    y, bound = np.empty(inp.x.shape), np.empty(inp.x.shape)
     with np.errstate(all="ignore"):
-        for sl in row_blocks(inp.rows, inp.n):
-            _, r = st.fast(inp.x[sl])
-            a = inp.x[sl] if inp.scale is None else inp.x[sl] * inp.scale
-            np.multiply(a, r[:, None], out=y[sl])
-            np.multiply(np.abs(y[sl]), rel, out=bound[sl])
+        kernels.rms_forward(inp.x, _scale(inp), inp.eps, rho / (1 - rho) * SAFETY, y, bound)
     bound[~inp.fast_rows] = np.inf
     undefined = st.bad_rows[:, None] | ~inp.finite_columns
 
@@ -93,39 +84,28 @@ def rms_norm_backward(
     inp = NormInputs(x, weight=weight, grad_output=grad_output, eps=eps, weight_offset=weight_offset)
     assert inp.grad is not None
     st = _Rms(inp)
-    n, g1 = inp.n, gamma(1)
-    theta_h = gamma(inp.scale_roundings)
+    n, g1, gl = inp.n, gamma(1), gamma(psum_depth(inp.n))
+    theta_h = gamma(inp.scale_roundings)  # h = fl(g * scale)
     th = theta_h / (1 - theta_h)
-    depth = pairwise_sum(np.zeros(n))[1]
-    gl = gamma(depth)
-    # k = C / v with C = mean(h * x): relative bounds of 1/v and of the product.
-    theta_iv = compose(st.theta_v / (1 - st.theta_v), g1)
-    rho_k = compose(theta_iv, g1)
-    rho1 = compose(st.theta_r, g1)
-    dx = np.empty_like(inp.x)
-    bound_dx = np.empty_like(inp.x)
-    dw_sum = ColumnSum()
+    theta_iv = compose(st.theta_v / (1 - st.theta_v), g1)  # fl(1 / v)
+    consts = np.array(
+        [
+            th,
+            g1,
+            compose(th, g1, gl),  # the terms h * x and their psum
+            gl,
+            theta_iv,
+            compose(theta_iv, g1),  # k = C * (1/v)
+            compose(st.theta_r, g1),  # dx = fl(r * z)
+            1 + st.theta_r / (1 - st.theta_r),
+            SAFETY,
+        ]
+    )
+    dx, bound_dx = np.empty(inp.x.shape), np.empty(inp.x.shape)
+    with_dw = inp.weight is not None
+    dw, dw_abs = np.empty(n if with_dw else 0), np.empty(n if with_dw else 0)
     with np.errstate(all="ignore"):
-        for sl in row_blocks(inp.rows, n):
-            x, g = inp.x[sl], inp.grad[sl]
-            v, r = st.fast(x)
-            h = g if inp.scale is None else g * inp.scale
-            p = h * x
-            c = pairwise_sum(p)[0] / n
-            pabs = pairwise_sum(np.abs(p))[0]
-            e_c = compose(th, g1, gl) * pabs / (n * (1 - gl)) + g1 * np.abs(c)
-            iv = 1.0 / v
-            k = c * iv
-            e_k = e_c * iv / (1 - theta_iv) + np.abs(k) * rho_k / (1 - rho_k)
-            m = x * k[:, None]
-            z = h - m
-            np.multiply(r[:, None], z, out=dx[sl])
-            err_z = np.abs(x) * e_k[:, None] + g1 * (np.abs(m) + np.abs(z))
-            if th:
-                err_z += th * np.abs(h)
-            bound_dx[sl] = (rho1 / (1 - rho1) * np.abs(dx[sl]) + (r * st.r_up_factor)[:, None] * err_z) * SAFETY
-            if inp.weight is not None:
-                dw_sum.add((g * x) * r[:, None])
+        kernels.rms_backward(inp.x, inp.grad, _scale(inp), inp.eps, consts, dx, bound_dx, dw, dw_abs)
     bound_dx[~inp.fast_rows] = np.inf
     undefined_dx = (st.bad_rows | ~inp.finite_grad.all(axis=-1))[:, None] | ~inp.finite_columns.all()
     undefined_dx = np.broadcast_to(undefined_dx, inp.x.shape)
@@ -142,13 +122,13 @@ def rms_norm_backward(
         return RootSum(((hs[j] - inp.x_q(row)[j] * k_q, v),))
 
     grad_input = Exact(dx.reshape(inp.shape), bound_dx.reshape(inp.shape), dx_element, undefined_dx.reshape(inp.shape))
-    if inp.weight is None:
+    if not with_dw:
         return grad_input, None
 
-    dw, tabs, depth_r = dw_sum.result()
-    gr = gamma(depth_r)
+    # Terms fl(fl(g * x) * r), summed over rows in psum order.
+    gr = gamma(psum_depth(inp.rows))
     rho_t = compose(st.theta_r, gamma(int(inp.wide) + 1), gr)
-    bound_dw = rho_t / (1 - rho_t) * tabs / (1 - gr) * SAFETY
+    bound_dw = rho_t / (1 - rho_t) * dw_abs / (1 - gr) * SAFETY
     if not inp.fast_rows.all():
         bound_dw[:] = np.inf
     undefined_dw = st.bad_rows.any() | ~inp.finite_grad.all(axis=0)
@@ -156,7 +136,10 @@ def rms_norm_backward(
 
     def dw_element(j: int) -> RootSum:
         return RootSum(
-            tuple((Fraction(g_all[row, j]) * Fraction(x_all[row, j]), st.v_q(row)) for row in range(inp.rows))
+            tuple(
+                (Fraction(float(g_all[row, j])) * Fraction(float(x_all[row, j])), st.v_q(row))
+                for row in range(inp.rows)
+            )
         )
 
     return grad_input, Exact(dw, bound_dw, dw_element, undefined_dw)

@@ -11,6 +11,7 @@ from fractions import Fraction
 
 import numpy as np
 
+from oracles import kernels
 from oracles.formats import FloatFormat
 
 
@@ -56,23 +57,17 @@ def quantum_exponents(mag: np.ndarray, fmt: FloatFormat) -> np.ndarray:
 def round_bounded(approx: np.ndarray, bound: np.ndarray, fmt: FloatFormat) -> tuple[np.ndarray, np.ndarray]:
     """Round float64 approximations with absolute error at most ``bound`` into ``fmt``.
 
-    Returns ``(values, decided)``: ``values`` (float64, exactly representable in
-    ``fmt``) is the correct rounding of the exact value wherever ``decided`` is
+    Returns ``(values, decided)``: ``values`` (float32 or float64, exactly
+    representable in ``fmt``) is the correct rounding of the exact value wherever ``decided`` is
     true, that is wherever no rounding boundary of ``fmt`` lies within ``bound``
     of ``approx``. Elements with a non-finite approximation or bound are undecided.
-    Call it under ``np.errstate(all="ignore")``: non-finite elements are expected.
+    Both results are flat.
     """
-    mag = np.abs(approx)
-    qexp = quantum_exponents(mag, fmt)
-    scaled = np.ldexp(mag, -qexp)
-    frac = scaled - np.floor(scaled)
-    # Distance to the nearest midpoint, in quanta. Just above a power of two the
-    # midpoint below lies a quarter quantum away, hence the second candidate.
-    dist = np.minimum(np.abs(frac - 0.5), frac + 0.25)
-    slack = np.ldexp(bound, -qexp) * (1 + 2.0**-40)
-    decided = dist > slack
-    values = np.ldexp(np.rint(scaled), qexp)
-    overflow = values > float(fmt.max_finite)
-    if overflow.any():
-        values[overflow] = np.inf
-    return np.copysign(values, approx, out=values), decided
+    bound = np.ascontiguousarray(np.broadcast_to(bound, np.shape(approx)), dtype=np.float64).reshape(-1)
+    approx = np.ascontiguousarray(approx, dtype=np.float64).reshape(-1)
+    # float32 holds every value of the 16- and 32-bit formats exactly.
+    values = np.empty(approx.shape, dtype=np.float64 if fmt.precision > 24 else np.float32)
+    decided = np.empty(approx.shape, dtype=bool)
+    with np.errstate(all="ignore"):
+        kernels.round_bounded(approx, bound, fmt.precision, fmt.emin, fmt.emax, float(fmt.max_finite), values, decided)
+    return values, decided
