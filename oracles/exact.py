@@ -111,7 +111,8 @@ class Exact:
             values, decided = round_bounded(self._approx, self._bound, f)
             for i in np.flatnonzero(~decided & ~self._undefined.reshape(-1)):
                 values[i] = self._element(int(i)).refine(partial(_same_rounding, fmt=f), f.precision + 32)
-            rounded = values.astype(f.dtype, copy=False).reshape(self.shape)
+            with np.errstate(all="ignore"):  # exact conversions; NaN where undefined
+                rounded = values.astype(f.dtype, copy=False).reshape(self.shape)
             if self._undefined.any():
                 rounded[self._undefined] = np.nan
             rounded.flags.writeable = False
