@@ -1,14 +1,19 @@
-"""Command line: ``normcheck demo`` (the audit command arrives with the audit engine)."""
+"""Command line: ``normcheck audit TARGET`` (exit 0 pass, 1 findings, 2 usage error) and ``normcheck demo``."""
 
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 
 from rich.console import Console
+from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from normcheck.errors import UsageError
+
+DTYPES = ("float16", "bfloat16", "float32", "float64")
+DEFAULT_DTYPES = ("float16", "bfloat16", "float32")
 
 
 def _demo(args: argparse.Namespace) -> int:
@@ -28,9 +33,148 @@ def _demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _validate(args: argparse.Namespace) -> None:
+    if args.eps is not None and not (math.isfinite(args.eps) and args.eps >= 0):
+        raise UsageError(f"--eps must be a finite number >= 0, got {args.eps!r}")
+    if any(n < 1 for n in args.hidden_size or ()):
+        raise UsageError(f"--hidden-size must be >= 1, got {args.hidden_size}")
+    if args.examples < 0:
+        raise UsageError(f"--examples must be >= 0, got {args.examples}")
+    if args.device not in ("cpu", "cuda") and not args.device.startswith("cuda:"):
+        raise UsageError(f"--device must be cpu or cuda, got {args.device!r}")
+
+
+def _audit(args: argparse.Namespace) -> int:
+    _validate(args)
+    if args.json:
+        from normcheck.report_json import check_writable
+
+        check_writable(args.json)
+    from normcheck.torch_bridge import require_torch
+
+    torch = require_torch()
+    if args.device.startswith("cuda") and not torch.cuda.is_available():
+        raise UsageError("--device cuda: no CUDA device is available here (torch.cuda.is_available() is False)")
+    from normcheck.audit import Auditor
+    from normcheck.candidate import Candidate
+    from normcheck.inference import infer
+    from normcheck.loading import load_target
+
+    target = load_target(args.target)
+    candidate = Candidate(target, args.target, device=args.device, eps=args.eps, timeout=args.timeout)
+    kind, offset = infer(candidate, args.kind, args.weight_offset)
+    dtypes = tuple(dict.fromkeys(args.dtype or DEFAULT_DTYPES))
+    console = Console(stderr=True)
+    with Progress(
+        SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=console, transient=True
+    ) as progress:
+        task = progress.add_task(f"auditing {args.target}", total=None)
+        auditor = Auditor(
+            candidate,
+            spec=args.target,
+            kind=kind,
+            weight_offset=offset,
+            dtypes=dtypes,
+            hidden_sizes=tuple(args.hidden_size or ()),
+            examples=args.examples,
+            seed=args.seed,
+            grad=not args.no_grad,
+            progress=lambda msg: progress.update(task, description=f"{args.target}: {msg}"),
+        )
+        result = auditor.run()
+    _print_result(result, Console())
+    if args.json:
+        from normcheck.report_json import write_report
+
+        write_report(
+            args.json,
+            result,
+            {
+                "kind_given": args.kind is not None,
+                "gradients": not args.no_grad,
+                "hidden_sizes": list(args.hidden_size or ()),
+                "timeout": args.timeout,
+            },
+        )
+    return 0 if result.passed else 1
+
+
+def _print_result(result, console: Console) -> None:
+    offset = f", weight offset {result.weight_offset}" if result.weight_offset else ""
+    mode = " (forward only: no autograd support)" if result.forward_only else ""
+    table = Table(title=f"{result.target}: {result.kind}{offset} on {result.device}{mode}")
+    for col in ("dtype", "out", "n", "max", "mean", "p99", "signed", "bound"):
+        table.add_column(col, justify="right")
+    merged: dict[tuple[str, str], list] = {}
+    for (dtype, output, _regime), stats in result.stats.items():
+        merged.setdefault((dtype, output), []).append(stats)
+    for (dtype, output), group in sorted(merged.items(), key=lambda kv: (result.dtypes.index(kv[0][0]), kv[0][1])):
+        from normcheck.audit import ErrorStats
+
+        total = ErrorStats()
+        for s in group:
+            total._abs += s._abs
+            total._signed += s._signed
+            total.max_allowed = max(total.max_allowed, s.max_allowed)
+        s = total.summary()
+        if s["count"]:
+            table.add_row(
+                dtype,
+                output,
+                str(s["count"]),
+                f"{s['max']:.3g}",
+                f"{s['mean']:.3g}",
+                f"{s['p99']:.3g}",
+                f"{s['signed_mean']:+.1e}",
+                f"{s['max_allowed']:.3g}",
+            )
+    console.print(table)
+    console.print(
+        "ULP errors against the exact value; bound: the largest error a correct implementation may make "
+        "on the element (see the JSON report for its formula)",
+        style="dim",
+    )
+    for dtype, conv in result.conventions.items():
+        if conv:
+            best = max(conv, key=conv.get)
+            console.print(f"{dtype}: outputs match the '{best}' convention bit for bit on {conv[best]:.1%}")
+    if result.passed:
+        console.print(
+            f"[bold green]PASS[/] {result.target}: {result.cases} inputs in {result.seconds:.1f} s, "
+            f"every output within its bound"
+        )
+        return
+    console.print(f"[bold red]FAIL[/] {result.target}: {len(result.findings)} finding(s)")
+    for f in result.findings:
+        where = f" {f.output}" if f.output else ""
+        console.print(f"\n[bold]{f.check}[/] {f.dtype}{where} ({f.regime} rows): {f.message}")
+        if f.diagnosis is not None:
+            label = f.diagnosis.bug or "unrecognized"
+            console.print(f"  diagnosis: [bold]{label}[/]: {f.diagnosis.evidence}")
+        if f.reproducer:
+            console.print("  reproducer:", style="dim")
+            console.print(f.reproducer, markup=False, highlight=False, soft_wrap=True)
+
+
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="normcheck", description=__doc__)
+    parser = argparse.ArgumentParser(prog="normcheck", description="Exact-oracle audits of RMSNorm and LayerNorm.")
     sub = parser.add_subparsers(dest="command", required=True)
+    audit = sub.add_parser("audit", help="audit an implementation against the exact oracle")
+    audit.add_argument("target", help="mypkg.RMSNorm, mypkg.sub:RMSNorm, path/to/file.py:Name or a function")
+    audit.add_argument("--kind", choices=("rmsnorm", "layernorm"), help="inferred by probing when omitted")
+    audit.add_argument("--device", default="cpu", help="cpu or cuda")
+    audit.add_argument(
+        "--dtype", action="append", choices=DTYPES, help="repeat for several (default: fp16, bf16, fp32)"
+    )
+    audit.add_argument("--eps", type=float, help="construct with / call with this eps (default: the implementation's)")
+    audit.add_argument("--weight-offset", type=int, choices=(0, 1), help="1 for Gemma's (1 + w); inferred if omitted")
+    audit.add_argument("--hidden-size", type=int, action="append", help="hidden sizes to search (repeatable)")
+    audit.add_argument("--examples", type=int, default=100, help="random search examples per dtype (default 100)")
+    audit.add_argument("--seed", type=int, default=0, help="search seed: the same seed gives the same verdict")
+    audit.add_argument("--no-grad", action="store_true", help="audit the forward pass only")
+    audit.add_argument("--timeout", type=float, default=20.0, help="seconds before a call counts as hanging")
+    audit.add_argument("--json", help="write the versioned JSON report here (atomically)")
+    audit.set_defaults(func=_audit)
     demo = sub.add_parser("demo", help="judge torch's RMSNorm in ULPs against the exact oracle")
     demo.add_argument("--rows", type=int, default=16)
     demo.add_argument("--hidden", type=int, default=4096)
@@ -40,9 +184,8 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run the command line; return the exit status (0 ok, 2 usage error)."""
-    parser = _parser()
-    args = parser.parse_args(argv)
+    """Run the command line; return the exit status (0 pass, 1 findings, 2 usage error)."""
+    args = _parser().parse_args(argv)
     try:
         return int(args.func(args))
     except UsageError as exc:

@@ -43,6 +43,7 @@ class _Ln:
         s2 = dyadic_sum([v * v for v in xs])
         return s1 / n, (s2 - s1 * s1 / n) / n + self.inp.eps_q
 
+    @cache  # noqa: B019
     def centered_q(self, row: int) -> list[Fraction]:
         mu, _ = self.mean_var_q(row)
         return [v - mu for v in self.inp.x_q(row)]
@@ -76,11 +77,15 @@ def layer_norm(
     bound[~st.proven_rows()] = np.inf
     undefined = st.bad_rows[:, None] | ~inp.finite_columns
 
+    @cache
+    def scaled_row(row: int) -> list[Fraction]:
+        return inp.scaled_q(st.centered_q(row))
+
     def element(i: int) -> RootSum:
         row, j = divmod(i, inp.n)
         _, v = st.mean_var_q(row)
         b = Fraction(0) if inp.bias_q is None else inp.bias_q[j]
-        return RootSum(((inp.scaled_q(st.centered_q(row))[j], v),), b)
+        return RootSum(((scaled_row(row)[j], v),), b)
 
     return Exact(y.reshape(inp.shape), bound.reshape(inp.shape), element, undefined.reshape(inp.shape))
 

@@ -61,9 +61,13 @@ def rms_norm(x: object, weight: object = None, eps: float = 1e-6, weight_offset:
     bound[~inp.fast_rows] = np.inf
     undefined = st.bad_rows[:, None] | ~inp.finite_columns
 
+    @cache
+    def scaled_row(row: int) -> list[Fraction]:
+        return inp.scaled_q(inp.x_q(row))
+
     def element(i: int) -> RootSum:
         row, j = divmod(i, inp.n)
-        return RootSum(((inp.scaled_q(inp.x_q(row))[j], st.v_q(row)),))
+        return RootSum(((scaled_row(row)[j], st.v_q(row)),))
 
     return Exact(y.reshape(inp.shape), bound.reshape(inp.shape), element, undefined.reshape(inp.shape))
 

@@ -1,0 +1,136 @@
+"""Name the bug: compare an implementation's numbers with emulations of every convention and bug class."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from normcheck.bounds import ulp
+from normcheck.emulations import Emulation, emulations_for, run_emulation
+from oracles import FloatFormat
+
+#: A bug class is named only if its emulation reproduces at least this fraction of the output.
+MIN_AGREEMENT = 0.5
+
+
+@dataclass(frozen=True)
+class Match:
+    """How closely an emulation reproduces the implementation on one output."""
+
+    name: str
+    correct: bool
+    description: str
+    agreement: float  #: fraction of elements bit-identical (NaN matching NaN)
+    close: float  #: fraction within one ulp (NaN and inf must coincide)
+    mean_distance: float  #: mean |candidate - emulation| in ulps over finite pairs
+
+    @property
+    def score(self) -> tuple[float, float, float]:
+        return (self.agreement, self.close, -self.mean_distance)
+
+
+@dataclass(frozen=True)
+class Diagnosis:
+    """The best-matching bug class (or None) with the evidence behind it."""
+
+    bug: str | None
+    evidence: str
+    matches: tuple[Match, ...]
+
+
+def _compare(candidate: np.ndarray, emulated: np.ndarray, fmt: FloatFormat) -> tuple[float, float, float]:
+    """(bit-identical fraction, within-one-ulp fraction, mean distance in ulps)."""
+    c = np.asarray(candidate, dtype=np.float64).ravel()
+    e = np.asarray(emulated, dtype=np.float64).ravel()
+    if c.shape != e.shape or c.size == 0:
+        return 0.0, 0.0, float("inf")
+    finite = np.isfinite(c) & np.isfinite(e)
+    same = (c == e) | (np.isnan(c) & np.isnan(e))
+    with np.errstate(all="ignore"):
+        dist = np.abs(c - e) / ulp(e, fmt)
+    close = (finite & (dist <= 1.0)) | (same & ~finite)
+    mean_distance = float(np.mean(dist[finite])) if finite.any() else float("inf")
+    return float(np.mean(same)), float(np.mean(close)), mean_distance
+
+
+def diagnose(
+    kind: str,
+    output: str,
+    candidate: np.ndarray,
+    fmt: FloatFormat,
+    *,
+    x: np.ndarray,
+    weight: np.ndarray | None,
+    bias: np.ndarray | None,
+    grad: np.ndarray | None,
+    eps: float,
+    offset: int,
+) -> Diagnosis:
+    """Run every emulation on the failing input and name the bug class the output matches best.
+
+    A bug is named only when its emulation reproduces at least ``MIN_AGREEMENT``
+    of the output and agrees with the implementation better than every correct
+    convention does.
+    """
+    matches = []
+    for emu in emulations_for(kind, offset):
+        try:
+            outs = run_emulation(emu, x, weight, bias, grad if output != "y" else None, eps, offset)
+        except Exception:
+            continue
+        if output not in outs:
+            continue
+        matches.append(Match(emu.name, emu.correct, emu.description, *_compare(candidate, outs[output], fmt)))
+    matches.sort(key=lambda m: m.score, reverse=True)
+    bugs = [m for m in matches if not m.correct]
+    correct = [m for m in matches if m.correct]
+    best_correct = correct[0] if correct else None
+    if (
+        bugs
+        and max(bugs[0].agreement, bugs[0].close) >= MIN_AGREEMENT
+        and (best_correct is None or bugs[0].score > best_correct.score)
+    ):
+        b = bugs[0]
+        vs = ""
+        if best_correct is not None:
+            vs = f"; best correct convention '{best_correct.name}': {best_correct.agreement:.0%}"
+        return Diagnosis(
+            b.name,
+            f"reproduces '{b.name}' ({b.description}) bit for bit on {b.agreement:.0%} of "
+            f"{output} (within one ulp on {b.close:.0%}){vs}",
+            tuple(matches),
+        )
+    closest = matches[0].name if matches else "none"
+    return Diagnosis(
+        None, f"no known bug class matches better than a correct convention (closest: {closest})", tuple(matches)
+    )
+
+
+def convention_match(
+    kind: str,
+    offset: int,
+    candidate: np.ndarray,
+    fmt: FloatFormat,
+    *,
+    x: np.ndarray,
+    weight: np.ndarray | None,
+    bias: np.ndarray | None,
+    eps: float,
+) -> dict[str, float]:
+    """Fraction of outputs bit-identical to each correct convention's (for 'which convention is this')."""
+    out = {}
+    for emu in emulations_for(kind, offset):
+        if not emu.correct:
+            continue
+        try:
+            y = run_emulation(emu, x, weight, bias, None, eps, offset)["y"]
+        except Exception:
+            continue
+        c, e = np.asarray(candidate, np.float64).ravel(), np.asarray(y, np.float64).ravel()
+        if c.shape == e.shape and c.size:
+            out[emu.name] = float(np.mean((c == e) | (np.isnan(c) & np.isnan(e))))
+    return out
+
+
+__all__ = ["Diagnosis", "Emulation", "Match", "convention_match", "diagnose"]

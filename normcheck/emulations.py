@@ -1,0 +1,375 @@
+"""Torch emulations of the correct conventions and of the bug classes of DOMAIN.md sections 4-5.
+
+Each emulation is a forward function ``f(x, w, b, eps, offset) -> y`` written the
+way real code writes it, run on CPU in the dtype under audit; its gradients come
+from autograd, as they would in the real code. The diagnosis compares a failing
+implementation's numbers with every emulation and names the closest one.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from normcheck.torch_bridge import from_numpy, require_torch, to_numpy
+
+
+@dataclass(frozen=True)
+class Emulation:
+    """A way of computing the norm: a correct convention, or a bug class with its DOMAIN name."""
+
+    name: str
+    kind: str  # "rmsnorm" or "layernorm"
+    correct: bool
+    description: str
+    forward: Callable
+    offset_only: bool = False  # meaningful only with weight_offset=1
+    plain_only: bool = False  # meaningful only with weight_offset=0
+
+
+def _next_pow2(n: int) -> int:
+    return 1 << max(0, (n - 1).bit_length())
+
+
+def _affine(y, w, b, off, dtype=None):
+    """``y * (w + off) + b`` with the scale and shift in ``dtype`` (fp32 by default)."""
+    torch = require_torch()
+    dtype = dtype or torch.float32
+    if w is not None:
+        y = y * (w.to(dtype) + off) if off else y * w.to(dtype)
+    if b is not None:
+        y = y + b.to(dtype)
+    return y
+
+
+# -- RMSNorm ---------------------------------------------------------------
+
+
+def _rms_stat(xf, eps, divisor=None):
+    torch = require_torch()
+    n = xf.shape[-1]
+    ms = xf.pow(2).sum(-1, keepdim=True) / (divisor or n)
+    return torch.rsqrt(ms + eps)
+
+
+def rms_all_fp32(x, w, b, eps, off):
+    xf = x.float()
+    return _affine(xf * _rms_stat(xf, eps), w, None, off).to(x.dtype)
+
+
+def rms_llama(x, w, b, eps, off):
+    xf = x.float()
+    y = (xf * _rms_stat(xf, eps)).to(x.dtype)
+    return y if w is None else y * w.to(x.dtype)
+
+
+def rms_missing_upcast(x, w, b, eps, off):
+    torch = require_torch()
+    y = x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + eps)
+    return y if w is None else y * (w.to(x.dtype) + off)
+
+
+def rms_eps_outside_sqrt(x, w, b, eps, off):
+    torch = require_torch()
+    xf = x.float()
+    return _affine(xf / (torch.sqrt(xf.pow(2).mean(-1, keepdim=True)) + eps), w, None, off).to(x.dtype)
+
+
+def rms_eps_in_input_dtype(x, w, b, eps, off):
+    torch = require_torch()
+    xf = x.float()
+    e = float(torch.tensor(eps, dtype=x.dtype).float())
+    return _affine(xf * _rms_stat(xf, e), w, None, off).to(x.dtype)
+
+
+def rms_low_precision_statistic(x, w, b, eps, off, dtype=None):
+    xf = x.float()
+    return _affine(xf * _rms_stat(xf, eps).to(dtype or x.dtype).float(), w, None, off).to(x.dtype)
+
+
+def rms_bf16_statistic(x, w, b, eps, off):
+    return rms_low_precision_statistic(x, w, b, eps, off, require_torch().bfloat16)
+
+
+def rms_offset_in_low_precision(x, w, b, eps, off):
+    xf = x.float()
+    y = xf * _rms_stat(xf, eps)
+    return (y if w is None else y * (w + off).float()).to(x.dtype)
+
+
+def rms_block_divisor(x, w, b, eps, off):
+    xf = x.float()
+    return _affine(xf * _rms_stat(xf, eps, _next_pow2(x.shape[-1])), w, None, off).to(x.dtype)
+
+
+def rms_finfo_of_input_dtype(x, w, b, eps, off):
+    torch = require_torch()
+    xf = x.float()
+    return _affine(xf * _rms_stat(xf, float(torch.finfo(x.dtype).eps)), w, None, off).to(x.dtype)
+
+
+def rms_detached_statistic(x, w, b, eps, off):
+    xf = x.float()
+    return _affine(xf * _rms_stat(xf, eps).detach(), w, None, off).to(x.dtype)
+
+
+# -- LayerNorm -------------------------------------------------------------
+
+
+def _ln(xf, eps, *, divisor=None, unbiased=False, one_pass=False, detach_mean=False, detach_rstd=False):
+    torch = require_torch()
+    n = xf.shape[-1]
+    div = divisor or n
+    mu = xf.sum(-1, keepdim=True) / div
+    if one_pass:
+        var = xf.pow(2).sum(-1, keepdim=True) / div - mu * mu
+    else:
+        d = xf - mu
+        var = d.pow(2).sum(-1, keepdim=True) / (n - 1 if unbiased else div)
+    r = torch.rsqrt(var + eps)
+    mu = mu.detach() if detach_mean else mu
+    r = r.detach() if detach_rstd else r
+    return (xf - mu) * r
+
+
+def ln_all_fp32(x, w, b, eps, off):
+    return _affine(_ln(x.float(), eps), w, b, off).to(x.dtype)
+
+
+def ln_half_affine(x, w, b, eps, off):
+    y = _ln(x.float(), eps).to(x.dtype)
+    return _affine(y, w, b, off, x.dtype)
+
+
+def ln_missing_upcast(x, w, b, eps, off):
+    return _affine(_ln(x, eps), w, b, off, x.dtype)
+
+
+def ln_eps_outside_sqrt(x, w, b, eps, off):
+    torch = require_torch()
+    xf = x.float()
+    d = xf - xf.mean(-1, keepdim=True)
+    return _affine(d / (torch.sqrt(d.pow(2).mean(-1, keepdim=True)) + eps), w, b, off).to(x.dtype)
+
+
+def ln_eps_in_input_dtype(x, w, b, eps, off):
+    torch = require_torch()
+    return _affine(_ln(x.float(), float(torch.tensor(eps, dtype=x.dtype).float())), w, b, off).to(x.dtype)
+
+
+def ln_unbiased_variance(x, w, b, eps, off):
+    return _affine(_ln(x.float(), eps, unbiased=True), w, b, off).to(x.dtype)
+
+
+def ln_one_pass_variance(x, w, b, eps, off):
+    return _affine(_ln(x.float(), eps, one_pass=True), w, b, off).to(x.dtype)
+
+
+def ln_low_precision_statistic(x, w, b, eps, off, dtype=None):
+    torch = require_torch()
+    xf = x.float()
+    d = xf - xf.mean(-1, keepdim=True)
+    r = torch.rsqrt(d.pow(2).mean(-1, keepdim=True) + eps).to(dtype or x.dtype).float()
+    return _affine(d * r, w, b, off).to(x.dtype)
+
+
+def ln_bf16_statistic(x, w, b, eps, off):
+    return ln_low_precision_statistic(x, w, b, eps, off, require_torch().bfloat16)
+
+
+def ln_offset_in_low_precision(x, w, b, eps, off):
+    y = _ln(x.float(), eps)
+    y = y if w is None else y * (w + off).float()
+    return (y if b is None else y + b.float()).to(x.dtype)
+
+
+def ln_block_divisor(x, w, b, eps, off):
+    return _affine(_ln(x.float(), eps, divisor=_next_pow2(x.shape[-1])), w, b, off).to(x.dtype)
+
+
+def ln_detached_mean(x, w, b, eps, off):
+    return _affine(_ln(x.float(), eps, detach_mean=True), w, b, off).to(x.dtype)
+
+
+def ln_detached_rstd(x, w, b, eps, off):
+    return _affine(_ln(x.float(), eps, detach_rstd=True), w, b, off).to(x.dtype)
+
+
+def _low_precision_accumulator(kind: str) -> Callable:
+    """Forward in fp32; weight and bias gradients summed over rows in the parameter dtype (Liger PR #950)."""
+
+    def emulate(x, w, b, eps, off):
+        torch = require_torch()
+
+        class Affine(torch.autograd.Function):
+            @staticmethod
+            def forward(ctx, xhat, weight, bias):  # type: ignore[override]
+                ctx.save_for_backward(xhat, weight)
+                ctx.has_bias = bias is not None
+                y = xhat * (weight.float() + off)
+                return y + bias.float() if bias is not None else y
+
+            @staticmethod
+            def backward(ctx, g):  # type: ignore[override]
+                xhat, weight = ctx.saved_tensors
+                n = xhat.shape[-1]
+                dw = torch.zeros(n, dtype=weight.dtype)
+                db = torch.zeros(n, dtype=weight.dtype)
+                for gr, xr in zip(g.reshape(-1, n), xhat.reshape(-1, n)):
+                    dw = dw + (gr * xr).to(weight.dtype)
+                    db = db + gr.to(weight.dtype)
+                return g * (weight.float() + off), dw, (db if ctx.has_bias else None)
+
+        xf = x.float()
+        xhat = _ln(xf, eps) if kind == "layernorm" else xf * _rms_stat(xf, eps)
+        if w is None:
+            return xhat.to(x.dtype)
+        return Affine.apply(xhat, w, b if kind == "layernorm" else None).to(x.dtype)
+
+    return emulate
+
+
+def truncating(forward: Callable) -> Callable:
+    """The same computation, but the final cast truncates toward zero instead of rounding."""
+
+    def emulate(x, w, b, eps, off):
+        torch = require_torch()
+        y32 = forward(x.float(), w, b, eps, off).float()
+        y = y32.to(x.dtype)
+        too_big = y.float().abs() > y32.abs()
+        toward_zero = torch.nextafter(y, torch.zeros_like(y))
+        return torch.where(too_big, toward_zero, y)
+
+    return emulate
+
+
+EMULATIONS: tuple[Emulation, ...] = (
+    Emulation("all-fp32", "rmsnorm", True, "upcast, compute in fp32, cast once (F.rms_norm, Gemma)", rms_all_fp32),
+    Emulation(
+        "llama",
+        "rmsnorm",
+        True,
+        "normalize in fp32, cast, multiply by w in the input dtype",
+        rms_llama,
+        plain_only=True,
+    ),
+    Emulation(
+        "missing fp32 upcast",
+        "rmsnorm",
+        False,
+        "everything in the input dtype (MiniMind before bf81fd5)",
+        rms_missing_upcast,
+    ),
+    Emulation("eps outside sqrt", "rmsnorm", False, "x / (sqrt(mean(x^2)) + eps)", rms_eps_outside_sqrt),
+    Emulation("eps rounded to input dtype", "rmsnorm", False, "eps held in the input dtype", rms_eps_in_input_dtype),
+    Emulation(
+        "low-precision statistic", "rmsnorm", False, "rstd stored in the input dtype", rms_low_precision_statistic
+    ),
+    Emulation("low-precision statistic (bf16)", "rmsnorm", False, "rstd stored in bfloat16", rms_bf16_statistic),
+    Emulation(
+        "weight offset in low precision",
+        "rmsnorm",
+        False,
+        "1 + w computed in the weight dtype",
+        rms_offset_in_low_precision,
+        offset_only=True,
+    ),
+    Emulation("padding / block-size divisor", "rmsnorm", False, "mean over the padded block, not n", rms_block_divisor),
+    Emulation(
+        "finfo eps of the wrong dtype", "rmsnorm", False, "eps = finfo(input dtype).eps", rms_finfo_of_input_dtype
+    ),
+    Emulation("truncating cast", "rmsnorm", False, "final cast truncates toward zero", truncating(rms_all_fp32)),
+    Emulation(
+        "wrong gradient (detached statistic)", "rmsnorm", False, "rstd detached from the graph", rms_detached_statistic
+    ),
+    Emulation(
+        "low-precision dW accumulator",
+        "rmsnorm",
+        False,
+        "weight gradient summed over rows in the weight dtype",
+        _low_precision_accumulator("rmsnorm"),
+    ),
+    Emulation("all-fp32", "layernorm", True, "upcast, compute in fp32, cast once (F.layer_norm)", ln_all_fp32),
+    Emulation(
+        "half affine", "layernorm", True, "normalize in fp32, cast, scale and shift in the input dtype", ln_half_affine
+    ),
+    Emulation("missing fp32 upcast", "layernorm", False, "everything in the input dtype", ln_missing_upcast),
+    Emulation("eps outside sqrt", "layernorm", False, "(x - mu) / (std + eps)", ln_eps_outside_sqrt),
+    Emulation("eps rounded to input dtype", "layernorm", False, "eps held in the input dtype", ln_eps_in_input_dtype),
+    Emulation("unbiased variance", "layernorm", False, "variance divided by n - 1 (x.std())", ln_unbiased_variance),
+    Emulation("one-pass variance", "layernorm", False, "E[x^2] - E[x]^2", ln_one_pass_variance),
+    Emulation(
+        "low-precision statistic", "layernorm", False, "rstd stored in the input dtype", ln_low_precision_statistic
+    ),
+    Emulation("low-precision statistic (bf16)", "layernorm", False, "rstd stored in bfloat16", ln_bf16_statistic),
+    Emulation(
+        "weight offset in low precision",
+        "layernorm",
+        False,
+        "1 + w computed in the weight dtype",
+        ln_offset_in_low_precision,
+        offset_only=True,
+    ),
+    Emulation(
+        "padding / block-size divisor", "layernorm", False, "mean and variance over the padded block", ln_block_divisor
+    ),
+    Emulation("truncating cast", "layernorm", False, "final cast truncates toward zero", truncating(ln_all_fp32)),
+    Emulation(
+        "low-precision dW accumulator",
+        "layernorm",
+        False,
+        "weight and bias gradients summed over rows in the parameter dtype",
+        _low_precision_accumulator("layernorm"),
+    ),
+    Emulation(
+        "wrong gradient (detached mean)",
+        "layernorm",
+        False,
+        "mean detached: the mean(h) term is lost",
+        ln_detached_mean,
+    ),
+    Emulation(
+        "wrong gradient (detached statistic)", "layernorm", False, "rstd detached from the graph", ln_detached_rstd
+    ),
+)
+
+
+def emulations_for(kind: str, offset: int) -> list[Emulation]:
+    """The emulations that apply to a kind and weight offset."""
+    return [
+        e
+        for e in EMULATIONS
+        if e.kind == kind and not (e.offset_only and offset == 0) and not (e.plain_only and offset == 1)
+    ]
+
+
+def run_emulation(
+    emu: Emulation,
+    x: np.ndarray,
+    weight: np.ndarray | None,
+    bias: np.ndarray | None,
+    grad: np.ndarray | None,
+    eps: float,
+    offset: int,
+) -> dict[str, np.ndarray]:
+    """Outputs ``y`` (and ``dx``, ``dw``, ``db`` given ``grad``) of an emulation, on CPU."""
+    need = grad is not None
+    xt = from_numpy(x).requires_grad_(need)
+    wt = None if weight is None else from_numpy(weight).requires_grad_(need)
+    bt = None if bias is None else from_numpy(bias).requires_grad_(need)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        y = emu.forward(xt, wt, bt, eps, offset)
+        if need:
+            y.backward(from_numpy(grad).to(y.dtype))
+    out = {"y": to_numpy(y)}
+    if need:
+        out["dx"] = to_numpy(xt.grad)
+        if wt is not None:
+            out["dw"] = to_numpy(wt.grad)
+        if bt is not None:
+            out["db"] = to_numpy(bt.grad)
+    return out

@@ -1,0 +1,126 @@
+"""The versioned JSON audit report, written atomically.
+
+Schema ``normcheck.audit/1`` (see ``docs/audit-report.md``): target and settings,
+environment, the eps used per dtype, the bound per output with its reason, ULP
+statistics per dtype, output and regime, the matched convention, and findings
+with diagnosis and a reproducer.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import sys
+import tempfile
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+
+import normcheck
+from normcheck.audit import AuditResult
+from normcheck.errors import UsageError
+
+SCHEMA = "normcheck.audit/1"
+CHECKS = ("accuracy", "nonfinite", "exception", "shape", "dtype", "mutation", "nondeterminism", "bias")
+
+
+def environment(device: str) -> dict[str, str]:
+    env = {
+        "normcheck": normcheck.__version__,
+        "python": sys.version.split()[0],
+        "platform": platform.platform(),
+        "numpy": np.__version__,
+    }
+    try:
+        import torch
+
+        env["torch"] = torch.__version__
+        env["device_name"] = (
+            torch.cuda.get_device_name(0) if device.startswith("cuda") else platform.processor() or "cpu"
+        )
+    except ImportError:
+        pass
+    return env
+
+
+def to_dict(result: AuditResult, settings: dict) -> dict:
+    """The report as plain JSON data."""
+    findings = []
+    for f in result.findings:
+        diag = None
+        if f.diagnosis is not None:
+            diag = {
+                "bug": f.diagnosis.bug,
+                "evidence": f.diagnosis.evidence,
+                "matches": [asdict(m) for m in f.diagnosis.matches],
+            }
+        findings.append(
+            {
+                "check": f.check,
+                "dtype": f.dtype,
+                "output": f.output,
+                "regime": f.regime,
+                "message": f.message,
+                "worst": f.worst,
+                "occurrences": f.occurrences,
+                "diagnosis": diag,
+                "reproducer": f.reproducer,
+            }
+        )
+    return {
+        "schema": SCHEMA,
+        "target": result.target,
+        "kind": result.kind,
+        "device": result.device,
+        "weight_offset": result.weight_offset,
+        "verdict": "pass" if result.passed else "fail",
+        "environment": environment(result.device),
+        "settings": {
+            **settings,
+            "dtypes": result.dtypes,
+            "seed": result.seed,
+            "examples": result.examples,
+            "forward_only": result.forward_only,
+        },
+        "eps": result.eps,
+        "checks": list(CHECKS),
+        "bounds": [{"dtype": d, "output": o, "reason": r} for (d, o), r in sorted(result.bound_reasons.items())],
+        "stats": [
+            {"dtype": d, "output": o, "regime": g, **s.summary()} for (d, o, g), s in sorted(result.stats.items())
+        ],
+        "conventions": result.conventions,
+        "findings": findings,
+        "cases": result.cases,
+        "seconds": round(result.seconds, 3),
+    }
+
+
+def check_writable(path: str) -> None:
+    """Fail early, with one line, if a report cannot be written to ``path``."""
+    target = Path(path)
+    folder = target.parent if str(target.parent) else Path(".")
+    if target.is_dir():
+        raise UsageError(f"--json {path!r} is a directory; give a file name")
+    if not folder.is_dir():
+        raise UsageError(f"cannot write --json {path!r}: no folder {str(folder)!r}")
+    if not os.access(folder, os.W_OK) or (target.exists() and not os.access(target, os.W_OK)):
+        raise UsageError(f"cannot write --json {path!r}: permission denied")
+
+
+def write_atomically(path: str, text: str) -> None:
+    """Write ``text`` to ``path`` via a temporary file and a rename: readers never see half a file."""
+    target = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent if str(target.parent) else ".")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_report(path: str, result: AuditResult, settings: dict) -> None:
+    write_atomically(path, json.dumps(to_dict(result, settings), indent=2, default=float) + "\n")

@@ -1,0 +1,67 @@
+"""A short runnable Python snippet that reproduces a finding, inputs as exact hex floats."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from normcheck.strategies import NormInput
+
+
+def _tensor(a: np.ndarray, dtype: str) -> str:
+    values = ", ".join(f'h("{float(v).hex()}")' for v in np.asarray(a, dtype=np.float64).ravel())
+    shape = ", ".join(str(d) for d in a.shape)
+    return f"torch.tensor([{values}], dtype=torch.{dtype}).reshape({shape})"
+
+
+def snippet(
+    spec: str,
+    style: str,
+    kind: str,
+    case: NormInput,
+    dtype: str,
+    eps: float,
+    offset: int,
+    weight: np.ndarray | None,
+    bias: np.ndarray | None,
+) -> str:
+    """Code that rebuilds the input, calls the implementation and prints its error against the oracle."""
+    n = case.n
+    wdt = str(weight.dtype) if weight is not None else dtype
+    lines = [
+        "import numpy as np, torch, oracles",
+        "from normcheck.loading import construct_module, load_target",
+        "h = float.fromhex",
+        f'target = load_target("{spec}")',
+        f"x = {_tensor(case.x, dtype)}",
+    ]
+    if weight is not None:
+        lines.append(f"w = {_tensor(weight, wdt)}")
+    if bias is not None:
+        lines.append(f"b = {_tensor(bias, wdt)}")
+    if style == "function":
+        args = ["x", f"({n},)"]
+        if weight is not None:
+            args.append("weight=w")
+        if bias is not None:
+            args.append("bias=b")
+        args.append(f"eps={eps!r}")
+        lines.append(f"y = target({', '.join(args)})")
+    else:
+        lines.append(f"m = construct_module(target, {n}, None).to(torch.{dtype})")
+        if weight is not None or bias is not None:
+            lines.append("with torch.no_grad():")
+            if weight is not None:
+                lines.append("    m.weight.copy_(w)")
+            if bias is not None:
+                lines.append("    m.bias.copy_(b)")
+        lines.append("y = m(x)")
+    fn = "rms_norm" if kind == "rmsnorm" else "layer_norm"
+    params = "w.float().numpy()" if weight is not None else "None"
+    if kind == "layernorm":
+        params += ", b.float().numpy()" if bias is not None else ", None"
+    lines += [
+        f"exact = oracles.{fn}(x.float().numpy().astype(np.{'float64' if dtype == 'float64' else 'float32'}), "
+        f"{params}, eps={eps!r}, weight_offset={offset})",
+        f'print("max ulp error:", np.nanmax(exact.ulp_error(y.detach().float().numpy(), "{dtype}")))',
+    ]
+    return "\n".join(lines)
