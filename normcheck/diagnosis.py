@@ -127,9 +127,7 @@ def convention_match(
             y = run_emulation(emu, x, weight, bias, None, eps, offset)["y"]
         except Exception:
             continue
-        c, e = np.asarray(candidate, np.float64).ravel(), np.asarray(y, np.float64).ravel()
-        if c.shape == e.shape and c.size:
-            out[emu.name] = float(np.mean((c == e) | (np.isnan(c) & np.isnan(e))))
+        out[emu.name] = _compare(candidate, y, fmt)[0]
     return out
 
 

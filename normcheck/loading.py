@@ -19,7 +19,7 @@ from normcheck.errors import UsageError
 SIZE_NAMES = ("dim", "hidden_size", "normalized_shape", "d_model", "n_embd", "num_features", "size", "features")
 EPS_NAMES = ("eps", "variance_epsilon", "epsilon", "layer_norm_eps", "norm_eps", "rms_norm_eps")
 #: Parameter names a plain function uses for its input tensor.
-INPUT_NAMES = ("input", "x", "hidden_states", "inputs", "tensor", "hidden", "a")
+INPUT_NAMES = ("input", "x", "hidden_states", "inputs", "tensor", "hidden")
 
 
 def load_target(spec: str) -> object:

@@ -1,0 +1,80 @@
+"""``normcheck audit`` end to end: exit codes, one-line usage errors, the JSON report."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("torch")
+
+from normcheck.cli import main  # noqa: E402
+
+HERE = Path(__file__).parent
+FILE = str(HERE / "targets" / "file_norms.py")
+FAST = ["--examples", "5", "--dtype", "float16"]
+
+
+def test_a_correct_module_passes_with_exit_0_and_writes_a_versioned_report(tmp_path, capsys):
+    report = tmp_path / "r.json"
+    assert main(["audit", f"{FILE}:GoodRMSNorm", *FAST, "--json", str(report)]) == 0
+    assert "PASS" in capsys.readouterr().out
+    data = json.loads(report.read_text())
+    assert data["schema"] == "normcheck.audit/1" and data["verdict"] == "pass"
+    assert data["kind"] == "rmsnorm" and data["settings"]["dtypes"] == ["float16"]
+    assert data["environment"]["torch"] and data["eps"]["float16"] == 1e-6
+    assert {"dtype", "output", "regime", "max", "p99", "signed_mean"} <= set(data["stats"][0])
+    assert any(b["output"] == "dx" and "ulp" in b["reason"] for b in data["bounds"])
+    assert not list(tmp_path.glob(".r.json.*")), "temporary file left behind"
+
+
+def test_a_buggy_module_fails_with_exit_1_naming_the_bug_and_a_runnable_reproducer(tmp_path, capsys):
+    report = tmp_path / "r.json"
+    assert main(["audit", "tests.normcheck.zoo:MiniMindRMSNorm", *FAST, "--json", str(report)]) == 1
+    out = capsys.readouterr().out
+    assert "FAIL" in out and "missing fp32 upcast" in out
+    finding = next(f for f in json.loads(report.read_text())["findings"] if f["check"] == "accuracy")
+    assert finding["diagnosis"]["bug"] == "missing fp32 upcast"
+    exec(compile(finding["reproducer"], "<reproducer>", "exec"), {})  # it must run
+    assert "max ulp error" in capsys.readouterr().out
+
+
+def test_a_crashing_implementation_is_a_finding_not_a_crash(tmp_path):
+    report = tmp_path / "r.json"
+    argv = ["audit", f"{FILE}:Crashes", "--examples", "3", "--dtype", "bfloat16", "--kind", "rmsnorm"]
+    assert main([*argv, "--json", str(report)]) == 1
+    findings = json.loads(report.read_text())["findings"]
+    assert any(f["check"] == "exception" and "bf16 is not supported" in f["message"] for f in findings)
+
+
+def test_functions_are_audited_forward_only_when_they_have_no_autograd(capsys):
+    assert main(["audit", "torch.nn.functional.rms_norm", *FAST, "--no-grad"]) == 0
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["audit", "no_such_pkg_xyz.Norm"], "cannot import target 'no_such_pkg_xyz.Norm'"),
+        (["audit", "torch.nn.NoSuchNorm"], "has no attribute 'NoSuchNorm'"),
+        (["audit", f"{FILE}:NeedsConfig"], "cannot construct NeedsConfig"),
+        (["audit", f"{FILE}:wrong_signature"], "cannot construct wrong_signature"),
+        (["audit", "missing/file.py:Norm"], "no such file 'missing/file.py'"),
+        (["audit", "torch.nn.RMSNorm", "--device", "cuda"], "no CUDA device"),
+        (["audit", "torch.nn.RMSNorm", "--eps", "-1"], "--eps must be a finite number >= 0"),
+        (["audit", "torch.nn.RMSNorm", "--hidden-size", "0"], "--hidden-size must be >= 1"),
+        (["audit", "torch.nn.RMSNorm", "--json", "/no/such/dir/r.json"], "cannot write --json"),
+    ],
+)
+def test_bad_input_is_one_line_on_stderr_with_exit_2(argv, message, capsys):
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1, err
+    assert message in err and "Traceback" not in err
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root can write anywhere")
+def test_an_unwritable_report_path_is_a_usage_error(tmp_path, capsys):
+    tmp_path.chmod(0o500)
+    assert main(["audit", "torch.nn.RMSNorm", "--json", str(tmp_path / "r.json")]) == 2
