@@ -10,7 +10,7 @@ import pytest
 
 pytest.importorskip("torch")
 
-from normcheck.cli import main  # noqa: E402
+from normcheck.cli import main
 
 HERE = Path(__file__).parent
 FILE = str(HERE / "targets" / "file_norms.py")
