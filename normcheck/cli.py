@@ -129,6 +129,19 @@ def _print_result(result, console: Console) -> None:
                 f"{s['max_allowed']:.3g}",
             )
     console.print(table)
+    regimes = sorted({regime for (_d, _o, regime) in result.stats})
+    by_regime = Table(title="max ULP error of y by input regime [largest bound]")
+    by_regime.add_column("regime")
+    for dtype in result.dtypes:
+        by_regime.add_column(dtype, justify="right")
+    for regime in regimes:
+        cells = []
+        for dtype in result.dtypes:
+            st = result.stats.get((dtype, "y", regime))
+            summary = st.summary() if st else {"count": 0}
+            cells.append(f"{summary['max']:.3g} [{summary['max_allowed']:.3g}]" if summary["count"] else "-")
+        by_regime.add_row(regime, *cells)
+    console.print(by_regime)
     console.print(
         "ULP errors against the exact value; bound: the largest error a correct implementation may make "
         "on the element (see the JSON report for its formula)",

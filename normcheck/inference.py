@@ -28,8 +28,10 @@ def infer(candidate: Candidate, kind: str | None, offset: int | None) -> tuple[s
     wt, bt = (w if has_w else None), (b if has_b else None)
     run = candidate.run(x, wt, bt, None)
     if run.y is None or run.y.shape != x.shape:
+        if kind:  # the implementation fails anyway: let the audit report that as a finding
+            return kind, offsets[0]
         why = run.error or "; ".join(run.problems) or "no output"
-        raise UsageError(f"cannot probe {candidate.name} to infer --kind/--weight-offset ({why}); pass them")
+        raise UsageError(f"cannot probe {candidate.name} to infer --kind ({why}); pass --kind")
     eps = candidate.eps(_PROBE_N, "float32")
     scores = []
     for k in kinds:

@@ -49,6 +49,14 @@ def test_a_crashing_implementation_is_a_finding_not_a_crash(tmp_path):
     assert any(f["check"] == "exception" and "bf16 is not supported" in f["message"] for f in findings)
 
 
+def test_a_hanging_implementation_hits_the_timeout(tmp_path):
+    report = tmp_path / "r.json"
+    argv = ["audit", f"{FILE}:Hangs", "--kind", "rmsnorm", "--dtype", "float32", "--examples", "0", "--timeout", "0.2"]
+    assert main([*argv, "--json", str(report)]) == 1
+    findings = json.loads(report.read_text())["findings"]
+    assert any(f["check"] == "exception" and "TimeoutExpired" in f["message"] for f in findings)
+
+
 def test_functions_are_audited_forward_only_when_they_have_no_autograd(capsys):
     assert main(["audit", "torch.nn.functional.rms_norm", *FAST, "--no-grad"]) == 0
 

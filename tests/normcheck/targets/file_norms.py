@@ -37,3 +37,18 @@ class Crashes(nn.Module):
         if x.dtype == torch.bfloat16:
             raise RuntimeError("bf16 is not supported by this kernel")
         return x * torch.rsqrt(x.float().pow(2).mean(-1, keepdim=True) + self.eps).to(x.dtype) * self.weight
+
+
+class Hangs(nn.Module):
+    """Never returns in time (sleeps in Python, so the alarm can interrupt it)."""
+
+    def __init__(self, dim: int, eps: float = 1e-6) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(dim))
+        self.eps = eps
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        import time
+
+        time.sleep(30)
+        return x
