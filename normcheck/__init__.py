@@ -5,3 +5,15 @@ and ml_dtypes only); this package drives implementations against it.
 """
 
 __version__ = "0.1.0"
+
+
+def assert_matches_oracle(impl: object, **options: object) -> object:
+    """Audit ``impl`` against the exact oracle; raise ``AssertionError`` explaining any finding.
+
+    Options as :func:`normcheck.api.audit` (``kind``, ``dtype``, ``device``, ``eps``,
+    ``weight_offset``, ``examples``, ``seed``, ``grad``, ...). Returns the result.
+    """
+    __tracebackhide__ = True
+    from normcheck.api import assert_matches_oracle as check
+
+    return check(impl, **options)

@@ -34,10 +34,15 @@ def _next_pow2(n: int) -> int:
     return 1 << max(0, (n - 1).bit_length())
 
 
-def _affine(y, w, b, off, dtype=None):
-    """``y * (w + off) + b`` with the scale and shift in ``dtype`` (fp32 by default)."""
+def _up(t):
+    """The compute precision of a correct implementation: fp32 for 16-bit tensors, else their own."""
     torch = require_torch()
-    dtype = dtype or torch.float32
+    return t.float() if t.dtype in (torch.float16, torch.bfloat16) else t
+
+
+def _affine(y, w, b, off, dtype=None):
+    """``y * (w + off) + b`` with the scale and shift in ``dtype`` (y's by default)."""
+    dtype = dtype or y.dtype
     if w is not None:
         y = y * (w.to(dtype) + off) if off else y * w.to(dtype)
     if b is not None:
@@ -56,12 +61,12 @@ def _rms_stat(xf, eps, divisor=None):
 
 
 def rms_all_fp32(x, w, b, eps, off):
-    xf = x.float()
+    xf = _up(x)
     return _affine(xf * _rms_stat(xf, eps), w, None, off).to(x.dtype)
 
 
 def rms_llama(x, w, b, eps, off):
-    xf = x.float()
+    xf = _up(x)
     y = (xf * _rms_stat(xf, eps)).to(x.dtype)
     return y if w is None else y * w.to(x.dtype)
 
@@ -74,20 +79,20 @@ def rms_missing_upcast(x, w, b, eps, off):
 
 def rms_eps_outside_sqrt(x, w, b, eps, off):
     torch = require_torch()
-    xf = x.float()
+    xf = _up(x)
     return _affine(xf / (torch.sqrt(xf.pow(2).mean(-1, keepdim=True)) + eps), w, None, off).to(x.dtype)
 
 
 def rms_eps_in_input_dtype(x, w, b, eps, off):
     torch = require_torch()
-    xf = x.float()
-    e = float(torch.tensor(eps, dtype=x.dtype).float())
+    xf = _up(x)
+    e = float(torch.tensor(eps, dtype=x.dtype))
     return _affine(xf * _rms_stat(xf, e), w, None, off).to(x.dtype)
 
 
 def rms_low_precision_statistic(x, w, b, eps, off, dtype=None):
-    xf = x.float()
-    return _affine(xf * _rms_stat(xf, eps).to(dtype or x.dtype).float(), w, None, off).to(x.dtype)
+    xf = _up(x)
+    return _affine(xf * _up(_rms_stat(xf, eps).to(dtype or x.dtype)), w, None, off).to(x.dtype)
 
 
 def rms_bf16_statistic(x, w, b, eps, off):
@@ -95,24 +100,24 @@ def rms_bf16_statistic(x, w, b, eps, off):
 
 
 def rms_offset_in_low_precision(x, w, b, eps, off):
-    xf = x.float()
+    xf = _up(x)
     y = xf * _rms_stat(xf, eps)
-    return (y if w is None else y * (w + off).float()).to(x.dtype)
+    return (y if w is None else y * _up(w + off)).to(x.dtype)
 
 
 def rms_block_divisor(x, w, b, eps, off):
-    xf = x.float()
+    xf = _up(x)
     return _affine(xf * _rms_stat(xf, eps, _next_pow2(x.shape[-1])), w, None, off).to(x.dtype)
 
 
 def rms_finfo_of_input_dtype(x, w, b, eps, off):
     torch = require_torch()
-    xf = x.float()
+    xf = _up(x)
     return _affine(xf * _rms_stat(xf, float(torch.finfo(x.dtype).eps)), w, None, off).to(x.dtype)
 
 
 def rms_detached_statistic(x, w, b, eps, off):
-    xf = x.float()
+    xf = _up(x)
     return _affine(xf * _rms_stat(xf, eps).detach(), w, None, off).to(x.dtype)
 
 
@@ -136,11 +141,11 @@ def _ln(xf, eps, *, divisor=None, unbiased=False, one_pass=False, detach_mean=Fa
 
 
 def ln_all_fp32(x, w, b, eps, off):
-    return _affine(_ln(x.float(), eps), w, b, off).to(x.dtype)
+    return _affine(_ln(_up(x), eps), w, b, off).to(x.dtype)
 
 
 def ln_half_affine(x, w, b, eps, off):
-    y = _ln(x.float(), eps).to(x.dtype)
+    y = _ln(_up(x), eps).to(x.dtype)
     return _affine(y, w, b, off, x.dtype)
 
 
@@ -150,29 +155,29 @@ def ln_missing_upcast(x, w, b, eps, off):
 
 def ln_eps_outside_sqrt(x, w, b, eps, off):
     torch = require_torch()
-    xf = x.float()
+    xf = _up(x)
     d = xf - xf.mean(-1, keepdim=True)
     return _affine(d / (torch.sqrt(d.pow(2).mean(-1, keepdim=True)) + eps), w, b, off).to(x.dtype)
 
 
 def ln_eps_in_input_dtype(x, w, b, eps, off):
     torch = require_torch()
-    return _affine(_ln(x.float(), float(torch.tensor(eps, dtype=x.dtype).float())), w, b, off).to(x.dtype)
+    return _affine(_ln(_up(x), float(torch.tensor(eps, dtype=x.dtype))), w, b, off).to(x.dtype)
 
 
 def ln_unbiased_variance(x, w, b, eps, off):
-    return _affine(_ln(x.float(), eps, unbiased=True), w, b, off).to(x.dtype)
+    return _affine(_ln(_up(x), eps, unbiased=True), w, b, off).to(x.dtype)
 
 
 def ln_one_pass_variance(x, w, b, eps, off):
-    return _affine(_ln(x.float(), eps, one_pass=True), w, b, off).to(x.dtype)
+    return _affine(_ln(_up(x), eps, one_pass=True), w, b, off).to(x.dtype)
 
 
 def ln_low_precision_statistic(x, w, b, eps, off, dtype=None):
     torch = require_torch()
-    xf = x.float()
+    xf = _up(x)
     d = xf - xf.mean(-1, keepdim=True)
-    r = torch.rsqrt(d.pow(2).mean(-1, keepdim=True) + eps).to(dtype or x.dtype).float()
+    r = _up(torch.rsqrt(d.pow(2).mean(-1, keepdim=True) + eps).to(dtype or x.dtype))
     return _affine(d * r, w, b, off).to(x.dtype)
 
 
@@ -181,21 +186,21 @@ def ln_bf16_statistic(x, w, b, eps, off):
 
 
 def ln_offset_in_low_precision(x, w, b, eps, off):
-    y = _ln(x.float(), eps)
-    y = y if w is None else y * (w + off).float()
-    return (y if b is None else y + b.float()).to(x.dtype)
+    y = _ln(_up(x), eps)
+    y = y if w is None else y * _up(w + off)
+    return (y if b is None else y + _up(b)).to(x.dtype)
 
 
 def ln_block_divisor(x, w, b, eps, off):
-    return _affine(_ln(x.float(), eps, divisor=_next_pow2(x.shape[-1])), w, b, off).to(x.dtype)
+    return _affine(_ln(_up(x), eps, divisor=_next_pow2(x.shape[-1])), w, b, off).to(x.dtype)
 
 
 def ln_detached_mean(x, w, b, eps, off):
-    return _affine(_ln(x.float(), eps, detach_mean=True), w, b, off).to(x.dtype)
+    return _affine(_ln(_up(x), eps, detach_mean=True), w, b, off).to(x.dtype)
 
 
 def ln_detached_rstd(x, w, b, eps, off):
-    return _affine(_ln(x.float(), eps, detach_rstd=True), w, b, off).to(x.dtype)
+    return _affine(_ln(_up(x), eps, detach_rstd=True), w, b, off).to(x.dtype)
 
 
 def _low_precision_accumulator(kind: str) -> Callable:
@@ -209,8 +214,8 @@ def _low_precision_accumulator(kind: str) -> Callable:
             def forward(ctx, xhat, weight, bias):  # type: ignore[override]
                 ctx.save_for_backward(xhat, weight)
                 ctx.has_bias = bias is not None
-                y = xhat * (weight.float() + off)
-                return y + bias.float() if bias is not None else y
+                y = xhat * (_up(weight) + off)
+                return y + _up(bias) if bias is not None else y
 
             @staticmethod
             def backward(ctx, g):  # type: ignore[override]
@@ -221,9 +226,9 @@ def _low_precision_accumulator(kind: str) -> Callable:
                 for gr, xr in zip(g.reshape(-1, n), xhat.reshape(-1, n)):
                     dw = dw + (gr * xr).to(weight.dtype)
                     db = db + gr.to(weight.dtype)
-                return g * (weight.float() + off), dw, (db if ctx.has_bias else None)
+                return g * (_up(weight) + off), dw, (db if ctx.has_bias else None)
 
-        xf = x.float()
+        xf = _up(x)
         xhat = _ln(xf, eps) if kind == "layernorm" else xf * _rms_stat(xf, eps)
         if w is None:
             return xhat.to(x.dtype)
@@ -237,9 +242,9 @@ def truncating(forward: Callable) -> Callable:
 
     def emulate(x, w, b, eps, off):
         torch = require_torch()
-        y32 = forward(x.float(), w, b, eps, off).float()
+        y32 = _up(forward(_up(x), w, b, eps, off))
         y = y32.to(x.dtype)
-        too_big = y.float().abs() > y32.abs()
+        too_big = y.to(y32.dtype).abs() > y32.abs()
         toward_zero = torch.nextafter(y, torch.zeros_like(y))
         return torch.where(too_big, toward_zero, y)
 

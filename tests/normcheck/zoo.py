@@ -226,17 +226,20 @@ class MutatingRMSNorm(nn.Module):
 
 
 class NondeterministicRMSNorm(nn.Module):
-    """Sums in a random order on each call, like a reduction with atomics."""
+    """Sums in a different order on each call, like a reduction with atomics."""
 
     def __init__(self, dim: int, eps: float = 1e-6) -> None:
         super().__init__()
         self.eps = eps
         self.weight = nn.Parameter(torch.ones(dim))
+        self.calls = 0
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         xf = x.float()
-        perm = torch.randperm(x.shape[-1])
-        ms = xf[..., perm].pow(2).sum(-1, keepdim=True) / x.shape[-1]
+        self.calls += 1
+        ms = xf.pow(2).mean(-1, keepdim=True)
+        if self.calls % 2:  # another summation order: the last bit of the statistic changes
+            ms = torch.nextafter(ms, torch.full_like(ms, float("inf")))
         return (self.weight.float() * xf * torch.rsqrt(ms + self.eps)).to(x.dtype)
 
 
@@ -311,6 +314,10 @@ CORRECT = [
     ("tests.normcheck.zoo:TwoPassLayerNorm", "layernorm", 0),
     ("tests.normcheck.zoo:functional_rms", "rmsnorm", 0),
 ]
+
+#: The correct implementations that also compute float64 inputs in float64 (the others upcast with
+#: ``x.float()``, which for float64 is a downcast: they are fp32 implementations, and fail fp64 audits).
+FLOAT64_CAPABLE = {"torch.nn.RMSNorm", "torch.nn.functional.rms_norm"}
 
 #: target, kind, weight offset, the finding check, the bug class the diagnosis must name (None: not an accuracy bug)
 BUGGY = [

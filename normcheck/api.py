@@ -1,0 +1,76 @@
+"""Audit from Python: ``audit(impl, ...)`` and ``assert_matches_oracle(impl, ...)``.
+
+Both call the same engine as ``normcheck audit``; the assertion raises
+``AssertionError`` with what failed, the ULP figures, the bound, the named bug
+and the reproducer, for use from any test framework.
+"""
+
+from __future__ import annotations
+
+from normcheck.audit import Auditor, AuditResult
+from normcheck.candidate import Candidate
+from normcheck.inference import infer
+from normcheck.loading import load_target
+
+
+def audit(
+    impl: object,
+    *,
+    kind: str | None = None,
+    dtype: str | tuple[str, ...] = ("float16", "bfloat16", "float32"),
+    device: str = "cpu",
+    eps: float | None = None,
+    weight_offset: int | None = None,
+    examples: int = 100,
+    seed: int = 0,
+    grad: bool = True,
+    hidden_sizes: tuple[int, ...] = (),
+    timeout: float = 20.0,
+) -> AuditResult:
+    """Audit an implementation (a class, factory, function, or a ``"pkg.mod:Name"`` string)."""
+    spec = (
+        impl if isinstance(impl, str) else f"{getattr(impl, '__module__', '?')}:{getattr(impl, '__qualname__', impl)}"
+    )
+    target = load_target(impl) if isinstance(impl, str) else impl
+    candidate = Candidate(target, spec, device=device, eps=eps, timeout=timeout)
+    kind, offset = infer(candidate, kind, weight_offset)
+    dtypes = (dtype,) if isinstance(dtype, str) else tuple(dtype)
+    return Auditor(
+        candidate,
+        spec=spec,
+        kind=kind,
+        weight_offset=offset,
+        dtypes=dtypes,
+        hidden_sizes=hidden_sizes,
+        examples=examples,
+        seed=seed,
+        grad=grad,
+    ).run()
+
+
+def describe_failure(result: AuditResult) -> str:
+    """A pytest-style explanation of every finding: what, where, how far, the bound, the bug, the reproducer."""
+    lines = [
+        f"normcheck: {result.target} ({result.kind}, {', '.join(result.dtypes)}, {result.device}) "
+        f"failed {len(result.findings)} check(s) against the exact oracle:"
+    ]
+    for f in result.findings:
+        where = f" of {f.output}" if f.output else ""
+        lines.append(f"- {f.check}{where} in {f.dtype} ({f.regime} rows): {f.message}")
+        if f.output and (f.dtype, f.output) in result.bound_reasons:
+            lines.append(f"  bound: {result.bound_reasons[(f.dtype, f.output)]}")
+        if f.diagnosis is not None:
+            lines.append(f"  bug: {f.diagnosis.bug or 'unrecognized'}: {f.diagnosis.evidence}")
+        if f.reproducer:
+            lines.append("  reproducer:")
+            lines += [f"    {line}" for line in f.reproducer.splitlines()]
+    return "\n".join(lines)
+
+
+def assert_matches_oracle(impl: object, **options: object) -> AuditResult:
+    """Audit ``impl`` (options as :func:`audit`) and raise ``AssertionError`` on any finding."""
+    __tracebackhide__ = True
+    result = audit(impl, **options)  # type: ignore[arg-type]
+    if not result.passed:
+        raise AssertionError(describe_failure(result))
+    return result

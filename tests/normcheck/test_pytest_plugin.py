@@ -1,0 +1,110 @@
+"""The pytest plugin, exercised as a user would: a tiny outside repo run with pytester."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+pytest.importorskip("torch")
+
+NORMS = """
+import torch
+from torch import nn
+
+
+class GoodRMSNorm(nn.Module):
+    def __init__(self, dim, eps=1e-6):
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(dim))
+        self.eps = eps
+
+    def forward(self, x):
+        xf = x.float()
+        return (xf * torch.rsqrt(xf.pow(2).mean(-1, keepdim=True) + self.eps) * self.weight.float()).to(x.dtype)
+
+
+class BuggyRMSNorm(nn.Module):
+    def __init__(self, dim, eps=1e-6):
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(dim))
+        self.eps = eps
+
+    def forward(self, x):
+        return self.weight * (x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + self.eps))
+"""
+
+TESTS = """
+import pytest
+from mynorms import BuggyRMSNorm, GoodRMSNorm
+
+
+@pytest.mark.normcheck
+def test_good(normcheck):
+    normcheck.audit(GoodRMSNorm, kind="rmsnorm")
+
+
+@pytest.mark.normcheck
+def test_buggy(normcheck):
+    normcheck.audit(BuggyRMSNorm, kind="rmsnorm")
+"""
+
+
+@pytest.fixture
+def outside_repo(pytester: pytest.Pytester) -> pytest.Pytester:
+    pytester.makepyfile(mynorms=NORMS, test_norms=TESTS)
+    pytester.makepyprojecttoml('[tool.normcheck]\ndtypes = ["float16"]\nexamples = 5\n')
+    return pytester
+
+
+def test_the_correct_norm_passes_and_the_buggy_one_fails_with_the_diagnosis(outside_repo):
+    result = outside_repo.runpytest_subprocess("-p", "no:cacheprovider")
+    result.assert_outcomes(passed=1, failed=1)
+    result.stdout.fnmatch_lines(
+        [
+            "*normcheck: dtypes=float16 devices=cpu --normcheck-examples=5 --normcheck-seed=0*",
+            "*test_buggy*float16-cpu*",
+            "*bug: missing fp32 upcast*",
+            "*reproducer:*",
+            "*= normcheck =*",
+            "PASS *GoodRMSNorm rmsnorm float16 on cpu: 0 finding(s)",
+            "FAIL *BuggyRMSNorm rmsnorm float16 on cpu: * finding(s) [[]missing fp32 upcast*",
+        ]
+    )
+
+
+def test_command_line_options_override_pyproject_and_cuda_skips_without_a_gpu(outside_repo):
+    torch = pytest.importorskip("torch")
+    args = ["--normcheck-dtype", "bfloat16", "--normcheck-device", "cuda", "--normcheck-examples", "3", "-v", "-rs"]
+    result = outside_repo.runpytest_subprocess(*args)
+    result.stdout.fnmatch_lines(["*test_good?bfloat16-cuda?*", "*test_buggy?bfloat16-cuda?*"])
+    if torch.cuda.is_available():  # pragma: no cover - GPU machines only
+        result.assert_outcomes(passed=1, failed=1)
+    else:
+        result.assert_outcomes(skipped=2)
+        result.stdout.fnmatch_lines(["*normcheck: no CUDA device available*"])
+
+
+def test_under_xdist_every_worker_reaches_the_summary_and_the_report_folder(outside_repo, tmp_path):
+    pytest.importorskip("xdist")
+    reports = tmp_path / "reports"
+    result = outside_repo.runpytest_subprocess(
+        "-n", "2", "--normcheck-dtype", "float16", "--normcheck-dtype", "bfloat16", "--normcheck-report", str(reports)
+    )
+    result.assert_outcomes(passed=2, failed=2)
+    result.stdout.fnmatch_lines(["*= normcheck =*"])
+    assert sum("finding(s)" in line for line in result.stdout.lines) == 4
+    files = sorted(reports.glob("*.json"))
+    assert len(files) == 4
+    verdicts = sorted(json.loads(f.read_text())["verdict"] for f in files)
+    assert verdicts == ["fail", "fail", "pass", "pass"]
+
+
+def test_assert_matches_oracle_raises_the_same_explanation():
+    import normcheck
+
+    from .zoo import LlamaRMSNorm, MiniMindRMSNorm
+
+    assert normcheck.assert_matches_oracle(LlamaRMSNorm, kind="rmsnorm", dtype="float16", examples=5).passed
+    with pytest.raises(AssertionError, match=r"(?s)failed .* check.*bug: missing fp32 upcast.*reproducer"):
+        normcheck.assert_matches_oracle(MiniMindRMSNorm, kind="rmsnorm", dtype="float16", examples=5)
