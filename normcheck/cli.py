@@ -169,6 +169,50 @@ def _print_result(result, console: Console) -> None:
             console.print(f.reproducer, markup=False, highlight=False, soft_wrap=True)
 
 
+def _vectors(args: argparse.Namespace) -> int:
+    from normcheck.report_json import check_writable, write_atomically
+    from normcheck.vectors import KINDS, dumps, generate
+
+    if (args.out is None) == (args.out_dir is None):
+        raise UsageError("give exactly one of --out FILE (with --kind and --dtype) or --out-dir DIR (every corpus)")
+    if args.out is not None:
+        if args.kind is None or args.dtype is None:
+            raise UsageError("--out needs --kind and --dtype")
+        jobs = [(args.kind, args.dtype, args.out)]
+    else:
+        from pathlib import Path
+
+        folder = Path(args.out_dir)
+        if not folder.is_dir():
+            raise UsageError(f"--out-dir {args.out_dir!r} is not a folder")
+        jobs = [(k, d, str(folder / f"{k}-{d}.json")) for k in KINDS for d in DTYPES]
+    for kind, dtype, path in jobs:
+        check_writable(path)
+        corpus = generate(kind, dtype, seed=args.seed)
+        write_atomically(path, dumps(corpus))
+        print(f"{path}: {corpus['numberOfTests']} {kind} cases in {dtype}")
+    return 0
+
+
+def _check_vectors(args: argparse.Namespace) -> int:
+    from normcheck.vectors import check, load
+
+    corpus, results = load(args.vectors), load(args.results)
+    failures = check(corpus, results)
+    judged = len(results.get("tests", []))
+    console = Console()
+    if not failures:
+        console.print(
+            f"[bold green]PASS[/] {judged} of {corpus['numberOfTests']} {corpus['algorithm']} "
+            f"{corpus['dtype']} cases within their bounds"
+        )
+        return 0
+    console.print(f"[bold red]FAIL[/] {len(failures)} output(s) out of bounds in {judged} cases:")
+    for f in failures:
+        console.print(f"  tcId {f['tcId']} {f['output']}[{f.get('index', '-')}]: {f['reason']} -- {f['comment']}")
+    return 1
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="normcheck", description="Exact-oracle audits of RMSNorm and LayerNorm.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -188,6 +232,17 @@ def _parser() -> argparse.ArgumentParser:
     audit.add_argument("--timeout", type=float, default=20.0, help="seconds before a call counts as hanging")
     audit.add_argument("--json", help="write the versioned JSON report here (atomically)")
     audit.set_defaults(func=_audit)
+    vec = sub.add_parser("vectors", help="write portable test vectors (exact answers for hard cases)")
+    vec.add_argument("--kind", choices=("rmsnorm", "layernorm"))
+    vec.add_argument("--dtype", choices=DTYPES)
+    vec.add_argument("--out", help="the corpus file to write")
+    vec.add_argument("--out-dir", help="write every kind and dtype into this folder")
+    vec.add_argument("--seed", type=int, default=0)
+    vec.set_defaults(func=_vectors)
+    chk = sub.add_parser("check-vectors", help="score outputs computed elsewhere against a vectors file")
+    chk.add_argument("vectors", help="a file written by `normcheck vectors`")
+    chk.add_argument("results", help='{"tests": [{"tcId": 1, "y": [...], "dx": [...], ...}]}')
+    chk.set_defaults(func=_check_vectors)
     demo = sub.add_parser("demo", help="judge torch's RMSNorm in ULPs against the exact oracle")
     demo.add_argument("--rows", type=int, default=16)
     demo.add_argument("--hidden", type=int, default=4096)

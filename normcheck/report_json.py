@@ -1,6 +1,6 @@
 """The versioned JSON audit report, written atomically.
 
-Schema ``normcheck.audit/1`` (see ``docs/audit-report.md``): target and settings,
+Schema ``normcheck.audit/1`` (see ``normcheck/schemas/audit-report.md``): target and settings,
 environment, the eps used per dtype, the bound per output with its reason, ULP
 statistics per dtype, output and regime, the matched convention, and findings
 with diagnosis and a reproducer.
@@ -116,6 +116,9 @@ def write_atomically(path: str, text: str) -> None:
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
             fh.write(text)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; a report is an ordinary file
         os.replace(tmp, target)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

@@ -134,7 +134,8 @@ def make_rows(src: Source, fmt: FloatFormat, n: int, regime: str, eps: float = 1
         ulp = 2.0 ** (k - fmt.precision + 1)
         x = base + src.integers(-8, 8, count * n).reshape(count, n) * ulp
     elif regime == "eps_dominant":
-        scale = math.sqrt(max(eps, 2.0 ** (fmt.emin + 2))) * 2.0 ** -src.integer(0, 6)
+        floor = 2.0 ** (2 * exponent_range(fmt, n, "tiny")[0] + 12)  # keeps squares in the compute range
+        scale = math.sqrt(max(eps, floor)) * 2.0 ** -src.integer(0, 6)
         x = np.clip(x / 2.0**hi, -2, 2) * scale
     elif regime == "constant":
         x[:] = x[:, :1]

@@ -57,8 +57,20 @@ def test_a_hanging_implementation_hits_the_timeout(tmp_path):
     assert any(f["check"] == "exception" and "TimeoutExpired" in f["message"] for f in findings)
 
 
-def test_functions_are_audited_forward_only_when_they_have_no_autograd(capsys):
-    assert main(["audit", "torch.nn.functional.rms_norm", *FAST, "--no-grad"]) == 0
+def test_functions_are_audited_forward_only_when_they_have_no_autograd(tmp_path, capsys):
+    report = tmp_path / "r.json"
+    assert main(["audit", "tests.normcheck.zoo:numpy_rms", *FAST, "--json", str(report)]) == 0
+    data = json.loads(report.read_text())
+    assert data["settings"]["forward_only"] is True
+    assert {s["output"] for s in data["stats"]} == {"y"}
+    assert "forward only" in capsys.readouterr().out
+
+
+def test_ini_settings_reach_the_plugin(pytester):
+    pytester.makeini("[pytest]\nnormcheck_dtypes =\n    bfloat16\nnormcheck_examples = 7\n")
+    pytester.makepyfile("def test_nothing():\n    pass\n")
+    result = pytester.runpytest_subprocess()
+    result.stdout.fnmatch_lines(["*normcheck: dtypes=bfloat16 devices=cpu --normcheck-examples=7*"])
 
 
 @pytest.mark.parametrize(

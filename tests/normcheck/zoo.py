@@ -99,6 +99,15 @@ def functional_rms(x: torch.Tensor, weight: torch.Tensor, eps: float = 1e-6) -> 
     return (xf * torch.rsqrt(xf.pow(2).mean(-1, keepdim=True) + eps) * weight.float()).to(x.dtype)
 
 
+def numpy_rms(x: torch.Tensor, weight: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
+    """Correct, but computed in numpy: no autograd, so it is audited forward-only."""
+    import numpy as np
+
+    xf = x.detach().float().numpy()
+    y = xf / np.sqrt(np.mean(xf * xf, axis=-1, keepdims=True) + np.float32(eps)) * weight.detach().float().numpy()
+    return torch.from_numpy(y).to(x.dtype)
+
+
 # -- buggy implementations ---------------------------------------------------
 
 
