@@ -54,12 +54,21 @@ class ErrorStats:
         self._abs: list[np.ndarray] = []
         self._signed: list[np.ndarray] = []
         self.max_allowed = 0.0
+        self.bound_use = 0.0  #: the largest error / allowed ratio seen (below 1 for a pass)
 
     def add(self, signed: np.ndarray, allowed: np.ndarray) -> None:
         if signed.size:
             self._signed.append(signed)
             self._abs.append(np.abs(signed))
             self.max_allowed = max(self.max_allowed, float(np.max(allowed)))
+            self.bound_use = max(self.bound_use, float(np.max(np.abs(signed) / allowed)))
+
+    def merge(self, other: ErrorStats) -> None:
+        """Fold another collector (another regime) into this one."""
+        self._abs += other._abs
+        self._signed += other._signed
+        self.max_allowed = max(self.max_allowed, other.max_allowed)
+        self.bound_use = max(self.bound_use, other.bound_use)
 
     def summary(self) -> dict[str, float | int]:
         if not self._abs:
@@ -72,6 +81,7 @@ class ErrorStats:
             "p99": float(np.percentile(a, 99)),
             "signed_mean": float(s.mean()),
             "max_allowed": self.max_allowed,
+            "bound_use": self.bound_use,
         }
 
 

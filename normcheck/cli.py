@@ -100,22 +100,20 @@ def _audit(args: argparse.Namespace) -> int:
 
 
 def _print_result(result, console: Console) -> None:
+    from normcheck.audit import ErrorStats
+
     offset = f", weight offset {result.weight_offset}" if result.weight_offset else ""
     mode = " (forward only: no autograd support)" if result.forward_only else ""
     table = Table(title=f"{result.target}: {result.kind}{offset} on {result.device}{mode}")
-    for col in ("dtype", "out", "n", "max", "mean", "p99", "signed", "bound"):
+    for col in ("dtype", "out", "n", "max", "mean", "p99", "signed", "bound", "use"):
         table.add_column(col, justify="right")
     merged: dict[tuple[str, str], list] = {}
     for (dtype, output, _regime), stats in result.stats.items():
         merged.setdefault((dtype, output), []).append(stats)
     for (dtype, output), group in sorted(merged.items(), key=lambda kv: (result.dtypes.index(kv[0][0]), kv[0][1])):
-        from normcheck.audit import ErrorStats
-
         total = ErrorStats()
         for s in group:
-            total._abs += s._abs
-            total._signed += s._signed
-            total.max_allowed = max(total.max_allowed, s.max_allowed)
+            total.merge(s)
         s = total.summary()
         if s["count"]:
             table.add_row(
@@ -127,6 +125,7 @@ def _print_result(result, console: Console) -> None:
                 f"{s['p99']:.3g}",
                 f"{s['signed_mean']:+.1e}",
                 f"{s['max_allowed']:.3g}",
+                f"{s['bound_use']:.0%}",
             )
     console.print(table)
     regimes = sorted({regime for (_d, _o, regime) in result.stats})
@@ -144,7 +143,7 @@ def _print_result(result, console: Console) -> None:
     console.print(by_regime)
     console.print(
         "ULP errors against the exact value; bound: the largest error a correct implementation may make "
-        "on the element (see the JSON report for its formula)",
+        "on an element (formula in the JSON report); use: the largest error / bound ratio",
         style="dim",
     )
     for dtype, conv in result.conventions.items():
