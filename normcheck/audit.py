@@ -25,6 +25,8 @@ from oracles import FloatFormat, resolve_format
 OUTPUTS = ("y", "dx", "dw", "db")
 #: Bias test: the mean error (in ulps, toward larger magnitude) a correct rounding cannot show.
 BIAS_ULPS, BIAS_Z = 0.1, 8.0
+#: Bins of the ULP-error histograms: 0, then powers of two from 2**-10 to 2**30.
+HIST_EDGES = np.concatenate([[0.0], 2.0 ** np.arange(-10, 31)])
 #: Failing inputs the diagnosis looks at per finding.
 MAX_DIAGNOSED = 6
 
@@ -53,13 +55,18 @@ class ErrorStats:
     def __init__(self) -> None:
         self._abs: list[np.ndarray] = []
         self._signed: list[np.ndarray] = []
+        self._binade: list[np.ndarray] = []
+        self._n: list[np.ndarray] = []
         self.max_allowed = 0.0
         self.bound_use = 0.0  #: the largest error / allowed ratio seen (below 1 for a pass)
 
-    def add(self, signed: np.ndarray, allowed: np.ndarray) -> None:
+    def add(self, signed: np.ndarray, allowed: np.ndarray, binade: np.ndarray, n: np.ndarray) -> None:
+        """Errors (signed, in ulps), their bounds, ``floor(log2|exact|)`` and the hidden size, per element."""
         if signed.size:
             self._signed.append(signed)
             self._abs.append(np.abs(signed))
+            self._binade.append(binade.astype(np.int32))
+            self._n.append(n.astype(np.int32))
             self.max_allowed = max(self.max_allowed, float(np.max(allowed)))
             self.bound_use = max(self.bound_use, float(np.max(np.abs(signed) / allowed)))
 
@@ -67,8 +74,33 @@ class ErrorStats:
         """Fold another collector (another regime) into this one."""
         self._abs += other._abs
         self._signed += other._signed
+        self._binade += other._binade
+        self._n += other._n
         self.max_allowed = max(self.max_allowed, other.max_allowed)
         self.bound_use = max(self.bound_use, other.bound_use)
+
+    def distribution(self) -> dict:
+        """Histogram of |error| (log bins) and max / mean error by |exact| binade and by hidden size."""
+        if not self._abs:
+            return {}
+        a, b, n = np.concatenate(self._abs), np.concatenate(self._binade), np.concatenate(self._n)
+        counts, _ = np.histogram(np.clip(a, HIST_EDGES[0], HIST_EDGES[-1]), bins=HIST_EDGES)
+
+        def by(keys: np.ndarray) -> dict[str, dict[str, float]]:
+            return {
+                str(int(k)): {
+                    "count": int((keys == k).sum()),
+                    "max": float(a[keys == k].max()),
+                    "mean": float(a[keys == k].mean()),
+                }
+                for k in np.unique(keys)
+            }
+
+        return {
+            "histogram": {"edges": HIST_EDGES.tolist(), "counts": counts.tolist()},
+            "by_binade": by(b),
+            "by_hidden_size": by(n),
+        }
 
     def summary(self) -> dict[str, float | int]:
         if not self._abs:
@@ -262,7 +294,14 @@ class Auditor:
             signed = np.where(judged, ex.signed_ulp_error(c.astype(fmt.dtype), fmt), 0.0)
             allowed_ulps = allowed / ulp(np.where(np.isfinite(ex.approx), ex.approx, 0.0), fmt)
         if self._collecting:
-            self.result.stat(dtype, name, case.regime).add(signed[judged], allowed_ulps[judged])
+            with np.errstate(divide="ignore"):
+                binade = np.floor(np.log2(np.abs(ex.approx[judged])))
+            self.result.stat(dtype, name, case.regime).add(
+                signed[judged],
+                allowed_ulps[judged],
+                np.nan_to_num(binade, neginf=fmt.emin - fmt.precision),
+                np.full(int(judged.sum()), case.n),
+            )
         excess = np.where(judged, np.abs(signed) - allowed_ulps, -np.inf)
         if excess.max() > 0:
             i = tuple(int(v) for v in np.unravel_index(int(np.argmax(excess)), excess.shape))

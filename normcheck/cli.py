@@ -50,6 +50,12 @@ def _audit(args: argparse.Namespace) -> int:
         from normcheck.report_json import check_writable
 
         check_writable(args.json)
+    if args.report_dir:
+        from pathlib import Path
+
+        folder = Path(args.report_dir)
+        if folder.exists() and not folder.is_dir():
+            raise UsageError(f"--report-dir {args.report_dir!r} exists and is not a folder")
     from normcheck.torch_bridge import require_torch
 
     torch = require_torch()
@@ -83,6 +89,25 @@ def _audit(args: argparse.Namespace) -> int:
         )
         result = auditor.run()
     _print_result(result, Console())
+    if args.report_dir:
+        from pathlib import Path
+
+        from normcheck.report_json import write_report
+        from normcheck.reporting import render
+
+        Path(args.report_dir).mkdir(parents=True, exist_ok=True)
+        json_path = str(Path(args.report_dir) / "audit.json")
+        write_report(
+            json_path,
+            result,
+            {
+                "kind_given": args.kind is not None,
+                "gradients": not args.no_grad,
+                "hidden_sizes": list(args.hidden_size or ()),
+                "timeout": args.timeout,
+            },
+        )
+        render([json_path], args.report_dir)
     if args.json:
         from normcheck.report_json import write_report
 
@@ -168,6 +193,14 @@ def _print_result(result, console: Console) -> None:
             console.print(f.reproducer, markup=False, highlight=False, soft_wrap=True)
 
 
+def _report(args: argparse.Namespace) -> int:
+    from normcheck.reporting import render
+
+    for path in render(args.results, args.out):
+        print(path)
+    return 0
+
+
 def _vectors(args: argparse.Namespace) -> int:
     from normcheck.report_json import check_writable, write_atomically
     from normcheck.vectors import KINDS, dumps, generate
@@ -230,7 +263,12 @@ def _parser() -> argparse.ArgumentParser:
     audit.add_argument("--no-grad", action="store_true", help="audit the forward pass only")
     audit.add_argument("--timeout", type=float, default=20.0, help="seconds before a call counts as hanging")
     audit.add_argument("--json", help="write the versioned JSON report here (atomically)")
+    audit.add_argument("--report-dir", help="write audit.json, report.md (with plots) and report.html here")
     audit.set_defaults(func=_audit)
+    rep = sub.add_parser("report", help="render Markdown and self-contained HTML from audit JSON reports")
+    rep.add_argument("results", nargs="+", help="audit reports (--json) to show side by side")
+    rep.add_argument("--out", required=True, help="folder for report.md, its plots and report.html")
+    rep.set_defaults(func=_report)
     vec = sub.add_parser("vectors", help="write portable test vectors (exact answers for hard cases)")
     vec.add_argument("--kind", choices=("rmsnorm", "layernorm"))
     vec.add_argument("--dtype", choices=DTYPES)

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 import normcheck
-from normcheck.audit import AuditResult
+from normcheck.audit import AuditResult, ErrorStats
 from normcheck.errors import UsageError
 
 SCHEMA = "normcheck.audit/1"
@@ -90,11 +90,20 @@ def to_dict(result: AuditResult, settings: dict) -> dict:
         "stats": [
             {"dtype": d, "output": o, "regime": g, **s.summary()} for (d, o, g), s in sorted(result.stats.items())
         ],
+        "distributions": _distributions(result),
         "conventions": result.conventions,
         "findings": findings,
         "cases": result.cases,
         "seconds": round(result.seconds, 3),
     }
+
+
+def _distributions(result: AuditResult) -> list[dict]:
+    """Per dtype and output, over every regime: the error histogram and errors by magnitude and size."""
+    merged: dict[tuple[str, str], ErrorStats] = {}
+    for (dtype, output, _regime), stats in result.stats.items():
+        merged.setdefault((dtype, output), ErrorStats()).merge(stats)
+    return [{"dtype": d, "output": o, **s.distribution()} for (d, o), s in sorted(merged.items())]
 
 
 def check_writable(path: str) -> None:

@@ -1,0 +1,237 @@
+"""``normcheck report``: Markdown and one self-contained HTML file from one or more audit reports.
+
+Several results go side by side in the same tables and on the same axes, so one
+sees at once that a kernel is at 0.5 ulp where a reference is at 1.5.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import normcheck
+from normcheck.errors import UsageError
+from normcheck.report_json import SCHEMA, write_atomically
+
+OUTPUT_ORDER = ("y", "dx", "dw", "db")
+
+
+@dataclass
+class Figure:
+    title: str
+    name: str
+    png: bytes
+
+    @property
+    def data(self) -> str:
+        return base64.b64encode(self.png).decode("ascii")
+
+
+def load_results(paths: list[str]) -> list[dict]:
+    """Read audit reports; one-line :class:`UsageError` for a missing or malformed one."""
+    results = []
+    for path in paths:
+        try:
+            data = json.loads(Path(path).read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise UsageError(f"no such file {path!r}") from None
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise UsageError(f"cannot read {path!r} as JSON: {exc}") from None
+        if not isinstance(data, dict) or data.get("schema") != SCHEMA:
+            raise UsageError(f"{path!r} is not a normcheck audit report (expected schema {SCHEMA!r})")
+        data["_source"] = Path(path).name
+        results.append(data)
+    return results
+
+
+def _fmt(v: float) -> str:
+    return f"{v:.3g}"
+
+
+def summary_rows(results: list[dict]) -> list[dict]:
+    rows = []
+    for r in results:
+        merged: dict[tuple[str, str], list[dict]] = {}
+        for s in r["stats"]:
+            merged.setdefault((s["dtype"], s["output"]), []).append(s)
+        failing = {(f["dtype"], f["output"]) for f in r["findings"]}
+        for (dtype, output), group in sorted(merged.items(), key=lambda kv: (kv[0][0], OUTPUT_ORDER.index(kv[0][1]))):
+            group = [g for g in group if g.get("count")]
+            if not group:
+                continue
+            count = sum(g["count"] for g in group)
+            conv = r["conventions"].get(dtype, {})
+            best = max(conv, key=conv.get) if conv else None
+            rows.append(
+                {
+                    "target": r["target"],
+                    "dtype": dtype,
+                    "output": output,
+                    "count": count,
+                    "max": _fmt(max(g["max"] for g in group)),
+                    "mean": _fmt(sum(g["mean"] * g["count"] for g in group) / count),
+                    "p99": _fmt(max(g["p99"] for g in group)),
+                    "signed": f"{sum(g['signed_mean'] * g['count'] for g in group) / count:+.2e}",
+                    "use": f"{max(g.get('bound_use', 0.0) for g in group):.0%}",
+                    "verdict": "fail" if (dtype, output) in failing or (dtype, None) in failing else "pass",
+                    "convention": f"{best} ({conv[best]:.0%})" if best else "-",
+                }
+            )
+    return rows
+
+
+def regime_table(results: list[dict]) -> tuple[list[str], list[dict]]:
+    regimes = sorted({s["regime"] for r in results for s in r["stats"] if s["output"] == "y"})
+    rows = []
+    for r in results:
+        for dtype in r["settings"]["dtypes"]:
+            by = {s["regime"]: s for s in r["stats"] if s["dtype"] == dtype and s["output"] == "y" and s.get("count")}
+            rows.append(
+                {
+                    "target": r["target"],
+                    "dtype": dtype,
+                    "cells": [_fmt(by[g]["max"]) if g in by else "-" for g in regimes],
+                }
+            )
+    return regimes, rows
+
+
+def figures(results: list[dict]) -> list[Figure]:
+    """Histograms per dtype, error against magnitude and hidden size, gradient errors: all results overlaid."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    dtypes = sorted({d["dtype"] for r in results for d in r.get("distributions", [])})
+    panels = [
+        ("y", "histogram", "ULP error of y"),
+        ("y", "by_binade", "max ULP error of y by floor(log2|y|)"),
+        ("y", "by_hidden_size", "max ULP error of y by hidden size"),
+        ("dx", "histogram", "ULP error of dx"),
+    ]
+    out = []
+    for output, kind, title in panels:
+        fig, axes = plt.subplots(1, max(1, len(dtypes)), figsize=(4.2 * max(1, len(dtypes)), 3.2), squeeze=False)
+        drawn = False
+        for ax, dtype in zip(axes[0], dtypes):
+            for r in results:
+                dist = next(
+                    (d for d in r.get("distributions", []) if d["dtype"] == dtype and d["output"] == output), None
+                )
+                if not dist or kind not in dist:
+                    continue
+                drawn = True
+                label = r["target"].split(":")[-1].split(".")[-1]
+                if kind == "histogram":
+                    edges, counts = dist["histogram"]["edges"], dist["histogram"]["counts"]
+                    total = max(1, sum(counts))
+                    ax.stairs([c / total for c in counts], range(len(edges)), label=label)
+                    ticks = list(range(0, len(edges), 8))
+                    ax.set_xticks(
+                        ticks, ["0" if edges[i] == 0 else f"$2^{{{math.log2(edges[i]):.0f}}}$" for i in ticks]
+                    )
+                    ax.set_xlabel("ulp error (log bins)")
+                    ax.set_ylabel("fraction of outputs")
+                else:
+                    keys = sorted(dist[kind], key=int)
+                    ax.plot([int(k) for k in keys], [dist[kind][k]["max"] for k in keys], marker="o", label=label)
+                    ax.set_yscale("log")
+                    ax.set_ylabel("max ulp error")
+                    ax.set_xlabel("hidden size" if kind == "by_hidden_size" else "floor(log2 |exact|)")
+                    if kind == "by_hidden_size":
+                        ax.set_xscale("log", base=2)
+            ax.set_title(dtype)
+            ax.grid(alpha=0.3)
+            ax.legend(fontsize=7)
+        if drawn:
+            fig.suptitle(title)
+            fig.tight_layout()
+            buf = io.BytesIO()
+            fig.savefig(buf, format="png", dpi=90)
+            out.append(Figure(title, f"{output}_{kind}.png", buf.getvalue()))
+        plt.close(fig)
+    return out
+
+
+def _context(results: list[dict]) -> dict:
+    regimes, regime_rows = regime_table(results)
+    findings = [{**f, "target": r["target"]} for r in results for f in r["findings"]]
+    return {
+        "summary": summary_rows(results),
+        "regimes": regimes,
+        "regime_rows": regime_rows,
+        "findings": findings,
+        "figures": figures(results),
+        "version": normcheck.__version__,
+        "sources": [r["_source"] for r in results],
+    }
+
+
+def markdown(ctx: dict) -> str:
+    lines = [
+        "# normcheck precision report",
+        "",
+        "ULP errors against the exact oracle; bound use = largest error / allowed error.",
+        "",
+        "## Summary",
+        "",
+        "| implementation | dtype | output | outputs | max | mean | p99 | signed mean | bound use | verdict | "
+        "convention |",
+        "|---|---|---|---:|---:|---:|---:|---:|---:|---|---|",
+    ]
+    for r in ctx["summary"]:
+        lines.append(
+            f"| `{r['target']}` | {r['dtype']} | {r['output']} | {r['count']} | {r['max']} | {r['mean']} | "
+            f"{r['p99']} | {r['signed']} | {r['use']} | {r['verdict']} | {r['convention']} |"
+        )
+    lines += [
+        "",
+        "## By input regime (max ULP error of y)",
+        "",
+        "| implementation | dtype | " + " | ".join(ctx["regimes"]) + " |",
+        "|---|---|" + "---:|" * len(ctx["regimes"]),
+    ]
+    for row in ctx["regime_rows"]:
+        lines.append(f"| `{row['target']}` | {row['dtype']} | " + " | ".join(row["cells"]) + " |")
+    lines += ["", "## Plots", ""] + [f"![{f.title}]({f.name})" for f in ctx["figures"]]
+    lines += ["", "## Findings", ""]
+    if not ctx["findings"]:
+        lines.append("No findings.")
+    for f in ctx["findings"]:
+        where = f" of {f['output']}" if f["output"] else ""
+        lines.append(f"- **{f['target']}**: {f['check']}{where} in {f['dtype']} ({f['regime']} rows): {f['message']}")
+        if f.get("diagnosis"):
+            lines.append(f"  - diagnosis: **{f['diagnosis']['bug'] or 'unrecognized'}**: {f['diagnosis']['evidence']}")
+        if f.get("reproducer"):
+            lines += ["", "```python", f["reproducer"], "```", ""]
+    return "\n".join(lines) + "\n"
+
+
+def render(paths: list[str], out_dir: str) -> list[Path]:
+    """Write report.md (with its PNGs) and a self-contained report.html into ``out_dir``."""
+    results = load_results(paths)
+    folder = Path(out_dir)
+    if folder.exists() and not folder.is_dir():
+        raise UsageError(f"--out {out_dir!r} exists and is not a folder")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UsageError(f"cannot create --out {out_dir!r}: {exc.strerror}") from None
+    ctx = _context(results)
+    import jinja2
+
+    env = jinja2.Environment(
+        loader=jinja2.PackageLoader("normcheck", "templates"), autoescape=jinja2.select_autoescape(["html", "j2"])
+    )
+    written = []
+    for fig in ctx["figures"]:
+        (folder / fig.name).write_bytes(fig.png)
+        written.append(folder / fig.name)
+    write_atomically(str(folder / "report.md"), markdown(ctx))
+    write_atomically(str(folder / "report.html"), env.get_template("report.html.j2").render(**ctx))
+    return [folder / "report.md", folder / "report.html", *written]
