@@ -14,7 +14,7 @@ import numpy as np
 from hypothesis import HealthCheck, Phase, given, seed, settings
 
 import oracles
-from normcheck.bounds import bounds, ulp
+from normcheck.bounds import ROUNDINGS, bounds, ulp
 from normcheck.candidate import Candidate, Run
 from normcheck.diagnosis import Diagnosis, convention_match, diagnose
 from normcheck.errors import UsageError
@@ -68,7 +68,11 @@ class ErrorStats:
             self._binade.append(binade.astype(np.int32))
             self._n.append(n.astype(np.int32))
             self.max_allowed = max(self.max_allowed, float(np.max(allowed)))
-            self.bound_use = max(self.bound_use, float(np.max(np.abs(signed) / allowed)))
+            with np.errstate(all="ignore"):
+                ratio = np.abs(signed) / allowed
+            ratio = ratio[np.isfinite(ratio)]
+            if ratio.size:
+                self.bound_use = max(self.bound_use, float(ratio.max()))
 
     def merge(self, other: ErrorStats) -> None:
         """Fold another collector (another regime) into this one."""
@@ -293,6 +297,8 @@ class Auditor:
         with np.errstate(all="ignore"):
             signed = np.where(judged, ex.signed_ulp_error(c.astype(fmt.dtype), fmt), 0.0)
             allowed_ulps = allowed / ulp(np.where(np.isfinite(ex.approx), ex.approx, 0.0), fmt)
+        # A bound that cannot be computed (non-finite scales) falls back to the final roundings alone.
+        allowed_ulps = np.where(np.isfinite(allowed_ulps), allowed_ulps, ROUNDINGS)
         if self._collecting:
             with np.errstate(divide="ignore"):
                 binade = np.floor(np.log2(np.abs(ex.approx[judged])))

@@ -3,9 +3,10 @@
 Values are built from exponents and mantissa bits in the format under test, so
 tiny, huge, subnormal, zero-mean, offset and eps-dominant rows are common rather
 than rare. Regimes stay inside what the compute precision can represent (fp32
-for 16- and 32-bit formats, fp64 for float64): the cube of the mean square (its
-power -3/2 is the gradient's) neither overflows nor underflows there, so a
-correct fp32 implementation, autograd included, is never asked the impossible.
+for 16- and 32-bit formats, fp64 for float64): the square of the mean square
+(autograd forms powers of it up to about the second) neither overflows nor
+underflows there, so a correct implementation, autograd included, is never
+asked the impossible.
 float16 keeps its whole range: its squares overflow past 256 and underflow below
 2**-12, which is what a missing upcast trips on.
 
@@ -71,10 +72,10 @@ def exponent_range(fmt: FloatFormat, n: int, regime: str) -> tuple[int, int]:
     comp = compute_format(fmt)
     lowest = fmt.emin - fmt.precision + 1  # smallest subnormal
     if regime == "tiny":
-        lo = max(lowest, math.ceil(comp.emin / 3) + 2)
+        lo = max(lowest, math.ceil(comp.emin / 4) + 2)
         return lo, lo + 6
     if regime == "huge":
-        hi = min(fmt.emax, comp.emax // 3 - n.bit_length() // 2 - 2)
+        hi = min(fmt.emax, comp.emax // 4 - n.bit_length() // 2 - 2)
         return hi - 6, hi
     return -3, 2
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
+import subprocess
 
 import pytest
 
@@ -69,3 +71,29 @@ def test_missing_or_malformed_results_are_one_line_errors(tmp_path, capsys, cont
     assert main(["report", str(path), "--out", str(tmp_path / "o")]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and message in err
+
+
+def _chromium() -> str | None:
+    return next((shutil.which(b) for b in ("chromium", "chromium-browser", "google-chrome") if shutil.which(b)), None)
+
+
+@pytest.mark.skipif(_chromium() is None, reason="no Chromium here (Debian package chromium); .ci/run installs it")
+def test_the_html_loads_in_a_real_headless_browser_with_its_tables_and_images(two_results, tmp_path):
+    out = tmp_path / "report"
+    assert main(["report", *map(str, two_results), "--out", str(out)]) == 0
+    url = (out / "report.html").as_uri()
+    flags = ["--headless", "--no-sandbox", "--disable-gpu", f"--user-data-dir={tmp_path / 'profile'}"]
+    dom = subprocess.run([_chromium(), *flags, "--dump-dom", url], capture_output=True, text=True, timeout=120)
+    assert dom.returncode == 0, dom.stderr[-2000:]
+    assert '<table id="summary">' in dom.stdout and '<table id="regimes">' in dom.stdout
+    assert dom.stdout.count('<img alt="') >= 3
+    assert "Uncaught" not in dom.stderr and "Failed to load resource" not in dom.stderr
+    shot = tmp_path / "shot.png"
+    subprocess.run(
+        [_chromium(), *flags, f"--screenshot={shot}", "--window-size=1200,1800", url],
+        capture_output=True,
+        timeout=120,
+        check=True,
+    )
+    png = shot.read_bytes()
+    assert png.startswith(b"\x89PNG") and len(png) > 50_000  # a rendered page, not a blank one
