@@ -14,7 +14,7 @@ import numpy as np
 from hypothesis import HealthCheck, Phase, given, seed, settings
 
 import oracles
-from normcheck.bounds import ROUNDINGS, bounds, ulp
+from normcheck.bounds import ROUNDINGS, bounds, exact_ulp
 from normcheck.candidate import Candidate, Run
 from normcheck.diagnosis import Diagnosis, convention_match, diagnose
 from normcheck.errors import UsageError
@@ -296,9 +296,9 @@ class Auditor:
             return findings
         with np.errstate(all="ignore"):
             signed = np.where(judged, ex.signed_ulp_error(c.astype(fmt.dtype), fmt), 0.0)
-            allowed_ulps = allowed / ulp(np.where(np.isfinite(ex.approx), ex.approx, 0.0), fmt)
-        # A bound that cannot be computed (non-finite scales) falls back to the final roundings alone.
-        allowed_ulps = np.where(np.isfinite(allowed_ulps), allowed_ulps, ROUNDINGS)
+            allowed_ulps = allowed / exact_ulp(ex, fmt)
+        # A bound that cannot be computed (NaN scales) falls back to the final roundings alone.
+        allowed_ulps = np.where(np.isnan(allowed_ulps), ROUNDINGS, allowed_ulps)
         if self._collecting:
             with np.errstate(divide="ignore"):
                 binade = np.floor(np.log2(np.abs(ex.approx[judged])))

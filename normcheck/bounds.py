@@ -55,6 +55,16 @@ def ulp(values: np.ndarray, fmt: FloatFormat) -> np.ndarray:
     return np.ldexp(1.0, exponent - fmt.precision + 1)
 
 
+def exact_ulp(exact: oracles.Exact, fmt: FloatFormat) -> np.ndarray:
+    """``ulp_F`` of each exact value: from the float64 approximation where it is tight, else from the
+    correct rounding (the approximation may be loose where the oracle's exact path decided)."""
+    approx, bound = exact.approx, exact.error_bound
+    with np.errstate(invalid="ignore"):
+        tight = np.isfinite(approx) & (bound <= 2.0**-20 * np.abs(approx))
+    rounded = exact.round(fmt).astype(np.float64)
+    return ulp(np.where(tight, approx, np.where(np.isfinite(rounded), rounded, 0.0)), fmt)
+
+
 @dataclass
 class _Scales:
     """Float64 magnitudes of the quantities each output is computed from (rows flattened)."""
@@ -120,12 +130,13 @@ def bounds(
     out: dict[str, Bound] = {}
     with np.errstate(all="ignore"):
         for name, ex in exact.items():
-            y = np.nan_to_num(ex.approx.reshape(-1, ex.shape[-1]) if ex.approx.ndim else ex.approx)
-            base = ROUNDINGS * ulp(y, fmt)
+            ulp_y = exact_ulp(ex, fmt)
+            ulp_y = ulp_y.reshape(-1, ex.shape[-1]) if ulp_y.ndim else ulp_y
+            base = ROUNDINGS * ulp_y
             if name == "y":
                 core = s.xhat * s.scale
                 # Llama / T5 / half affine round xhat, then w * xhat (then + b): each at most half an ulp.
-                base = 0.5 * ulp(y, fmt) + 0.5 * ulp(s.xhat, fmt) * s.scale
+                base = 0.5 * ulp_y + 0.5 * ulp(s.xhat, fmt) * s.scale
                 term = (n + 8) * core
                 why = f"0.5 ulp(y) + 0.5 ulp(xhat)*|w| + {MARGIN}*(n+8)*u_{comp.name}*|y|"
                 if ln:
