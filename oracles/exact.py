@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+import math
 from fractions import Fraction
 from functools import partial
 
@@ -163,7 +164,11 @@ def _exact_ulp_error(c: Fraction, lo: Fraction, hi: Fraction, fmt: FloatFormat) 
     ulp = Fraction(2) ** uexp
     if hi - lo > ulp * Fraction(1, 2**60):
         return None
-    return float((c - (lo + hi) / 2) / ulp)
+    err = (c - (lo + hi) / 2) / ulp
+    try:
+        return float(err)
+    except OverflowError:  # more ulps than a float64 holds (a wild candidate against a tiny exact value)
+        return math.inf if err > 0 else -math.inf
 
 
 def _bounded_ulp_error(

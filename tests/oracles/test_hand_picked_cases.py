@@ -151,3 +151,11 @@ def test_ulp_error_of_the_correct_rounding_is_at_most_half():
         assert np.nanmax(exact.ulp_error(exact.round(fmt))) <= 0.5
         signed = exact.signed_ulp_error(exact.round(fmt))
         assert np.all(np.abs(signed) <= 0.5)
+
+
+def test_ulp_errors_beyond_the_float64_range_are_infinite_not_an_exception():
+    # exact y = 2**-1074-ish in float64 units; the candidate 1.0 is about 2**1100 ulps away.
+    x = np.array([2.0**-1000, 0.0])
+    exact = oracles.rms_norm(x, np.array([2.0**-60, 1.0]), eps=1.0)
+    err = exact.ulp_error(np.array([1.0, 0.0]), "float64")
+    assert err[0] == np.inf and err[1] == 0.0
