@@ -237,6 +237,18 @@ def _low_precision_accumulator(kind: str) -> Callable:
     return emulate
 
 
+def rms_downcast(x, w, b, eps, off):
+    xf = x.float()
+    return _affine(xf * _rms_stat(xf, eps), None if w is None else w.float(), None, off).to(x.dtype)
+
+
+def ln_downcast(x, w, b, eps, off):
+    def f(t):
+        return None if t is None else t.float()
+
+    return _affine(_ln(x.float(), eps), f(w), f(b), off).to(x.dtype)
+
+
 def truncating(forward: Callable) -> Callable:
     """The same computation, but the final cast truncates toward zero instead of rounding."""
 
@@ -290,6 +302,7 @@ EMULATIONS: tuple[Emulation, ...] = (
     Emulation(
         "wrong gradient (detached statistic)", "rmsnorm", False, "rstd detached from the graph", rms_detached_statistic
     ),
+    Emulation("float64 computed in float32", "rmsnorm", False, "x.float() downcasts float64 inputs", rms_downcast),
     Emulation(
         "low-precision dW accumulator",
         "rmsnorm",
@@ -322,6 +335,7 @@ EMULATIONS: tuple[Emulation, ...] = (
         "padding / block-size divisor", "layernorm", False, "mean and variance over the padded block", ln_block_divisor
     ),
     Emulation("truncating cast", "layernorm", False, "final cast truncates toward zero", truncating(ln_all_fp32)),
+    Emulation("float64 computed in float32", "layernorm", False, "x.float() downcasts float64 inputs", ln_downcast),
     Emulation(
         "low-precision dW accumulator",
         "layernorm",
