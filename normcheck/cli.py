@@ -126,6 +126,7 @@ def _audit(args: argparse.Namespace) -> int:
 
 def _print_result(result, console: Console) -> None:
     from normcheck.audit import ErrorStats
+    from normcheck.reporting import bound_use
 
     offset = f", weight offset {result.weight_offset}" if result.weight_offset else ""
     mode = " (forward only: no autograd support)" if result.forward_only else ""
@@ -150,7 +151,7 @@ def _print_result(result, console: Console) -> None:
                 f"{s['p99']:.3g}",
                 f"{s['signed_mean']:+.1e}",
                 f"{s['max_allowed']:.3g}",
-                f"{s['bound_use']:.0%}",
+                bound_use(s["bound_use"]),
             )
     console.print(table)
     regimes = sorted({regime for (_d, _o, regime) in result.stats})

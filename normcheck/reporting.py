@@ -48,6 +48,11 @@ def load_results(paths: list[str]) -> list[dict]:
     return results
 
 
+def bound_use(ratio: float) -> str:
+    """Error / bound as a percentage, or as a multiple once far past the bound."""
+    return f"{ratio:.0%}" if ratio < 10 else f"{ratio:.3g}x"
+
+
 def _fmt(v: float) -> str:
     return f"{v:.3g}"
 
@@ -76,7 +81,7 @@ def summary_rows(results: list[dict]) -> list[dict]:
                     "mean": _fmt(sum(g["mean"] * g["count"] for g in group) / count),
                     "p99": _fmt(max(g["p99"] for g in group)),
                     "signed": f"{sum(g['signed_mean'] * g['count'] for g in group) / count:+.2e}",
-                    "use": f"{max(g.get('bound_use', 0.0) for g in group):.0%}",
+                    "use": bound_use(max(g.get("bound_use", 0.0) for g in group)),
                     "verdict": "fail" if (dtype, output) in failing or (dtype, None) in failing else "pass",
                     "convention": f"{best} ({conv[best]:.0%})" if best else "-",
                 }
