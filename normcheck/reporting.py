@@ -235,7 +235,7 @@ def render(paths: list[str], out_dir: str) -> list[Path]:
     )
     written = []
     for fig in ctx["figures"]:
-        (folder / fig.name).write_bytes(fig.png)
+        write_atomically(str(folder / fig.name), fig.png)
         written.append(folder / fig.name)
     write_atomically(str(folder / "report.md"), markdown(ctx))
     write_atomically(str(folder / "report.html"), env.get_template("report.html.j2").render(**ctx))
