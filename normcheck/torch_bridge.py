@@ -19,11 +19,6 @@ def require_torch() -> ModuleType:
         raise UsageError("this command needs PyTorch: install it first, e.g. `pip install torch`") from None
 
 
-def torch_dtype(name: str) -> object:
-    """The torch dtype for a format name (``"bfloat16"`` -> ``torch.bfloat16``)."""
-    return getattr(require_torch(), name)
-
-
 def to_numpy(tensor: object) -> np.ndarray:
     """A detached CPU copy as numpy, same values; bfloat16 becomes ``ml_dtypes.bfloat16``."""
     torch = require_torch()
