@@ -1,0 +1,109 @@
+"""Triton RMSNorm and LayerNorm forward kernels: one program per row, block = next power of two, masked loads.
+
+Run on CPU through the interpreter: ``TRITON_INTERPRET=1 python -m normcheck audit
+examples/triton_norms.py:TritonRMSNorm --no-grad``. The ``bug`` argument switches on one of the
+Triton-typical bugs the tests make the audit catch: ``"block_divisor"`` (divide by the block size,
+not n), ``"padded_lanes"`` (padded lanes enter the variance), ``"no_upcast"`` (compute in the input
+dtype), ``"one_pass"`` (LayerNorm variance as E[x^2] - E[x]^2).
+"""
+
+from __future__ import annotations
+
+import torch
+import triton
+import triton.language as tl
+from torch import nn
+
+BUGS = ("none", "block_divisor", "padded_lanes", "no_upcast", "one_pass")
+
+
+@triton.jit
+def _norm_kernel(
+    x_ptr,
+    w_ptr,
+    b_ptr,
+    y_ptr,
+    stride,
+    n,
+    eps,
+    BLOCK: tl.constexpr,
+    LAYERNORM: tl.constexpr,
+    HAS_BIAS: tl.constexpr,
+    BUG: tl.constexpr,
+):
+    row = tl.program_id(0)
+    cols = tl.arange(0, BLOCK)
+    mask = cols < n
+    x = tl.load(x_ptr + row * stride + cols, mask=mask, other=0.0)
+    if BUG != 3:  # 3: no upcast
+        x = x.to(tl.float32)
+    divisor = BLOCK if BUG == 1 else n  # 1: divide by the block size
+    if LAYERNORM:
+        mean = tl.sum(x, axis=0) / divisor
+        if BUG == 4:  # one-pass variance
+            var = tl.sum(x * x, axis=0) / divisor - mean * mean
+            d = x - mean
+        else:
+            d = x - mean
+            if BUG != 2:  # 2: padded lanes hold -mean and enter the variance
+                d = tl.where(mask, d, 0.0)
+            var = tl.sum(d * d, axis=0) / divisor
+        y = d / tl.sqrt(var + eps)
+    else:
+        if BUG == 2:
+            x = tl.where(mask, x, 1.0)  # padded lanes hold 1 and enter the mean square
+        ms = tl.sum(x * x, axis=0) / divisor
+        y = x / tl.sqrt(ms + eps)
+    w = tl.load(w_ptr + cols, mask=mask, other=0.0)
+    y = y * w.to(y.dtype)
+    if HAS_BIAS:
+        y = y + tl.load(b_ptr + cols, mask=mask, other=0.0).to(y.dtype)
+    tl.store(y_ptr + row * stride + cols, y.to(tl.float32), mask=mask)
+
+
+def _launch(
+    x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, eps: float, layernorm: bool, bug: str
+) -> torch.Tensor:
+    n = x.shape[-1]
+    x2 = x.reshape(-1, n).contiguous()
+    # The kernel writes fp32 and torch rounds once to the input dtype: TRITON_INTERPRET=1 stores
+    # fp32 into a bfloat16 buffer by truncation (normcheck's audit names it: "truncating cast").
+    y = torch.empty(x2.shape, dtype=torch.float32, device=x.device)
+    block = triton.next_power_of_2(n)
+    _norm_kernel[(x2.shape[0],)](
+        x2,
+        weight,
+        bias if bias is not None else weight,
+        y,
+        x2.stride(0),
+        n,
+        eps,
+        BLOCK=block,
+        LAYERNORM=layernorm,
+        HAS_BIAS=bias is not None,
+        BUG=BUGS.index(bug),
+    )
+    return y.to(x.dtype).reshape(x.shape)
+
+
+class TritonRMSNorm(nn.Module):
+    def __init__(self, hidden_size: int, eps: float = 1e-6, bug: str = "none") -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(hidden_size))
+        self.eps, self.bug = eps, bug
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            return _launch(x, self.weight, None, self.eps, False, self.bug)
+
+
+class TritonLayerNorm(nn.Module):
+    def __init__(self, hidden_size: int, eps: float = 1e-5, bug: str = "none") -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(hidden_size))
+        self.bias = nn.Parameter(torch.zeros(hidden_size))
+        self.eps, self.bug = eps, bug
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            return _launch(x, self.weight, self.bias, self.eps, True, self.bug)
