@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import os
+
+# Triton reads this when it is first imported (torch may import it early): set it before anything.
+os.environ.setdefault("TRITON_INTERPRET", "1")
+
 import mpmath
 import pytest
 from hypothesis import HealthCheck, settings

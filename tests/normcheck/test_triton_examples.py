@@ -1,18 +1,17 @@
 """The Triton examples through the CPU interpreter: correct kernels pass, Triton-typical bugs are caught.
 
-Runs when triton is installed (``pip install triton``); TRITON_INTERPRET=1 is set here.
+Runs when triton is installed (``pip install triton``); tests/conftest.py sets TRITON_INTERPRET=1
+before triton is first imported.
 """
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
 
 pytest.importorskip("torch")
 pytest.importorskip("triton")
-os.environ.setdefault("TRITON_INTERPRET", "1")
 
 from normcheck.audit import Auditor
 from normcheck.candidate import Candidate
