@@ -145,6 +145,15 @@ class AuditResult:
     def passed(self) -> bool:
         return not self.findings
 
+    def totals(self) -> dict[tuple[str, str], ErrorStats]:
+        """The statistics per (dtype, output), every regime folded together, in dtype order."""
+        merged: dict[tuple[str, str], ErrorStats] = {}
+        for (dtype, output, _regime), stats in sorted(
+            self.stats.items(), key=lambda kv: (self.dtypes.index(kv[0][0]), kv[0][1])
+        ):
+            merged.setdefault((dtype, output), ErrorStats()).merge(stats)
+        return merged
+
     def stat(self, dtype: str, output: str, regime: str) -> ErrorStats:
         return self.stats.setdefault((dtype, output, regime), ErrorStats())
 
@@ -211,10 +220,8 @@ class Auditor:
         n = case.n
         eps = self.c.eps(n, dtype)
         self.result.eps[dtype] = eps
-        has_w, has_b = self.c.has_parameters(n, dtype)
         pfmt = resolve_format(self.c.parameter_dtype(n, dtype))
-        w = case.weight.astype(pfmt.dtype) if has_w else None
-        b = case.bias.astype(pfmt.dtype) if (has_b and self.kind == "layernorm") else None
+        w, b = self._w(case, dtype), self._b(case, dtype)
         want_grad = self.grad and self.c.supports_grad
         run = self.c.run(case.x, w, b, case.grad if want_grad else None, strided=case.strided)
         self.result.cases += 1
@@ -407,11 +414,7 @@ class Auditor:
             raise UsageError(f"device {self.c.device!r} cannot compute in {dtype}: {exc}") from None
 
     def _determinism(self, case: NormInput, dtype: str) -> list[Finding]:
-        n = case.n
-        has_w, has_b = self.c.has_parameters(n, dtype)
-        pdt = resolve_format(self.c.parameter_dtype(n, dtype)).dtype
-        w = case.weight.astype(pdt) if has_w else None
-        b = case.bias.astype(pdt) if has_b else None
+        w, b = self._w(case, dtype), self._b(case, dtype)
         g = case.grad if self.grad and self.c.supports_grad else None
         first, second = self.c.run(case.x, w, b, g), self.c.run(case.x, w, b, g)
         for name in OUTPUTS:
@@ -436,10 +439,7 @@ class Auditor:
         if fmt.precision > 11 and dtype != "bfloat16":
             return []  # in fp32/fp64 outputs the compute error, not the final rounding, dominates
         n = case.n
-        has_w, has_b = self.c.has_parameters(n, dtype)
-        pdt = resolve_format(self.c.parameter_dtype(n, dtype)).dtype
-        w = case.weight.astype(pdt) if has_w else None
-        b = case.bias.astype(pdt) if (has_b and self.kind == "layernorm") else None
+        w, b = self._w(case, dtype), self._b(case, dtype)
         run = self.c.run(case.x, w, b, None)
         if run.y is None or run.y.shape != case.x.shape:
             return []

@@ -26,6 +26,7 @@ import numpy as np
 
 import oracles
 from oracles import FloatFormat
+from oracles.rounding import quantum_exponents
 
 #: Final roundings a correct convention may make (Llama and T5 round twice; 1.5 ulp covers it).
 ROUNDINGS = 1.5
@@ -49,10 +50,7 @@ def unit_roundoff(fmt: FloatFormat) -> float:
 
 def ulp(values: np.ndarray, fmt: FloatFormat) -> np.ndarray:
     """``ulp_F`` of each value (the subnormal spacing at and below ``2**emin``)."""
-    mag = np.abs(np.asarray(values, dtype=np.float64))
-    exponent = np.frexp(mag)[1] - 1
-    exponent = np.where(mag > 0, np.maximum(exponent, fmt.emin), fmt.emin)
-    return np.ldexp(1.0, exponent - fmt.precision + 1)
+    return np.ldexp(1.0, quantum_exponents(np.abs(np.asarray(values, dtype=np.float64)), fmt))
 
 
 def exact_ulp(exact: oracles.Exact, fmt: FloatFormat) -> np.ndarray:

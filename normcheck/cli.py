@@ -89,43 +89,29 @@ def _audit(args: argparse.Namespace) -> int:
         )
         result = auditor.run()
     _print_result(result, Console())
+    settings = {
+        "kind_given": args.kind is not None,
+        "gradients": not args.no_grad,
+        "hidden_sizes": list(args.hidden_size or ()),
+        "timeout": args.timeout,
+    }
+    from normcheck.report_json import write_report
+
     if args.report_dir:
         from pathlib import Path
 
-        from normcheck.report_json import write_report
         from normcheck.reporting import render
 
         Path(args.report_dir).mkdir(parents=True, exist_ok=True)
         json_path = str(Path(args.report_dir) / "audit.json")
-        write_report(
-            json_path,
-            result,
-            {
-                "kind_given": args.kind is not None,
-                "gradients": not args.no_grad,
-                "hidden_sizes": list(args.hidden_size or ()),
-                "timeout": args.timeout,
-            },
-        )
+        write_report(json_path, result, settings)
         render([json_path], args.report_dir)
     if args.json:
-        from normcheck.report_json import write_report
-
-        write_report(
-            args.json,
-            result,
-            {
-                "kind_given": args.kind is not None,
-                "gradients": not args.no_grad,
-                "hidden_sizes": list(args.hidden_size or ()),
-                "timeout": args.timeout,
-            },
-        )
+        write_report(args.json, result, settings)
     return 0 if result.passed else 1
 
 
 def _print_result(result, console: Console) -> None:
-    from normcheck.audit import ErrorStats
     from normcheck.reporting import bound_use
 
     offset = f", weight offset {result.weight_offset}" if result.weight_offset else ""
@@ -133,13 +119,7 @@ def _print_result(result, console: Console) -> None:
     table = Table(title=f"{result.target}: {result.kind}{offset} on {result.device}{mode}")
     for col in ("dtype", "out", "n", "max", "mean", "p99", "signed", "bound", "use"):
         table.add_column(col, justify="right")
-    merged: dict[tuple[str, str], list] = {}
-    for (dtype, output, _regime), stats in result.stats.items():
-        merged.setdefault((dtype, output), []).append(stats)
-    for (dtype, output), group in sorted(merged.items(), key=lambda kv: (result.dtypes.index(kv[0][0]), kv[0][1])):
-        total = ErrorStats()
-        for s in group:
-            total.merge(s)
+    for (dtype, output), total in result.totals().items():
         s = total.summary()
         if s["count"]:
             table.add_row(

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 import normcheck
-from normcheck.audit import AuditResult, ErrorStats
+from normcheck.audit import AuditResult
 from normcheck.errors import UsageError
 
 SCHEMA = "normcheck.audit/1"
@@ -100,10 +100,7 @@ def to_dict(result: AuditResult, settings: dict) -> dict:
 
 def _distributions(result: AuditResult) -> list[dict]:
     """Per dtype and output, over every regime: the error histogram and errors by magnitude and size."""
-    merged: dict[tuple[str, str], ErrorStats] = {}
-    for (dtype, output, _regime), stats in result.stats.items():
-        merged.setdefault((dtype, output), ErrorStats()).merge(stats)
-    return [{"dtype": d, "output": o, **s.distribution()} for (d, o), s in sorted(merged.items())]
+    return [{"dtype": d, "output": o, **s.distribution()} for (d, o), s in sorted(result.totals().items())]
 
 
 def check_writable(path: str) -> None:

@@ -23,7 +23,7 @@ from normcheck.bounds import bounds, ulp
 from normcheck.errors import UsageError
 from normcheck.strategies import REGIMES, WEIGHT_REGIMES, NormInput, Source, make_input
 from oracles import FloatFormat, resolve_format
-from oracles.rounding import floor_log2
+from oracles.rounding import ulp_exponent
 
 SCHEMA = "normcheck.vectors/1"
 KINDS = ("rmsnorm", "layernorm")
@@ -224,7 +224,7 @@ def _worst(got: list[float], exact: list[str | None], allowed: list[float | None
             if c != rounded:
                 return {"index": i, "got": c, "exact": e, "reason": f"{c} where the exact value is {e}"}
             continue
-        uexp = fmt.quantum_exponent(fmt.emin if y == 0 else floor_log2(y))
+        uexp = ulp_exponent(y, fmt)
         err = float(abs(Fraction(c) - y) / Fraction(2) ** uexp)
         if a is not None and err > a and (worst is None or err - a > worst["ulp_error"] - worst["allowed_ulp"]):
             worst = {

@@ -12,15 +12,10 @@ import numpy as np
 
 from oracles.formats import FloatFormat, resolve_format
 from oracles.rootsum import RootSum
-from oracles.rounding import floor_log2, quantum_exponents, round_bounded, round_rational
+from oracles.rounding import quantum_exponents, round_bounded, round_rational, ulp_exponent
 
 #: ULP errors are returned within this many ulps of the exact ULP error.
 ULP_ERROR_ACCURACY = 2.0**-20
-
-
-def _ulp_exponent(value: Fraction, fmt: FloatFormat) -> int:
-    """Exponent of ``ulp_fmt(value) = 2**(max(floor(log2|value|), emin) - p + 1)``."""
-    return fmt.quantum_exponent(fmt.emin if value == 0 else floor_log2(value))
 
 
 class Exact:
@@ -158,8 +153,8 @@ def _same_rounding(lo: Fraction, hi: Fraction, fmt: FloatFormat) -> float | None
 def _exact_ulp_error(c: Fraction, lo: Fraction, hi: Fraction, fmt: FloatFormat) -> float | None:
     if lo != hi and lo <= 0 <= hi:
         return None
-    uexp = _ulp_exponent(lo, fmt)
-    if uexp != _ulp_exponent(hi, fmt):
+    uexp = ulp_exponent(lo, fmt)
+    if uexp != ulp_exponent(hi, fmt):
         return None
     ulp = Fraction(2) ** uexp
     if hi - lo > ulp * Fraction(1, 2**60):

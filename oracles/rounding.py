@@ -24,6 +24,11 @@ def floor_log2(q: Fraction) -> int:
     return e
 
 
+def ulp_exponent(value: Fraction, fmt: FloatFormat) -> int:
+    """Exponent of ``ulp_fmt(value) = 2**(max(floor(log2|value|), emin) - p + 1)`` (0 is subnormal)."""
+    return fmt.quantum_exponent(fmt.emin if value == 0 else floor_log2(value))
+
+
 def round_rational(q: Fraction, fmt: FloatFormat) -> float:
     """The value of ``fmt`` nearest to ``q`` (ties to even), as a Python float.
 
