@@ -300,12 +300,15 @@ def ln_backward(x, g, scale, eps, c, dx, bound_dx, fast, cols, cols_abs, shift):
 
 
 @njit(**_JIT)
-def _round_slow(y, bound, p, emin, maxf):
+def _round_slow(y, bound, p, emin, emax, maxf):
     a = abs(y)
     e = emin
     if a > 0:
         _, ex = math.frexp(a)
         e = max(ex - 1, emin)
+    if e > emax:  # past the format's range the one boundary is the overflow threshold, maxf + ulp/2
+        threshold = math.ldexp(2.0 - math.ldexp(1.0, -p), emax)
+        return (-math.inf if y < 0 else math.inf), a - bound * _WIDEN > threshold
     q = e - p + 1
     t = math.ldexp(a, -q)
     fl = math.floor(t)
@@ -327,9 +330,10 @@ def round_bounded(approx, bound, p, emin, emax, maxf, out, decided):
     the store itself rounds (nearest even) in the normal range.
 
     The common case works on the bits: the distance to the nearest midpoint, in
-    half float64 ulps, against the bound in the same unit. Just above a power of
-    two the midpoint below is a quarter quantum away. Zeros, values near the
-    target's subnormal range or float64's extremes take ``_round_slow``.
+    quarter float64 ulps, against the bound in the same unit. Just above a power
+    of two the midpoint below is a quarter quantum away (a quarter float64 ulp
+    for ``p = 53``). Zeros, values near the target's subnormal range or float64's
+    extremes take ``_round_slow``.
     """
     bits = approx.view(np.int64)
     rbits = np.empty(1, dtype=np.int64)
@@ -337,6 +341,7 @@ def round_bounded(approx, bound, p, emin, emax, maxf, out, decided):
     drop = 53 - p
     mask = (np.int64(1) << drop) - 1
     half2 = np.int64(1) << drop
+    half4 = half2 << 1
     tmask = (np.int64(1) << (p - 1)) - 1
     direct = p == 53 or p == 24
     for i in range(approx.size):
@@ -344,11 +349,11 @@ def round_bounded(approx, bound, p, emin, emax, maxf, out, decided):
         ab = b & _ABS
         e = (ab >> 52) - 1023
         if emin <= e <= emax and e >= -970:
-            low2 = (ab & mask) << 1
-            d2 = abs(low2 - half2)
+            low4 = (ab & mask) << 2
+            d4 = abs(low4 - half4)
             if (ab >> drop) & tmask == 0:
-                d2 = min(d2, low2 + (half2 >> 1))
-            decided[i] = d2 > 2.0 * bound[i] * _POW2[52 - e + 1022] * _WIDEN
+                d4 = min(d4, low4 + (half4 >> 1))
+            decided[i] = d4 > 4.0 * bound[i] * _POW2[52 - e + 1022] * _WIDEN
             if direct:  # the store into float32 / float64 rounds to nearest even (normal range)
                 out[i] = approx[i]
                 continue
@@ -360,4 +365,4 @@ def round_bounded(approx, bound, p, emin, emax, maxf, out, decided):
                 v = -math.inf if b < 0 else math.inf
             out[i] = v
         else:
-            out[i], decided[i] = _round_slow(approx[i], bound[i], p, emin, maxf)
+            out[i], decided[i] = _round_slow(approx[i], bound[i], p, emin, emax, maxf)

@@ -3,6 +3,7 @@ from __future__ import annotations
 import math
 from fractions import Fraction
 
+import ml_dtypes
 import numpy as np
 import pytest
 from hypothesis import given
@@ -36,7 +37,6 @@ def test_rational_rounding_agrees_with_the_hardware_conversions(v):
         (FLOAT16, Fraction(65520), math.inf),  # overflow threshold is a tie that goes to inf
         (FLOAT16, Fraction(-65520), -math.inf),
         (BFLOAT16, Fraction(257), 256.0),
-        (BFLOAT16, 1 + Fraction(1, 2**8) + Fraction(1, 2**30), 1 + 2.0**-7),
         (FLOAT32, Fraction(1, 2**150), 0.0),
         (FLOAT32, Fraction(3, 2**151), 2.0**-149),
     ],
@@ -46,9 +46,11 @@ def test_rational_rounding_handles_ties_subnormals_and_overflow(fmt, value, expe
 
 
 def test_bfloat16_rounding_does_not_double_round_like_a_cast_through_float32():
-    # ml_dtypes converts float64 -> float32 -> bfloat16; the exact value is above the tie.
+    # 1 + 2**-8 + 2**-30 is a float64, just above the bfloat16 tie between 1 and 1 + 2**-7.
     value = 1 + Fraction(1, 2**8) + Fraction(1, 2**30)
     assert round_rational(value, BFLOAT16) == 1 + 2.0**-7
+    # ml_dtypes casts float64 -> float32 -> bfloat16: float32 drops the 2**-30, lands on the tie, goes to even.
+    assert float(np.array([float(value)]).astype(ml_dtypes.bfloat16)[0]) == 1.0
 
 
 @given(st.fractions(min_value=Fraction(-(10**6)), max_value=Fraction(10**6)).filter(lambda q: q != 0))
@@ -58,18 +60,32 @@ def test_floor_log2_is_exact(q):
 
 
 @given(
-    st.integers(-(2**60), 2**60).filter(lambda m: m != 0),
-    st.integers(-80, 40),
+    st.integers(-(2**80), 2**80).filter(lambda m: m != 0),
+    st.integers(-100, 40),
     st.integers(0, 2**20),
     st.sampled_from(FORMATS),
 )
-def test_bounded_rounding_is_correct_whenever_it_claims_to_be_decided(m, e, wiggle, fmt):
+def test_bounded_rounding_decides_correctly_wherever_no_rounding_boundary_is_near(m, e, wiggle, fmt):
     exact = Fraction(m) * Fraction(2) ** e
     approx = float(exact)
-    bound = abs(approx) * (2.0**-53 + wiggle * 2.0**-60)  # covers the error of float(exact)
+    # A bound that covers the error of float(exact) (exactly, rounded up) and some more.
+    error = float(abs(exact - Fraction(approx))) * (1 + 2.0**-50)
+    bound = error + abs(approx) * wiggle * 2.0**-60
     values, decided = round_bounded(np.array([approx]), np.array([bound]), fmt)
+    want = round_rational(exact, fmt)
     if decided[0]:
-        assert values[0] == round_rational(exact, fmt)
+        assert values[0] == want
+    # Three times the bound (plus a hair) on either side rounds one way: no boundary is near, so it must decide.
+    reach = 3 * Fraction(bound) + abs(Fraction(approx)) * Fraction(1, 2**70) + Fraction(1, 2**1100)
+    if round_rational(Fraction(approx) - reach, fmt) == round_rational(Fraction(approx) + reach, fmt):
+        assert decided[0], (approx, bound, fmt.name)
+
+
+@pytest.mark.parametrize("fmt", FORMATS, ids=lambda f: f.name)
+def test_bounded_rounding_decides_a_tight_approximation_in_every_format(fmt):
+    # 1 + 2**-60 is not a float64: its float64 approximation 1.0 is within 2**-60, far from any boundary.
+    values, decided = round_bounded(np.array([1.0]), np.array([2.0**-60]), fmt)
+    assert decided[0] and values[0] == 1.0
 
 
 def test_bounded_rounding_refuses_to_decide_an_approximation_on_a_midpoint():
