@@ -7,10 +7,11 @@ and the reproducer, for use from any test framework.
 
 from __future__ import annotations
 
-from normcheck.audit import Auditor, AuditResult
-from normcheck.candidate import Candidate
+from contextlib import closing
+
+from normcheck.audit import Auditor, AuditResult, smallest_input_note
 from normcheck.inference import infer
-from normcheck.loading import load_target
+from normcheck.isolation import open_candidate
 
 
 def audit(
@@ -26,26 +27,30 @@ def audit(
     grad: bool = True,
     hidden_sizes: tuple[int, ...] = (),
     timeout: float = 20.0,
+    in_process: bool = False,
 ) -> AuditResult:
-    """Audit an implementation (a class, factory, function, or a ``"pkg.mod:Name"`` string)."""
+    """Audit an implementation (a class, factory, function, or a ``"pkg.mod:Name"`` string).
+
+    The implementation runs in a worker process (a crash or a hang is a finding);
+    ``in_process=True`` runs it here instead, for a debugger.
+    """
     spec = (
         impl if isinstance(impl, str) else f"{getattr(impl, '__module__', '?')}:{getattr(impl, '__qualname__', impl)}"
     )
-    target = load_target(impl) if isinstance(impl, str) else impl
-    candidate = Candidate(target, spec, device=device, eps=eps, timeout=timeout)
-    kind, offset = infer(candidate, kind, weight_offset)
-    dtypes = (dtype,) if isinstance(dtype, str) else tuple(dtype)
-    return Auditor(
-        candidate,
-        spec=spec,
-        kind=kind,
-        weight_offset=offset,
-        dtypes=dtypes,
-        hidden_sizes=hidden_sizes,
-        examples=examples,
-        seed=seed,
-        grad=grad,
-    ).run()
+    with closing(open_candidate(impl, spec, in_process=in_process, device=device, eps=eps, timeout=timeout)) as c:
+        kind, offset = infer(c, kind, weight_offset)
+        dtypes = (dtype,) if isinstance(dtype, str) else tuple(dtype)
+        return Auditor(
+            c,
+            spec=spec,
+            kind=kind,
+            weight_offset=offset,
+            dtypes=dtypes,
+            hidden_sizes=hidden_sizes,
+            examples=examples,
+            seed=seed,
+            grad=grad,
+        ).run()
 
 
 def describe_failure(result: AuditResult) -> str:
@@ -57,6 +62,9 @@ def describe_failure(result: AuditResult) -> str:
     for f in result.findings:
         where = f" of {f.output}" if f.output else ""
         lines.append(f"- {f.check}{where} in {f.dtype} ({f.regime} rows): {f.message}")
+        note = smallest_input_note(f.minimal)
+        if note:
+            lines.append(f"  {note}")
         if f.output and (f.dtype, f.output) in result.bound_reasons:
             lines.append(f"  bound: {result.bound_reasons[(f.dtype, f.output)]}")
         if f.diagnosis is not None:

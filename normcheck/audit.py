@@ -17,12 +17,29 @@ import oracles
 from normcheck.bounds import ROUNDINGS, bounds, exact_ulp
 from normcheck.candidate import Candidate, Run
 from normcheck.diagnosis import Diagnosis, convention_match, diagnose
-from normcheck.errors import UsageError
+from normcheck.isolation import IsolatedCandidate, WorkerLost
 from normcheck.reproducer import snippet
 from normcheck.strategies import HIDDEN_SIZES, REGIMES, WEIGHT_REGIMES, NormInput, Source, make_input, norm_inputs
 from oracles import FloatFormat, resolve_format
 
 OUTPUTS = ("y", "dx", "dw", "db")
+#: What an audit checks; a finding names one.
+CHECKS = (
+    "accuracy",
+    "nonfinite",
+    "exception",
+    "crash",
+    "timeout",
+    "shape",
+    "dtype",
+    "mutation",
+    "nondeterminism",
+    "bias",
+)
+#: Failures that cost the worker process: their hidden-size block is not run again in that dtype.
+LOST_FAILURES = ("crash", "timeout")
+#: Crashes and timeouts per dtype after which the dtype's remaining inputs are skipped.
+MAX_LOST = 4
 #: Bias test: the mean error (in ulps, toward larger magnitude) a correct rounding cannot show.
 BIAS_ULPS, BIAS_Z = 0.1, 8.0
 #: Bins of the ULP-error histograms: 0, then powers of two from 2**-10 to 2**30.
@@ -33,20 +50,32 @@ MAX_DIAGNOSED = 6
 
 @dataclass
 class Finding:
-    """One thing wrong with the implementation, with the smallest input that shows it."""
+    """One thing wrong with the implementation: the worst case seen, and the smallest input that shows it."""
 
-    check: str  #: accuracy, nonfinite, exception, shape, dtype, mutation, nondeterminism, bias
+    check: str  #: one of :data:`CHECKS`
     dtype: str
     output: str | None
-    message: str
+    message: str  #: the headline: the worst case seen (largest error) for this check, dtype and output
     regime: str | None = None
     worst: dict | None = None
     diagnosis: Diagnosis | None = None
     reproducer: str | None = None
-    example: NormInput | None = None
+    example: NormInput | None = None  #: the input the reproducer rebuilds (the smallest failing one)
     occurrences: int = 1
     #: Further failing inputs of the same check (for the diagnosis; the reproducer uses ``example``).
     others: list[NormInput] = field(default_factory=list)
+    severity: float = 0.0  #: how bad this occurrence is (ULP error for accuracy): the headline is the largest
+    #: The smallest failing input's own message, regime and shape, where it is not the headline's input.
+    minimal: dict | None = None
+    detail: str | None = None  #: the worker's last output for a crash or timeout (a stack), or None
+
+
+def smallest_input_note(minimal: dict | None) -> str | None:
+    """The line that puts a finding's smallest failing input (its reproducer's) beside the worst case."""
+    if not minimal:
+        return None
+    shape = "x".join(map(str, minimal["shape"]))
+    return f"smallest failing input ({shape}, {minimal['regime']} rows, the reproducer's): {minimal['message']}"
 
 
 class ErrorStats:
@@ -140,6 +169,10 @@ class AuditResult:
     conventions: dict[str, dict[str, float]] = field(default_factory=dict)
     cases: int = 0
     seconds: float = 0.0
+    #: Inputs not run per dtype, because of crashes or timeouts at their hidden size (see ``MAX_LOST``).
+    skipped: dict[str, int] = field(default_factory=dict)
+    restarts: int = 0  #: worker processes started again after a crash or timeout
+    isolation: str = "worker process"  #: where the implementation ran: "worker process" or "in-process"
 
     @property
     def passed(self) -> bool:
@@ -188,12 +221,77 @@ def _decisiveness(d: Diagnosis) -> tuple[float, float]:
     return (top.agreement - second, top.agreement)
 
 
+def _bits(a: np.ndarray) -> np.ndarray:
+    """The array's bit patterns as unsigned integers (NaN payloads and signed zeros included)."""
+    return np.ascontiguousarray(a).view(np.dtype(f"u{a.dtype.itemsize}"))
+
+
+def _case_key(case: NormInput) -> tuple:
+    """Identifies an input by its bits: hypothesis may build the same input again."""
+    arrays = (case.x, case.weight, case.bias, case.grad)
+    return (case.strided, *(a.shape for a in arrays), *(_bits(a).tobytes() for a in arrays))
+
+
+def merge_findings(findings: list[Finding]) -> list[Finding]:
+    """One finding per (check, dtype, output): the worst occurrence is the headline, the smallest input
+    gives the reproducer (and its own message beside the headline), every other input feeds the diagnosis."""
+    groups: dict[tuple[str, str, str | None], list[Finding]] = {}
+    for f in findings:
+        groups.setdefault((f.check, f.dtype, f.output), []).append(f)
+    merged = []
+    for group in groups.values():
+        worst = max(group, key=lambda f: f.severity)  # the first of equals: structured cases come first
+        with_input = [f for f in group if f.example is not None]
+        smallest = min(reversed(with_input), key=lambda f: f.example.x.size) if with_input else worst
+        head = Finding(
+            worst.check,
+            worst.dtype,
+            worst.output,
+            worst.message,
+            worst.regime,
+            worst=worst.worst,
+            example=smallest.example,
+            occurrences=len(group),
+            severity=worst.severity,
+            detail=worst.detail,
+        )
+        if smallest is not worst and smallest.example is not None:
+            head.minimal = {
+                "message": smallest.message,
+                "regime": smallest.regime,
+                "shape": list(smallest.example.x.shape),
+            }
+        seen = {id(smallest.example)}
+        for f in sorted(with_input, key=lambda f: -f.severity):
+            if id(f.example) not in seen:
+                seen.add(id(f.example))
+                head.others.append(f.example)
+        merged.append(head)
+    return merged
+
+
+def size_block(n: int) -> tuple[int, int]:
+    """The hidden sizes sharing ``n``'s power-of-two block (``(2049, 4096)`` for 4097...): kernels pick
+    their block size, and often their code path, by it, so a crash at one size predicts the others."""
+    hi = 1 << max(0, (n - 1).bit_length())
+    return hi // 2 + 1 if hi > 1 else 1, hi
+
+
+@dataclass
+class _Lost:
+    """Crashes and timeouts of one dtype: the size blocks they hit, and the inputs skipped since."""
+
+    blocks: set[tuple[int, int]] = field(default_factory=set)
+    events: int = 0
+    skipped: int = 0
+
+
 class Auditor:
-    """Audits one implementation (a :class:`Candidate`) across dtypes."""
+    """Audits one implementation (a :class:`Candidate`, in this process or a worker) across dtypes."""
 
     def __init__(
         self,
-        candidate: Candidate,
+        candidate: Candidate | IsolatedCandidate,
         *,
         spec: str,
         kind: str,
@@ -210,32 +308,79 @@ class Auditor:
         self.hidden_sizes = tuple(hidden_sizes) or HIDDEN_SIZES
         self.progress = progress or (lambda _msg: None)
         self._collecting = True
+        self._lost: dict[str, _Lost] = {}
         self.result = AuditResult(spec, kind, candidate.device, weight_offset, list(dtypes), {}, False, seed, examples)
+        self.result.isolation = "worker process" if isinstance(candidate, IsolatedCandidate) else "in-process"
+
+    # -- calling the implementation -------------------------------------------------
+
+    def _params(self, case: NormInput, dtype: str) -> tuple[np.ndarray | None, np.ndarray | None]:
+        """The weight and bias the implementation gets for ``case``, in the dtype it stores them in."""
+        layout = self.c.describe(case.n, dtype)
+        pdt = resolve_format(layout.parameter_dtype).dtype
+        w = case.weight.astype(pdt) if layout.has_weight else None
+        b = case.bias.astype(pdt) if layout.has_bias and self.kind == "layernorm" else None
+        return w, b
+
+    def _run(self, case: NormInput, dtype: str, *, grad: bool) -> Run | None:
+        """Call the implementation on ``case``; None where earlier crashes or timeouts say not to.
+
+        A crash or timeout is not triggered again in the same hidden-size block
+        (:func:`size_block`) and dtype, and after :data:`MAX_LOST` of them the dtype's
+        remaining inputs are skipped: an implementation that dies or hangs costs a
+        bounded time.
+        """
+        lost = self._lost.setdefault(dtype, _Lost())
+        if size_block(case.n) in lost.blocks or lost.events >= MAX_LOST:
+            lost.skipped += self._collecting  # inputs of the audit, not hypothesis' shrinking attempts
+            return None
+        try:
+            w, b = self._params(case, dtype)
+        except WorkerLost as exc:  # building the module took the worker down
+            run = Run(failure=exc.failure, error=exc.error, detail=exc.detail)
+        else:
+            g = case.grad if grad and self.c.supports_grad else None
+            run = self.c.run(case.x, w, b, g, case.strided)
+        if run.failure in LOST_FAILURES:
+            lost.blocks.add(size_block(case.n))
+            lost.events += 1
+        return run
+
+    def _exact(self, case: NormInput, dtype: str, grad: bool) -> dict[str, oracles.Exact]:
+        w, b = self._params(case, dtype)
+        return _oracle(self.kind, case, w, b, self.c.describe(case.n, dtype).eps, self.offset, grad)
+
+    def _output_format(self, name: str, case: NormInput, dtype: str) -> FloatFormat:
+        """``y`` and ``dx`` come in the input dtype, ``dw`` and ``db`` in the parameters'."""
+        return resolve_format(dtype if name in ("y", "dx") else self.c.describe(case.n, dtype).parameter_dtype)
 
     # -- one input --------------------------------------------------------------
 
     def check(self, case: NormInput, dtype: str) -> list[Finding]:
         """Run the implementation and the oracle on one input; return what is wrong."""
-        fmt = resolve_format(dtype)
-        n = case.n
-        eps = self.c.eps(n, dtype)
-        self.result.eps[dtype] = eps
-        pfmt = resolve_format(self.c.parameter_dtype(n, dtype))
-        w, b = self._w(case, dtype), self._b(case, dtype)
-        want_grad = self.grad and self.c.supports_grad
-        run = self.c.run(case.x, w, b, case.grad if want_grad else None, strided=case.strided)
+        run = self._run(case, dtype, grad=self.grad)
+        return [] if run is None else self.judge(case, dtype, run)
+
+    def judge(self, case: NormInput, dtype: str, run: Run) -> list[Finding]:
+        """What is wrong with ``run``, the implementation's answer on ``case``."""
         self.result.cases += 1
         findings = self._run_problems(run, case, dtype)
-        if run.y is None or run.error:
+        if run.y is None or run.failure:
             return findings
+        fmt = resolve_format(dtype)
+        layout = self.c.describe(case.n, dtype)
+        self.result.eps[dtype] = layout.eps
+        w, b = self._params(case, dtype)
         got = {"y": run.y, "dx": run.dx, "dw": run.dw, "db": run.db}
-        exact = _oracle(self.kind, case, w, b, eps, self.offset, want_grad and self.c.supports_grad)
-        limits = bounds(self.kind, fmt, case.x, exact, weight=w, bias=b, grad=case.grad, eps=eps, offset=self.offset)
+        want_grad = self.grad and run.dx is not None
+        exact = _oracle(self.kind, case, w, b, layout.eps, self.offset, want_grad)
+        limits = bounds(
+            self.kind, fmt, case.x, exact, weight=w, bias=b, grad=case.grad, eps=layout.eps, offset=self.offset
+        )
         for name, ex in exact.items():
             cand = got.get(name)
             if cand is None:
                 continue
-            out_fmt = fmt if name in ("y", "dx") else pfmt
             if np.shape(cand) != ex.shape:
                 findings.append(
                     Finding(
@@ -249,27 +394,50 @@ class Auditor:
                 )
                 continue
             self.result.bound_reasons[(dtype, name)] = limits[name].reason
-            findings += self._judge(name, cand, ex, limits[name].allowed, out_fmt, case, dtype)
+            out_fmt = self._output_format(name, case, dtype)
+            findings += self._judge_output(name, cand, ex, limits[name].allowed, out_fmt, case, dtype)
         return findings
 
     def _run_problems(self, run: Run, case: NormInput, dtype: str) -> list[Finding]:
         out = []
-        if run.error:
+        if run.failure == "exception":
             out.append(
                 Finding("exception", dtype, None, f"the implementation raised {run.error}", case.regime, example=case)
+            )
+        elif run.failure is not None:  # crash or timeout
+            shape = "x".join(map(str, case.x.shape))
+            lo, hi = size_block(case.n)
+            out.append(
+                Finding(
+                    run.failure,
+                    dtype,
+                    None,
+                    f"{run.error} (input {shape}, {case.regime} rows; hidden sizes {lo}-{hi} are not run again "
+                    f"in {dtype})",
+                    case.regime,
+                    example=case,
+                    detail=run.detail,
+                )
             )
         for p in run.problems:
             check = "dtype" if "dtype" in p else "shape"
             out.append(Finding(check, dtype, "y", p, case.regime, example=case))
         if run.mutated:
+            what = " and ".join(run.mutated)
             out.append(
                 Finding(
-                    "mutation", dtype, None, "the implementation modified its input in place", case.regime, example=case
+                    "mutation",
+                    dtype,
+                    None,
+                    f"the implementation wrote into its input {what} (in place); outputs are still judged "
+                    "against the original input",
+                    case.regime,
+                    example=case,
                 )
             )
         return out
 
-    def _judge(
+    def _judge_output(
         self,
         name: str,
         cand: np.ndarray,
@@ -292,10 +460,11 @@ class Auditor:
                     dtype,
                     name,
                     f"{name} is {c[i]} where the exact value is finite "
-                    f"({ex.approx[i]:.6g}, rounds to {rounded[i]:.6g})",
+                    f"({ex.approx[i]:.6g}, rounds to {rounded[i]:.6g}); {int(bad_special.sum())} such elements",
                     case.regime,
                     worst={"index": list(i), "candidate": float(c[i]), "exact": float(ex.approx[i])},
                     example=case,
+                    severity=float(bad_special.sum()),
                 )
             )
         judged = defined & np.isfinite(c)
@@ -319,17 +488,20 @@ class Auditor:
         if excess.max() > 0:
             i = tuple(int(v) for v in np.unravel_index(int(np.argmax(excess)), excess.shape))
             count = int((excess > 0).sum())
+            shape = "x".join(map(str, case.x.shape))
             findings.append(
                 Finding(
                     "accuracy",
                     dtype,
                     name,
                     f"{name} is {abs(signed[i]):.3g} ulp from the exact value at {list(i)} "
-                    f"(allowed {allowed_ulps[i]:.3g});"
-                    f" {count} of {int(judged.sum())} elements exceed the bound",
+                    f"(allowed {allowed_ulps[i]:.3g}); {count} of {int(judged.sum())} elements exceed the bound "
+                    f"(input {shape})",
                     case.regime,
                     worst={
                         "index": list(i),
+                        "shape": list(case.x.shape),
+                        "regime": case.regime,
                         "candidate": float(c[i]),
                         "candidate_hex": float(c[i]).hex(),
                         "exact": float(ex.approx[i]),
@@ -338,9 +510,38 @@ class Auditor:
                         "allowed_ulp": float(allowed_ulps[i]),
                     },
                     example=case,
+                    severity=float(abs(signed[i])),
                 )
             )
         return findings
+
+    def _nondeterminism(self, case: NormInput, dtype: str, first: Run, second: Run) -> list[Finding]:
+        """A finding if two calls on the same input gave different bits, with both calls' ULP errors."""
+        for name in OUTPUTS:
+            a, c = getattr(first, name), getattr(second, name)
+            if a is None or c is None or a.shape != c.shape or a.dtype != c.dtype:
+                continue
+            differ = _bits(a) != _bits(c)
+            if not differ.any():
+                continue
+            errors = ""
+            exact = self._exact(case, dtype, grad=name != "y").get(name)
+            if exact is not None and exact.shape == a.shape:
+                fmt = self._output_format(name, case, dtype)
+                with np.errstate(all="ignore"):
+                    e1, e2 = (float(np.nanmax(exact.ulp_error(v.astype(fmt.dtype), fmt), initial=0)) for v in (a, c))
+                errors = f": max error {e1:.3g} ulp on the first call, {e2:.3g} ulp on the second"
+            return [
+                Finding(
+                    "nondeterminism",
+                    dtype,
+                    name,
+                    f"two identical calls gave different {name} on {int(differ.sum())} of {a.size} elements{errors}",
+                    case.regime,
+                    example=case,
+                )
+            ]
+        return []
 
     # -- phases ------------------------------------------------------------------
 
@@ -390,8 +591,19 @@ class Auditor:
 
     def audit_dtype(self, dtype: str) -> list[Finding]:
         fmt = resolve_format(dtype)
-        self._require_dtype(dtype)
-        eps = self.c.eps(self.hidden_sizes[0], dtype)
+        try:
+            eps = self.c.describe(self.hidden_sizes[0], dtype).eps
+        except WorkerLost as lost:
+            n = self.hidden_sizes[0]
+            return [
+                Finding(
+                    lost.failure,
+                    dtype,
+                    None,
+                    f"building the module (n={n}) took the worker down: {lost.error}",
+                    detail=lost.detail,
+                )
+            ]
         findings: list[Finding] = []
         self._collecting = True
         cases = self.structured_cases(fmt, eps)
@@ -402,48 +614,27 @@ class Auditor:
         aggregate = self.aggregate_case(fmt, eps)
         self.progress(f"{dtype}: statistics over {aggregate.x.size} outputs")
         findings += self.check(aggregate, dtype)
-        findings += self._bias(aggregate, dtype, eps)
+        findings += self._bias(aggregate, dtype)
         findings += self._search(dtype, eps)
         return findings
 
-    def _require_dtype(self, dtype: str) -> None:
-        torch = self.c.torch
-        try:
-            (torch.ones(2, dtype=getattr(torch, dtype), device=self.c.device) * 2).sum().item()
-        except Exception as exc:
-            raise UsageError(f"device {self.c.device!r} cannot compute in {dtype}: {exc}") from None
-
     def _determinism(self, case: NormInput, dtype: str) -> list[Finding]:
-        w, b = self._w(case, dtype), self._b(case, dtype)
-        g = case.grad if self.grad and self.c.supports_grad else None
-        first, second = self.c.run(case.x, w, b, g), self.c.run(case.x, w, b, g)
-        for name in OUTPUTS:
-            a, c = getattr(first, name), getattr(second, name)
-            if a is not None and c is not None and a.shape == c.shape:
-                if not np.array_equal(a.view(np.uint8), c.view(np.uint8)):
-                    return [
-                        Finding(
-                            "nondeterminism",
-                            dtype,
-                            name,
-                            f"two identical calls gave different {name}",
-                            case.regime,
-                            example=case,
-                        )
-                    ]
-        return []
+        first = self._run(case, dtype, grad=self.grad)
+        second = self._run(case, dtype, grad=self.grad)
+        if first is None or second is None:
+            return []
+        return self._nondeterminism(case, dtype, first, second)
 
-    def _bias(self, case: NormInput, dtype: str, eps: float) -> list[Finding]:
+    def _bias(self, case: NormInput, dtype: str) -> list[Finding]:
         """Biased rounding (truncation) overall, and per-channel drift (a low-precision weight offset)."""
         fmt = resolve_format(dtype)
         if fmt.precision > 11 and dtype != "bfloat16":
             return []  # in fp32/fp64 outputs the compute error, not the final rounding, dominates
         n = case.n
-        w, b = self._w(case, dtype), self._b(case, dtype)
-        run = self.c.run(case.x, w, b, None)
-        if run.y is None or run.y.shape != case.x.shape:
+        run = self._run(case, dtype, grad=False)
+        if run is None or run.y is None or run.y.shape != case.x.shape:
             return []
-        ex = _oracle(self.kind, case, w, b, eps, self.offset, False)["y"]
+        ex = self._exact(case, dtype, grad=False)["y"]
         with np.errstate(all="ignore"):
             err = ex.signed_ulp_error(run.y.astype(fmt.dtype), fmt) * np.sign(ex.approx)
         err = err[np.isfinite(err)].reshape(-1, n) if np.isfinite(err).all() else err
@@ -464,10 +655,12 @@ class Auditor:
                         f"{flat.size} outputs (z = {z:.1f}); correct rounding is unbiased",
                         case.regime,
                         example=case,
+                        severity=abs(mean),
                     )
                 )
         if np.ndim(err) == 2 and err.shape[0] >= 64:
-            col_mean = err.mean(axis=0)
+            # A channel drifts when it departs from the other channels (an overall bias is reported above).
+            col_mean = err.mean(axis=0) - err.mean()
             col_z = col_mean / (err.std(axis=0) + 1e-12) * np.sqrt(err.shape[0])
             bad = (np.abs(col_mean) > 2 * BIAS_ULPS) & (np.abs(col_z) > BIAS_Z)
             if bad.any():
@@ -477,19 +670,28 @@ class Auditor:
                         "bias",
                         dtype,
                         "y",
-                        f"{int(bad.sum())} of {n} channels drift one way (channel {j}: {col_mean[j]:+.3f} ulp over "
-                        f"{err.shape[0]} rows); a per-channel error such as a rounded weight offset",
+                        f"{int(bad.sum())} of {n} channels drift one way (channel {j}: {col_mean[j]:+.3f} ulp from the "
+                        f"mean over {err.shape[0]} rows); a per-channel error such as a rounded weight offset",
                         case.regime,
                         example=case,
+                        severity=abs(float(col_mean[j])),
                     )
                 )
         return findings
 
     def _search(self, dtype: str, eps: float) -> list[Finding]:
-        """Random search with hypothesis; a failure is shrunk to a minimal input."""
+        """Random search with hypothesis; a failure is shrunk to a minimal input.
+
+        The implementation's answer to each distinct input is kept: when hypothesis
+        runs an input again (to shrink or to replay its final example) it judges the
+        first answer, and the new call is compared with it bit for bit, so a flaky
+        implementation is a ``nondeterminism`` finding, never a flaky test.
+        """
         if self.examples <= 0:
             return []
-        failing: list[tuple[NormInput, list[Finding]]] = []
+        failing: list[Finding] = []
+        flaky: list[Finding] = []
+        answers: dict[tuple, tuple[Run | None, list[Finding]]] = {}
         strategy = norm_inputs(dtype=dtype, eps=eps, hidden_sizes=self.hidden_sizes, weight_offset=self.offset)
         counter = [0]
 
@@ -508,10 +710,19 @@ class Auditor:
             counter[0] += 1
             if self._collecting:
                 self.progress(f"{dtype}: search example {counter[0]}/{self.examples}")
-            found = [f for f in self.check(case, dtype) if f.check != "nondeterminism"]
+            key = _case_key(case)
+            if key in answers:
+                first, found = answers[key]
+                again = self._run(case, dtype, grad=self.grad) if first is not None and not flaky else None
+                if again is not None and first is not None:
+                    flaky.extend(self._nondeterminism(case, dtype, first, again))
+            else:
+                run = self._run(case, dtype, grad=self.grad)
+                found = [] if run is None else self.judge(case, dtype, run)
+                answers[key] = (run, found)
+                failing.extend(found)
             if found:
                 self._collecting = False
-                failing.append((case, found))
                 raise AssertionError(found[0].message)
 
         try:
@@ -519,92 +730,65 @@ class Auditor:
         except AssertionError:
             pass
         self._collecting = True
-        return failing[-1][1] if failing else []
+        return failing + flaky
 
     # -- the whole audit ----------------------------------------------------------
 
     def run(self) -> AuditResult:
         start = time.perf_counter()
-        merged: dict[tuple[str, str, str | None], Finding] = {}
+        found: list[Finding] = []
         for dtype in self.dtypes:
-            for f in self.audit_dtype(dtype):
-                key = (f.check, f.dtype, f.output)
-                old = merged.get(key)
-                if old is None:
-                    merged[key] = f
-                    continue
-                old.occurrences += 1
-                if f.example is not None and (old.example is None or f.example.x.size < old.example.x.size):
-                    f.occurrences, f.others = old.occurrences, [*old.others, old.example]
-                    merged[key] = f
-                elif f.example is not None:
-                    old.others.append(f.example)
-        self.result.findings = list(merged.values())
+            found += self.audit_dtype(dtype)
+        self.result.findings = merge_findings(found)
         for f in self.result.findings:
             self._explain(f)
         self.result.forward_only = not self.c.supports_grad
         for dtype in self.dtypes:
             fmt = resolve_format(dtype)
-            case = self.aggregate_case(fmt, self.result.eps.get(dtype, 1e-6))
-            run = self._plain_run(case, dtype)
-            if run is not None:
+            eps = self.result.eps.get(dtype)
+            if eps is None:
+                continue  # nothing of this dtype ran to completion
+            case = self.aggregate_case(fmt, eps)
+            run = self._run(case, dtype, grad=False)
+            if run is not None and run.y is not None and run.y.shape == case.x.shape:
+                w, b = self._params(case, dtype)
                 self.result.conventions[dtype] = convention_match(
-                    self.kind,
-                    self.offset,
-                    run,
-                    fmt,
-                    x=case.x,
-                    weight=self._w(case, dtype),
-                    bias=self._b(case, dtype),
-                    eps=self.result.eps.get(dtype, 1e-6),
+                    self.kind, self.offset, run.y, fmt, x=case.x, weight=w, bias=b, eps=eps
                 )
+        self.result.skipped = {d: lost.skipped for d, lost in self._lost.items() if lost.skipped}
+        self.result.restarts = self.c.restarts if isinstance(self.c, IsolatedCandidate) else 0
         self.result.seconds = time.perf_counter() - start
         return self.result
-
-    def _w(self, case: NormInput, dtype: str) -> np.ndarray | None:
-        has_w, _ = self.c.has_parameters(case.n, dtype)
-        return case.weight.astype(resolve_format(self.c.parameter_dtype(case.n, dtype)).dtype) if has_w else None
-
-    def _b(self, case: NormInput, dtype: str) -> np.ndarray | None:
-        _, has_b = self.c.has_parameters(case.n, dtype)
-        if not has_b or self.kind != "layernorm":
-            return None
-        return case.bias.astype(resolve_format(self.c.parameter_dtype(case.n, dtype)).dtype)
-
-    def _plain_run(self, case: NormInput, dtype: str) -> np.ndarray | None:
-        run = self.c.run(case.x, self._w(case, dtype), self._b(case, dtype), None)
-        return run.y if run.y is not None and run.y.shape == case.x.shape else None
 
     def _explain(self, f: Finding) -> None:
         """Attach the diagnosis and the reproducer to a finding."""
         case = f.example
         if case is None:
             return
-        w, b = self._w(case, f.dtype), self._b(case, f.dtype)
-        eps = self.result.eps.get(f.dtype, 1e-6)
-        f.reproducer = snippet(self.spec, self.c.style, self.kind, case, f.dtype, eps, self.offset, w, b)
+        w, b = self._params(case, f.dtype)
+        layout = self.c.describe(case.n, f.dtype)
+        f.reproducer = snippet(self.spec, self.c, self.kind, case, f.dtype, layout.eps, self.offset, w, b)
         if f.check not in ("accuracy", "nonfinite", "bias") or f.output is None:
             return
         # Diagnose on every failing input kept (the smallest is often too small to tell bugs apart).
         candidates = []
         for example in [case, *f.others][:MAX_DIAGNOSED]:
-            w, b = self._w(example, f.dtype), self._b(example, f.dtype)
-            run = self.c.run(example.x, w, b, example.grad if f.output != "y" else None)
-            cand = getattr(run, f.output)
+            run = self._run(example, f.dtype, grad=f.output != "y")
+            cand = None if run is None else getattr(run, f.output)
             if cand is None:
                 continue
-            fmt = resolve_format(f.dtype if f.output in ("y", "dx") else self.c.parameter_dtype(example.n, f.dtype))
+            w, b = self._params(example, f.dtype)
             candidates.append(
                 diagnose(
                     self.kind,
                     f.output,
                     cand,
-                    fmt,
+                    self._output_format(f.output, example, f.dtype),
                     x=example.x,
                     weight=w,
                     bias=b,
                     grad=example.grad,
-                    eps=eps,
+                    eps=self.c.describe(example.n, f.dtype).eps,
                     offset=self.offset,
                 )
             )

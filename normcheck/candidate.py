@@ -1,7 +1,9 @@
 """A uniform handle on an implementation under audit: set its parameters, run it, read results back.
 
 Whatever the implementation does (raise, return the wrong shape, mutate its
-input, hang) becomes data in a :class:`Run`; only usage errors raise.
+input, hang in Python) becomes data in a :class:`Run`; only usage errors raise.
+This handle runs the implementation in the calling process; ``normcheck.isolation``
+runs the same handle in a worker process, out of the auditor's reach.
 """
 
 from __future__ import annotations
@@ -22,6 +24,9 @@ from normcheck.torch_bridge import from_numpy, require_torch, to_numpy
 
 WEIGHT_NAMES = ("weight", "scale", "gamma", "g", "w")
 BIAS_NAMES = ("bias", "beta", "b")
+#: How a call can fail to return a result: the implementation raised, ran past the time limit,
+#: or (in a worker process) took the process down.
+FAILURES = ("exception", "timeout", "crash")
 
 
 @dataclass
@@ -32,9 +37,22 @@ class Run:
     dx: np.ndarray | None = None
     dw: np.ndarray | None = None
     db: np.ndarray | None = None
-    error: str | None = None  #: exception or timeout, as "Type: message"
-    mutated: bool = False  #: the input tensor changed during the call
+    failure: str | None = None  #: one of :data:`FAILURES`, or None when the call returned
+    error: str | None = None  #: what the failure was, as "Type: message" or a signal
+    detail: str | None = None  #: more of it (the worker's last words, a stack), for the report
+    mutated: tuple[str, ...] = ()  #: the inputs the call wrote into ("x", "grad_output")
     problems: list[str] = field(default_factory=list)  #: wrong shape, dtype, missing gradients
+    forward_only: bool = False  #: the output carried no autograd graph
+
+
+@dataclass(frozen=True)
+class Layout:
+    """What the implementation is at one hidden size and dtype: its eps and parameters."""
+
+    eps: float
+    has_weight: bool
+    has_bias: bool
+    parameter_dtype: str  #: the dtype its weight is stored in (the input dtype for functions)
 
 
 class TimeoutExpired(Exception):
@@ -43,7 +61,10 @@ class TimeoutExpired(Exception):
 
 @contextmanager
 def _time_limit(seconds: float) -> Iterator[None]:
-    """Raise :class:`TimeoutExpired` in the main thread after ``seconds`` (no-op elsewhere)."""
+    """Raise :class:`TimeoutExpired` in the main thread after ``seconds`` (no-op elsewhere, or for 0).
+
+    A signal interrupts Python code only: a hang inside C needs the worker process.
+    """
     if seconds <= 0 or threading.current_thread() is not threading.main_thread():
         yield
         return
@@ -66,27 +87,37 @@ def torch_default_eps(dtype_name: str) -> float:
 
 
 class Candidate:
-    """An implementation under audit, built once per hidden size and dtype.
+    """An implementation under audit, built once per hidden size and dtype, run in this process.
 
     ``target`` is a module class, a factory returning a module, or a plain
-    function of a tensor. ``eps`` overrides the implementation's own.
+    function of a tensor. ``eps``, when given, is the eps the implementation
+    uses: it is passed to a constructor or function that takes one, and trusted
+    as stated where the implementation hard-codes its eps. ``timeout`` (seconds,
+    0 for none) interrupts Python-level hangs.
     """
 
     def __init__(
         self, target: object, name: str, *, device: str = "cpu", eps: float | None = None, timeout: float = 20.0
     ) -> None:
         self.torch = require_torch()
+        if device.startswith("cuda") and not self.torch.cuda.is_available():
+            raise UsageError("--device cuda: no CUDA device is available here (torch.cuda.is_available() is False)")
         self.target, self.name, self.device, self.timeout = target, name, device, timeout
         self.eps_override = eps
         self._modules: dict[tuple[int, str], object] = {}
+        self._layouts: dict[tuple[int, str], Layout] = {}
+        self._dtypes_ok: set[str] = set()
         if is_module_class(target):
             self.style = "module"
         elif input_parameter(target) is not None or not callable(target):
             self.style = "function"
         else:
             self.style = "factory"
+        #: A function's parameter names (empty for modules): how it is called, here and in reproducers.
+        self.function_parameters: tuple[str, ...] = ()
         if self.style == "function":
             self._fn_params = inspect.signature(target).parameters  # type: ignore[arg-type]
+            self.function_parameters = tuple(self._fn_params)
             if eps is None and not any(n in self._fn_params for n in EPS_NAMES):
                 raise UsageError(f"{name} takes no eps argument: pass the eps it uses with --eps")
         self.supports_grad = True
@@ -113,19 +144,22 @@ class Candidate:
         bias = next((vectors[k] for k in BIAS_NAMES if k in vectors), None)
         return weight, bias
 
-    def has_parameters(self, n: int, dtype: str) -> tuple[bool, bool]:
-        if self.style == "function":
-            return "weight" in self._fn_params, "bias" in self._fn_params
-        w, b = self.parameters(n, dtype)
-        return w is not None, b is not None
+    def describe(self, n: int, dtype: str) -> Layout:
+        """The eps, parameters and parameter dtype of the implementation at ``n`` in ``dtype`` (cached)."""
+        key = (n, dtype)
+        if key not in self._layouts:
+            self._require_dtype(dtype)
+            if self.style == "function":
+                has_w, has_b = "weight" in self._fn_params, "bias" in self._fn_params
+                pdtype = dtype
+            else:
+                w, b = self.parameters(n, dtype)
+                has_w, has_b = w is not None, b is not None
+                pdtype = dtype if w is None else str(w.dtype).replace("torch.", "")  # type: ignore[attr-defined]
+            self._layouts[key] = Layout(self._eps(n, dtype), has_w, has_b, pdtype)
+        return self._layouts[key]
 
-    def parameter_dtype(self, n: int, dtype: str) -> str:
-        """The dtype the weight is stored in (the input dtype for functions)."""
-        w, _ = self.parameters(n, dtype)
-        return dtype if w is None else str(w.dtype).replace("torch.", "")  # type: ignore[attr-defined]
-
-    def eps(self, n: int, dtype: str) -> float:
-        """The eps the implementation uses on ``dtype`` inputs."""
+    def _eps(self, n: int, dtype: str) -> float:
         if self.eps_override is not None:
             return float(self.eps_override)
         if self.style == "function":
@@ -139,6 +173,16 @@ class Candidate:
                 return torch_default_eps(dtype) if value is None else float(value)
         raise UsageError(f"cannot find the eps of {self.name} (no attribute {', '.join(EPS_NAMES)}): pass --eps")
 
+    def _require_dtype(self, dtype: str) -> None:
+        if dtype in self._dtypes_ok:
+            return
+        torch = self.torch
+        try:
+            (torch.ones(2, dtype=getattr(torch, dtype), device=self.device) * 2).sum().item()
+        except Exception as exc:
+            raise UsageError(f"device {self.device!r} cannot compute in {dtype}: {exc}") from None
+        self._dtypes_ok.add(dtype)
+
     # -- running --------------------------------------------------------------
 
     def run(
@@ -147,12 +191,13 @@ class Candidate:
         weight: np.ndarray | None,
         bias: np.ndarray | None,
         grad: np.ndarray | None,
-        *,
         strided: bool = False,
     ) -> Run:
         """Call the implementation on ``x`` (and backward with ``grad``); never raises for its faults.
 
-        ``strided`` hands over a non-contiguous (transposed) view of a 2-d ``x``.
+        The implementation gets tensors of its own (copies): what it writes into
+        them is reported in :attr:`Run.mutated`. ``strided`` hands over a
+        non-contiguous (transposed) view of a 2-d ``x``.
         """
         torch, out = self.torch, Run()
         dtype = str(x.dtype)
@@ -170,10 +215,12 @@ class Candidate:
                 self._synchronize()
         except UsageError:
             raise
-        except (Exception, TimeoutExpired) as exc:
-            out.error = f"{type(exc).__name__}: {exc}".strip()
-            return out
-        out.mutated = not _same_bits(before, leaf.detach())
+        except TimeoutExpired as exc:
+            return Run(failure="timeout", error=str(exc))
+        except (Exception, SystemExit) as exc:  # sys.exit() in the implementation is its exception
+            return Run(failure="exception", error=f"{type(exc).__name__}: {exc}".strip())
+        if not _same_bits(before, leaf.detach()):
+            out.mutated = ("x",)
         if not isinstance(y, torch.Tensor):
             out.problems.append(f"returned {type(y).__name__}, not a tensor")
             return out
@@ -188,15 +235,21 @@ class Candidate:
             return out
         if not y.requires_grad:
             self.supports_grad = False  # no autograd support: audited forward-only
+            out.forward_only = True
             return out
         try:
+            g = from_numpy(grad.astype(x.dtype), self.device).to(y.dtype).reshape(y.shape)
+            g_before = g.clone()
             with _time_limit(self.timeout), warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                y.backward(from_numpy(grad.astype(x.dtype), self.device).to(y.dtype).reshape(y.shape))
+                y.backward(g)
                 self._synchronize()
-        except (Exception, TimeoutExpired) as exc:
-            out.error = f"backward: {type(exc).__name__}: {exc}".strip()
-            return out
+        except TimeoutExpired as exc:
+            return Run(failure="timeout", error=f"backward: {exc}", mutated=out.mutated)
+        except (Exception, SystemExit) as exc:  # sys.exit() in the implementation is its exception
+            return Run(failure="exception", error=f"backward: {type(exc).__name__}: {exc}".strip(), mutated=out.mutated)
+        if not _same_bits(g_before, g):
+            out.mutated += ("grad_output",)
         out.dx = None if leaf.grad is None else to_numpy(leaf.grad.t() if strided else leaf.grad)
         w_t, b_t = params
         out.dw = None if w_t is None or w_t.grad is None else to_numpy(w_t.grad)
@@ -208,20 +261,11 @@ class Candidate:
     def _call(self, xt: object, weight: np.ndarray | None, bias: np.ndarray | None, n: int, dtype: str):
         torch = self.torch
         if self.style == "function":
-            kwargs: dict[str, object] = {}
-            names = self._fn_params
-            w_t = b_t = None
-            if "normalized_shape" in names:
-                kwargs["normalized_shape"] = (n,)
-            if "weight" in names and weight is not None:
-                w_t = from_numpy(weight, self.device).requires_grad_(xt.requires_grad)  # type: ignore[attr-defined]
-                kwargs["weight"] = w_t
-            if "bias" in names and bias is not None:
-                b_t = from_numpy(bias, self.device).requires_grad_(xt.requires_grad)  # type: ignore[attr-defined]
-                kwargs["bias"] = b_t
-            if self.eps_override is not None:
-                kwargs[next(k for k in EPS_NAMES if k in names)] = self.eps_override
-            return self.target(xt, **kwargs), (w_t, b_t)  # type: ignore[operator]
+            need = xt.requires_grad  # type: ignore[attr-defined]
+            w_t = None if weight is None else from_numpy(weight, self.device).requires_grad_(need)
+            b_t = None if bias is None else from_numpy(bias, self.device).requires_grad_(need)
+            kwargs = function_arguments(self.function_parameters, n, w_t, b_t, self.eps_override)
+            return self.target(xt, **kwargs), (kwargs.get("weight"), kwargs.get("bias"))  # type: ignore[operator]
         mod = self.module(n, dtype)
         w_t, b_t = self.parameters(n, dtype)
         with torch.no_grad():
@@ -235,6 +279,40 @@ class Candidate:
     def _synchronize(self) -> None:
         if self.device.startswith("cuda"):
             self.torch.cuda.synchronize()
+
+    def device_is_healthy(self) -> bool:
+        """Whether the device still computes (a CUDA error such as an illegal address is sticky)."""
+        if self.device == "cpu":
+            return True
+        try:
+            (self.torch.ones(2, device=self.device) * 2).sum().item()
+            return True
+        except Exception:
+            return False
+
+    def close(self) -> None:
+        """Nothing to release in this process (a worker process has)."""
+
+
+def function_arguments(
+    parameters: tuple[str, ...], n: int, weight: object | None, bias: object | None, eps: float | None
+) -> dict[str, object]:
+    """The keyword arguments a plain function is called with, by the names it takes.
+
+    ``normalized_shape`` gets ``(n,)``; ``weight`` and ``bias`` their tensors; the
+    first eps-like name gets ``eps`` when one is stated (else the function's default holds).
+    """
+    kwargs: dict[str, object] = {}
+    if "normalized_shape" in parameters:
+        kwargs["normalized_shape"] = (n,)
+    if "weight" in parameters and weight is not None:
+        kwargs["weight"] = weight
+    if "bias" in parameters and bias is not None:
+        kwargs["bias"] = bias
+    eps_name = next((k for k in EPS_NAMES if k in parameters), None)
+    if eps is not None and eps_name is not None:
+        kwargs[eps_name] = eps
+    return kwargs
 
 
 def _same_bits(a: object, b: object) -> bool:

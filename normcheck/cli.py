@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import math
 import sys
+from contextlib import closing
 
 from rich.console import Console
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
@@ -40,6 +41,8 @@ def _validate(args: argparse.Namespace) -> None:
         raise UsageError(f"--hidden-size must be >= 1, got {args.hidden_size}")
     if args.examples < 0:
         raise UsageError(f"--examples must be >= 0, got {args.examples}")
+    if not (math.isfinite(args.timeout) and args.timeout >= 0):
+        raise UsageError(f"--timeout must be a finite number of seconds >= 0, got {args.timeout!r}")
     if args.device not in ("cpu", "cuda") and not args.device.startswith("cuda:"):
         raise UsageError(f"--device must be cpu or cuda, got {args.device!r}")
 
@@ -56,38 +59,38 @@ def _audit(args: argparse.Namespace) -> int:
         folder = Path(args.report_dir)
         if folder.exists() and not folder.is_dir():
             raise UsageError(f"--report-dir {args.report_dir!r} exists and is not a folder")
-    from normcheck.torch_bridge import require_torch
-
-    torch = require_torch()
-    if args.device.startswith("cuda") and not torch.cuda.is_available():
-        raise UsageError("--device cuda: no CUDA device is available here (torch.cuda.is_available() is False)")
     from normcheck.audit import Auditor
-    from normcheck.candidate import Candidate
     from normcheck.inference import infer
-    from normcheck.loading import load_target
+    from normcheck.isolation import open_candidate
 
-    target = load_target(args.target)
-    candidate = Candidate(target, args.target, device=args.device, eps=args.eps, timeout=args.timeout)
-    kind, offset = infer(candidate, args.kind, args.weight_offset)
-    dtypes = tuple(dict.fromkeys(args.dtype or DEFAULT_DTYPES))
-    console = Console(stderr=True)
-    with Progress(
-        SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=console, transient=True
-    ) as progress:
-        task = progress.add_task(f"auditing {args.target}", total=None)
-        auditor = Auditor(
-            candidate,
-            spec=args.target,
-            kind=kind,
-            weight_offset=offset,
-            dtypes=dtypes,
-            hidden_sizes=tuple(args.hidden_size or ()),
-            examples=args.examples,
-            seed=args.seed,
-            grad=not args.no_grad,
-            progress=lambda msg: progress.update(task, description=f"{args.target}: {msg}"),
+    with closing(
+        open_candidate(
+            args.target, args.target, in_process=args.in_process, device=args.device, eps=args.eps, timeout=args.timeout
         )
-        result = auditor.run()
+    ) as candidate:
+        kind, offset = infer(candidate, args.kind, args.weight_offset)  # usage errors surface here, before progress
+        dtypes = tuple(dict.fromkeys(args.dtype or DEFAULT_DTYPES))
+        with Progress(
+            SpinnerColumn(),
+            TextColumn("{task.description}"),
+            TimeElapsedColumn(),
+            console=Console(stderr=True),
+            transient=True,
+        ) as progress:
+            task = progress.add_task(f"auditing {args.target}", total=None)
+            auditor = Auditor(
+                candidate,
+                spec=args.target,
+                kind=kind,
+                weight_offset=offset,
+                dtypes=dtypes,
+                hidden_sizes=tuple(args.hidden_size or ()),
+                examples=args.examples,
+                seed=args.seed,
+                grad=not args.no_grad,
+                progress=lambda msg: progress.update(task, description=f"{args.target}: {msg}"),
+            )
+            result = auditor.run()
     _print_result(result, Console())
     settings = {
         "kind_given": args.kind is not None,
@@ -112,6 +115,7 @@ def _audit(args: argparse.Namespace) -> int:
 
 
 def _print_result(result, console: Console) -> None:
+    from normcheck.audit import smallest_input_note
     from normcheck.reporting import bound_use
 
     offset = f", weight offset {result.weight_offset}" if result.weight_offset else ""
@@ -163,9 +167,14 @@ def _print_result(result, console: Console) -> None:
         )
         return
     console.print(f"[bold red]FAIL[/] {result.target}: {len(result.findings)} finding(s)")
+    for dtype, count in result.skipped.items():
+        console.print(f"{dtype}: {count} inputs not run, at hidden sizes where the implementation crashed or hung")
     for f in result.findings:
         where = f" {f.output}" if f.output else ""
-        console.print(f"\n[bold]{f.check}[/] {f.dtype}{where} ({f.regime} rows): {f.message}")
+        console.print(f"\n[bold]{f.check}[/] {f.dtype}{where} ({f.regime} rows): {f.message}", highlight=False)
+        note = smallest_input_note(f.minimal)
+        if note:
+            console.print(f"  {note}", highlight=False)
         if f.diagnosis is not None:
             label = f.diagnosis.bug or "unrecognized"
             console.print(f"  diagnosis: [bold]{label}[/]: {f.diagnosis.evidence}")
@@ -242,7 +251,15 @@ def _parser() -> argparse.ArgumentParser:
     audit.add_argument("--examples", type=int, default=100, help="random search examples per dtype (default 100)")
     audit.add_argument("--seed", type=int, default=0, help="search seed: the same seed gives the same verdict")
     audit.add_argument("--no-grad", action="store_true", help="audit the forward pass only")
-    audit.add_argument("--timeout", type=float, default=20.0, help="seconds before a call counts as hanging")
+    audit.add_argument(
+        "--timeout", type=float, default=20.0, help="seconds before a call counts as hanging (0: no limit)"
+    )
+    audit.add_argument(
+        "--in-process",
+        action="store_true",
+        help="run the implementation in normcheck's own process (for a debugger; a crash or a hang in C "
+        "then stops the audit)",
+    )
     audit.add_argument("--json", help="write the versioned JSON report here (atomically)")
     audit.add_argument("--report-dir", help="write audit.json, report.md (with plots) and report.html here")
     audit.set_defaults(func=_audit)
@@ -277,3 +294,6 @@ def main(argv: list[str] | None = None) -> int:
     except UsageError as exc:
         print(f"normcheck: error: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("normcheck: interrupted", file=sys.stderr)
+        return 130

@@ -93,7 +93,8 @@ def construct_module(maker: object, hidden: int, eps: float | None) -> object:
     """Call a module class or factory the way third-party code spells its constructor.
 
     The hidden size goes to the first of :data:`SIZE_NAMES` it takes (else to its
-    first positional parameter); ``eps``, when given, to the first of :data:`EPS_NAMES`.
+    first positional parameter); ``eps``, when given, to the first of :data:`EPS_NAMES`
+    it takes (a constructor without one keeps the eps it hard-codes).
     """
     try:
         if inspect.isclass(maker):
@@ -113,11 +114,9 @@ def construct_module(maker: object, hidden: int, eps: float | None) -> object:
         args.append(hidden)
     elif not params or any(p.kind == p.VAR_POSITIONAL for p in params):
         args.append(hidden)
-    if eps is not None:
-        eps_name = next((n for n in EPS_NAMES if n in names), None)
-        if eps_name is None and not any(p.kind == p.VAR_KEYWORD for p in params):
-            raise UsageError(f"{name}() takes no eps argument ({', '.join(names)}); drop --eps")
-        kwargs[eps_name or "eps"] = eps
+    eps_name = next((n for n in EPS_NAMES if n in names), None)
+    if eps is not None and eps_name is not None:  # an eps the module hard-codes is stated, not passed
+        kwargs[eps_name] = eps
     try:
         return maker(*args, **kwargs)  # type: ignore[operator]
     except Exception as exc:

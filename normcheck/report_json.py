@@ -19,11 +19,10 @@ from pathlib import Path
 import numpy as np
 
 import normcheck
-from normcheck.audit import AuditResult
+from normcheck.audit import CHECKS, AuditResult
 from normcheck.errors import UsageError
 
 SCHEMA = "normcheck.audit/1"
-CHECKS = ("accuracy", "nonfinite", "exception", "shape", "dtype", "mutation", "nondeterminism", "bias")
 
 
 def environment(device: str) -> dict[str, str]:
@@ -65,8 +64,10 @@ def to_dict(result: AuditResult, settings: dict) -> dict:
                 "message": f.message,
                 "worst": f.worst,
                 "occurrences": f.occurrences,
+                "minimal": f.minimal,
                 "diagnosis": diag,
                 "reproducer": f.reproducer,
+                "detail": f.detail,
             }
         )
     return {
@@ -83,6 +84,7 @@ def to_dict(result: AuditResult, settings: dict) -> dict:
             "seed": result.seed,
             "examples": result.examples,
             "forward_only": result.forward_only,
+            "isolation": result.isolation,
         },
         "eps": result.eps,
         "checks": list(CHECKS),
@@ -94,6 +96,8 @@ def to_dict(result: AuditResult, settings: dict) -> dict:
         "conventions": result.conventions,
         "findings": findings,
         "cases": result.cases,
+        "skipped": result.skipped,
+        "restarts": result.restarts,
         "seconds": round(result.seconds, 3),
     }
 

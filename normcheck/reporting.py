@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import normcheck
+from normcheck.audit import smallest_input_note
 from normcheck.errors import UsageError
 from normcheck.report_json import SCHEMA, write_atomically
 
@@ -165,7 +166,11 @@ def figures(results: list[dict]) -> list[Figure]:
 
 def _context(results: list[dict]) -> dict:
     regimes, regime_rows = regime_table(results)
-    findings = [{**f, "target": r["target"]} for r in results for f in r["findings"]]
+    findings = [
+        {**f, "target": r["target"], "smallest": smallest_input_note(f.get("minimal"))}
+        for r in results
+        for f in r["findings"]
+    ]
     return {
         "summary": summary_rows(results),
         "regimes": regimes,
@@ -210,6 +215,8 @@ def markdown(ctx: dict) -> str:
     for f in ctx["findings"]:
         where = f" of {f['output']}" if f["output"] else ""
         lines.append(f"- **{f['target']}**: {f['check']}{where} in {f['dtype']} ({f['regime']} rows): {f['message']}")
+        if f["smallest"]:
+            lines.append(f"  - {f['smallest']}")
         if f.get("diagnosis"):
             lines.append(f"  - diagnosis: **{f['diagnosis']['bug'] or 'unrecognized'}**: {f['diagnosis']['evidence']}")
         if f.get("reproducer"):

@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 
+from normcheck.candidate import Candidate, function_arguments
 from normcheck.strategies import NormInput
+
+if TYPE_CHECKING:
+    from normcheck.isolation import IsolatedCandidate
 
 
 def _tensor(a: np.ndarray, dtype: str) -> str:
@@ -15,7 +21,7 @@ def _tensor(a: np.ndarray, dtype: str) -> str:
 
 def snippet(
     spec: str,
-    style: str,
+    candidate: Candidate | IsolatedCandidate,
     kind: str,
     case: NormInput,
     dtype: str,
@@ -24,7 +30,10 @@ def snippet(
     weight: np.ndarray | None,
     bias: np.ndarray | None,
 ) -> str:
-    """Code that rebuilds the input, calls the implementation and prints its error against the oracle."""
+    """Code that rebuilds the input, calls the implementation as the audit did and prints its error.
+
+    It runs in a fresh process (``python -c``), so it reproduces crashes and hangs too.
+    """
     n = case.n
     wdt = str(weight.dtype) if weight is not None else dtype
     lines = [
@@ -34,20 +43,24 @@ def snippet(
         f'target = load_target("{spec}")',
         f"x = {_tensor(case.x, dtype)}",
     ]
+    if case.strided:
+        lines.append("x = x.t().contiguous().t()  # the audit passed a non-contiguous (transposed) view")
     if weight is not None:
         lines.append(f"w = {_tensor(weight, wdt)}")
     if bias is not None:
         lines.append(f"b = {_tensor(bias, wdt)}")
-    if style == "function":
-        args = ["x", f"({n},)"]
-        if weight is not None:
-            args.append("weight=w")
-        if bias is not None:
-            args.append("bias=b")
-        args.append(f"eps={eps!r}")
+    if candidate.style == "function":
+        names = {"w": weight, "b": bias}  # passed by variable name
+        kwargs = function_arguments(
+            candidate.function_parameters,
+            n,
+            *(k if v is not None else None for k, v in names.items()),
+            candidate.eps_override,
+        )
+        args = ["x", *(f"{k}={v if isinstance(v, str) else repr(v)}" for k, v in kwargs.items())]
         lines.append(f"y = target({', '.join(args)})")
     else:
-        lines.append(f"m = construct_module(target, {n}, None).to(torch.{dtype})")
+        lines.append(f"m = construct_module(target, {n}, {candidate.eps_override!r}).to(torch.{dtype})")
         if weight is not None or bias is not None:
             lines.append("with torch.no_grad():")
             if weight is not None:

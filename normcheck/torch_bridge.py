@@ -29,8 +29,12 @@ def to_numpy(tensor: object) -> np.ndarray:
 
 
 def from_numpy(array: np.ndarray, device: str = "cpu") -> object:
-    """A torch tensor with the same values and dtype as ``array``."""
+    """A torch tensor with the same values and dtype as ``array``, in memory of its own.
+
+    Never a view of ``array``: what an implementation writes into the tensor cannot
+    reach the array the oracle, the checks and the reproducer read.
+    """
     torch = require_torch()
     if array.dtype == ml_dtypes.bfloat16:
         return torch.from_numpy(array.astype(np.float32)).to(device=device, dtype=torch.bfloat16)
-    return torch.from_numpy(np.ascontiguousarray(array)).to(device)
+    return torch.from_numpy(np.array(array, order="C", copy=True)).to(device)

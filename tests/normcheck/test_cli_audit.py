@@ -14,6 +14,7 @@ from normcheck.cli import main
 
 HERE = Path(__file__).parent
 FILE = str(HERE / "targets" / "file_norms.py")
+MISBEHAVING = str(HERE / "targets" / "misbehaving.py")
 FAST = ["--examples", "5", "--dtype", "float16"]
 
 
@@ -41,7 +42,7 @@ def test_a_buggy_module_fails_with_exit_1_naming_the_bug_and_a_runnable_reproduc
     assert "max ulp error" in capsys.readouterr().out
 
 
-def test_a_crashing_implementation_is_a_finding_not_a_crash(tmp_path):
+def test_a_raising_implementation_is_an_exception_finding(tmp_path):
     report = tmp_path / "r.json"
     argv = ["audit", f"{FILE}:Crashes", "--examples", "3", "--dtype", "bfloat16", "--kind", "rmsnorm"]
     assert main([*argv, "--json", str(report)]) == 1
@@ -49,12 +50,28 @@ def test_a_crashing_implementation_is_a_finding_not_a_crash(tmp_path):
     assert any(f["check"] == "exception" and "bf16 is not supported" in f["message"] for f in findings)
 
 
-def test_a_hanging_implementation_hits_the_timeout(tmp_path):
+@pytest.mark.parametrize(
+    "mode, message",
+    [([], "no result within 0.2 s, stuck in forward (file_norms.py:"), (["--in-process"], "no result within 0.2 s")],
+)
+def test_a_hanging_implementation_hits_the_timeout_in_the_worker_and_in_process(tmp_path, mode, message):
     report = tmp_path / "r.json"
     argv = ["audit", f"{FILE}:Hangs", "--kind", "rmsnorm", "--dtype", "float32", "--examples", "0", "--timeout", "0.2"]
-    assert main([*argv, "--json", str(report)]) == 1
-    findings = json.loads(report.read_text())["findings"]
-    assert any(f["check"] == "exception" and "TimeoutExpired" in f["message"] for f in findings)
+    assert main([*argv, *mode, "--json", str(report)]) == 1
+    data = json.loads(report.read_text())
+    assert data["settings"]["isolation"] == ("in-process" if mode else "worker process")
+    assert any(f["check"] == "timeout" and message in f["message"] for f in data["findings"])
+
+
+def test_a_segfault_is_a_finding_with_exit_1_and_a_report(tmp_path, capsys):
+    report = tmp_path / "r.json"
+    argv = ["audit", f"{MISBEHAVING}:SegfaultsOnLongRows", "--kind", "rmsnorm", "--dtype", "float32"]
+    assert main([*argv, "--examples", "0", "--json", str(report)]) == 1
+    assert "killed by SIGSEGV" in capsys.readouterr().out
+    data = json.loads(report.read_text())
+    [crash] = data["findings"]
+    assert crash["check"] == "crash" and crash["regime"] and "Segmentation fault" in crash["detail"]
+    assert data["restarts"] == 1 and data["verdict"] == "fail"
 
 
 def test_functions_are_audited_forward_only_when_they_have_no_autograd(tmp_path, capsys):

@@ -1,0 +1,361 @@
+"""Run the implementation in a worker process, out of reach of the auditor that judges it.
+
+The auditor (oracle, search, checks, report) stays in the calling process; a
+worker process builds the module, receives copies of the inputs and sends back
+outputs and gradients. A worker that dies (segfault, abort, ``exit``, an
+out-of-memory kill, a broken CUDA context) or does not answer in time (a hang in
+Python, in C or on the GPU) is stopped and replaced, and the call comes back as a
+:class:`~normcheck.candidate.Run` whose failure is ``crash`` or ``timeout``, with
+the signal and the worker's last words (Python's ``faulthandler`` stack).
+
+A worker is a fresh interpreter (``python -c``, never a fork of the auditor): it
+owns its CUDA context, inherits no threads or locks, and does not re-run the
+user's ``__main__``. It starts in the background; the first call waits for it.
+The target travels as its name, or pickled by reference; its output goes to a
+log file whose tail a crash report quotes.
+"""
+
+from __future__ import annotations
+
+import faulthandler
+import os
+import pickle
+import re
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from multiprocessing.connection import Connection
+from pathlib import Path
+
+import numpy as np
+
+import normcheck
+from normcheck.candidate import Candidate, Layout, Run
+from normcheck.errors import UsageError
+from normcheck.loading import load_target
+from normcheck.torch_bridge import require_torch
+
+#: Seconds a new worker may take to import torch and the target.
+START_TIMEOUT = 180.0
+#: Bytes of the worker's output kept for a crash or timeout report.
+LOG_TAIL = 6000
+#: Set in a worker's environment: an audit started inside a worker is a script without a main guard.
+WORKER_ENV = "NORMCHECK_WORKER"
+
+
+class WorkerLost(Exception):
+    """The worker process died or stopped answering during a call."""
+
+    def __init__(self, failure: str, error: str, detail: str | None = None) -> None:
+        super().__init__(error)
+        self.failure, self.error, self.detail = failure, error, detail
+
+
+class IsolatedCandidate:
+    """The auditor's handle on an implementation running in a worker process.
+
+    It answers like :class:`~normcheck.candidate.Candidate` (``describe``, ``run``),
+    but a call that kills or stalls the worker is a :class:`Run` with failure
+    ``crash`` or ``timeout``; the next call starts a fresh worker.
+    """
+
+    def __init__(
+        self, target: object, name: str, *, device: str = "cpu", eps: float | None = None, timeout: float = 20.0
+    ) -> None:
+        if os.environ.get(WORKER_ENV):
+            raise UsageError(
+                "an audit was started while normcheck's worker process imported the module that defines "
+                f"{name}: put the audit under `if __name__ == '__main__':`"
+            )
+        self.name, self.device, self.timeout, self.eps_override = name, device, timeout, eps
+        self.supports_grad = True
+        self.restarts = 0  #: workers started after the first (one per crash or timeout)
+        self._payload = _payload(target, name)
+        self._layouts: dict[tuple[int, str], Layout] = {}
+        self._process: subprocess.Popen | None = None
+        self._conn: Connection | None = None
+        self._hello: dict | None = None
+        fd, self._log = tempfile.mkstemp(prefix="normcheck-worker-", suffix=".log")
+        os.close(fd)
+        self._launch()
+
+    @property
+    def style(self) -> str:
+        """``module``, ``factory`` or ``function``: how the target is called."""
+        return self._ready()["style"]
+
+    @property
+    def function_parameters(self) -> tuple[str, ...]:
+        """A function target's parameter names (empty for modules)."""
+        return self._ready()["function_parameters"]
+
+    # -- the Candidate interface ------------------------------------------------
+
+    def describe(self, n: int, dtype: str) -> Layout:
+        """As :meth:`Candidate.describe`; raises :class:`WorkerLost` if building the module kills the worker."""
+        key = (n, dtype)
+        if key not in self._layouts:
+            self._layouts[key] = self._request(("describe", n, dtype))
+        return self._layouts[key]
+
+    def run(
+        self,
+        x: np.ndarray,
+        weight: np.ndarray | None,
+        bias: np.ndarray | None,
+        grad: np.ndarray | None,
+        strided: bool = False,
+    ) -> Run:
+        """As :meth:`Candidate.run`; a dead or stalled worker is a ``crash`` or ``timeout`` run."""
+        try:
+            run: Run = self._request(("run", x, weight, bias, grad if self.supports_grad else None, strided))
+        except WorkerLost as lost:
+            return Run(failure=lost.failure, error=lost.error, detail=lost.detail)
+        if run.forward_only:
+            self.supports_grad = False
+        return run
+
+    def close(self) -> None:
+        """Stop the worker and remove its log."""
+        if self._process is not None:
+            self._stop()
+        Path(self._log).unlink(missing_ok=True)
+
+    # -- the worker ----------------------------------------------------------------
+
+    def _launch(self) -> None:
+        """Start a worker in the background; :meth:`_ready` waits for it."""
+        ours, theirs = socket.socketpair()
+        env = dict(os.environ, **{WORKER_ENV: "1"})
+        env.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+        root = str(Path(normcheck.__file__).resolve().parent.parent)  # normcheck importable from a checkout too
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH")) if p)
+        with open(self._log, "wb") as log:
+            self._process = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-c",
+                    "from normcheck.isolation import worker_main; worker_main()",
+                    str(theirs.fileno()),
+                ],
+                pass_fds=(theirs.fileno(),),
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=log,
+                env=env,
+            )
+        theirs.close()
+        self._conn = Connection(ours.detach())
+        self._conn.send((list(sys.path), self._payload, self.name, self.device, self.eps_override))
+        self._hello = None
+
+    def _ready(self) -> dict:
+        """The worker's greeting (its target's style), starting a fresh worker if the last one was lost."""
+        if self._process is None:
+            self._launch()
+            self.restarts += 1
+        if self._hello is None:
+            assert self._conn is not None
+            if not self._conn.poll(START_TIMEOUT):
+                self._stop()
+                raise UsageError(f"the worker process did not load {self.name} within {START_TIMEOUT:g} s")
+            try:
+                status, value, *_ = self._conn.recv()
+            except (OSError, EOFError):
+                error, detail = self._stop()
+                last = (detail or "").strip().splitlines()[-1:] or [""]
+                raise UsageError(f"{error} while loading {self.name}: {last[0]}".rstrip(": ")) from None
+            if status != "ok":
+                self._stop()
+                raise UsageError(value)
+            self._hello = value
+        return self._hello
+
+    def _request(self, message: tuple) -> object:
+        self._ready()
+        assert self._conn is not None
+        try:
+            self._conn.send(message)
+            answered = self._conn.poll(self.timeout if self.timeout > 0 else None)
+        except (OSError, EOFError):  # the worker died while reading the message
+            answered = True
+        if not answered:
+            _, detail = self._stop(hung=True)
+            where = _where(detail)
+            raise WorkerLost(
+                "timeout",
+                f"no result within {self.timeout:g} s{f', stuck in {where}' if where else ''}; the worker was stopped",
+                detail,
+            )
+        try:
+            status, value, *restart = self._conn.recv()
+        except (OSError, EOFError):
+            error, detail = self._stop()
+            raise WorkerLost("crash", error, detail) from None
+        if restart:  # the device is broken (a sticky CUDA error): the next call gets a fresh worker
+            self._stop()
+        if status == "usage":
+            raise UsageError(value)
+        if status != "ok":
+            raise RuntimeError(f"normcheck's worker process failed: {value}")
+        return value
+
+    def _stop(self, *, hung: bool = False) -> tuple[str, str | None]:
+        """End the worker and return how it ended and its last output.
+
+        A worker that is waiting for work exits when its connection closes; one
+        that crashed is given a moment to finish dying; a hung one is asked for its
+        Python stack (faulthandler prints it even from inside C) and killed.
+        """
+        process, conn = self._process, self._conn
+        self._process = self._conn = None
+        assert process is not None
+        if conn is not None:
+            conn.close()
+        stopped = hung and process.poll() is None
+        if stopped:
+            if hasattr(signal, "SIGUSR1"):
+                size = os.path.getsize(self._log)
+                process.send_signal(signal.SIGUSR1)
+                deadline = time.monotonic() + 2.0
+                while os.path.getsize(self._log) == size and time.monotonic() < deadline:
+                    time.sleep(0.02)
+                time.sleep(0.05)
+            process.kill()
+        try:
+            code: int | None = process.wait(5)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            code, stopped = process.wait(), True
+        detail = _tail(self._log)
+        if stopped:
+            error = "the worker process was stopped"
+        elif code < 0:
+            sig = signal.Signals(-code).name
+            error = f"the worker process was killed by {sig}" + (" (out of memory?)" if sig == "SIGKILL" else "")
+        else:
+            error = f"the worker process exited with status {code}"
+        fatal = re.search(r"^Fatal Python error: (.+)$", detail or "", re.M)
+        if fatal:
+            error += f" ({fatal.group(1).strip()})"
+        where = _where(detail)
+        if where:
+            error += f" in {where}"
+        return error, detail
+
+
+def _payload(target: object, name: str) -> tuple[str, object]:
+    """How the target travels to the worker: its name, a file of the main script, or pickled by reference."""
+    if isinstance(target, str):
+        return ("spec", target)
+    main = sys.modules.get("__main__")
+    if getattr(target, "__module__", None) == "__main__" and getattr(main, "__file__", None):
+        return ("spec", f"{main.__file__}:{target.__qualname__}")  # type: ignore[attr-defined,union-attr]
+    try:
+        return ("pickle", pickle.dumps(target))
+    except Exception as exc:
+        raise UsageError(
+            f"{name} cannot be sent to normcheck's worker process ({type(exc).__name__}: {exc}): define it at "
+            "module level, or audit in-process (--in-process, in_process=True)"
+        ) from None
+
+
+def _tail(path: str) -> str | None:
+    """The end of the worker's output (its prints, faulthandler's stacks, a CUDA error)."""
+    with open(path, "rb") as fh:
+        fh.seek(max(0, os.path.getsize(path) - LOG_TAIL))
+        text = fh.read().decode("utf-8", errors="replace").strip()
+    return text or None
+
+
+def _where(detail: str | None) -> str | None:
+    """``function (file:line)`` of the innermost frame of the crashed thread's stack (faulthandler's) that is
+    not in Python's standard library or torch: the implementation's own code, where it shows."""
+    if not detail:
+        return None
+    current = detail.split("Current thread", 1)  # the thread that crashed (or took the stack-dump signal)
+    stack = current[-1].split("most recent call first):", 1)
+    frames = re.findall(r'File "([^"]+)", line (\d+) in (\S+)', stack[1].split("\n\n", 1)[0] if len(stack) > 1 else "")
+    if not frames:
+        return None
+    library = tuple(str(Path(m.__file__).resolve().parent) for m in (os, sys.modules.get("torch")) if m is not None)
+    own = [f for f in frames if not str(Path(f[0]).resolve()).startswith(library)]
+    file, line, function = (own or frames)[0]
+    return f"{function} ({Path(file).name}:{line})"
+
+
+def _die_with_parent() -> None:
+    """Linux: the kernel kills the worker when the auditor dies, even if the worker is stuck in C."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        pr_set_pdeathsig = 1
+        ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGKILL)
+
+
+def worker_main() -> None:
+    """The worker process: load the target, then answer ``describe`` and ``run`` until the auditor closes."""
+    conn = Connection(int(sys.argv[1]))
+    _die_with_parent()
+    faulthandler.enable(all_threads=True)  # stderr is the log the auditor reads after a crash
+    if hasattr(signal, "SIGUSR1"):
+        faulthandler.register(signal.SIGUSR1, all_threads=True)
+    path, (how, payload), name, device, eps = conn.recv()
+    sys.path[:] = path
+    try:
+        try:
+            impl = load_target(payload) if how == "spec" else pickle.loads(payload)
+        except UsageError:
+            raise
+        except Exception as exc:
+            raise UsageError(f"the worker process cannot load {name}: {type(exc).__name__}: {exc}") from None
+        candidate = Candidate(impl, name, device=device, eps=eps, timeout=0)  # the auditor keeps the time
+    except UsageError as exc:
+        conn.send(("usage", str(exc)))
+        return
+    conn.send(("ok", {"style": candidate.style, "function_parameters": candidate.function_parameters}))
+    while True:
+        try:
+            op, *args = conn.recv()
+        except EOFError:
+            return
+        restart = False
+        try:
+            if op == "describe":
+                reply: tuple = ("ok", candidate.describe(*args))
+            else:
+                run = candidate.run(*args)
+                restart = run.failure == "exception" and not candidate.device_is_healthy()
+                reply = ("ok", run)
+        except UsageError as exc:
+            reply = ("usage", str(exc))
+        except Exception as exc:
+            reply = ("error", f"{type(exc).__name__}: {exc}")
+        conn.send((*reply, "restart") if restart else reply)
+        if restart:
+            return
+
+
+def open_candidate(
+    target: object,
+    name: str,
+    *,
+    in_process: bool = False,
+    device: str = "cpu",
+    eps: float | None = None,
+    timeout: float = 20.0,
+) -> Candidate | IsolatedCandidate:
+    """The handle the audit runs ``target`` (a spec string or an object) through.
+
+    A worker process by default; ``in_process=True`` runs the implementation in
+    this process (for a debugger: a crash or a hang in C then takes the audit down).
+    """
+    if in_process:
+        impl = load_target(target) if isinstance(target, str) else target
+        return Candidate(impl, name, device=device, eps=eps, timeout=timeout)
+    candidate = IsolatedCandidate(target, name, device=device, eps=eps, timeout=timeout)
+    require_torch()  # the diagnosis's emulations run here: import torch while the worker starts
+    return candidate
