@@ -1,32 +1,62 @@
-"""Wall time of a default audit (3 dtypes, gradients, 100 search examples per dtype) on this CPU.
+"""Wall time of a default audit (3 dtypes, gradients, 100 search examples per dtype), end to end.
 
-    python benchmarks/audit_speed.py [TARGET ...]
+    python benchmarks/audit_speed.py [--repeat N] [TARGET ...]
 
-Target: under 60 s per module on the 2-core CI machine (issue: normcheck audit).
+Runs ``python -m normcheck audit TARGET`` as a user does (imports, worker start,
+oracle, report) with the implementation in a worker process (the default) and
+with ``--in-process``, alternating, and prints the median of each and the cost of
+isolation. Target (issue: isolation): the worker costs at most 25% more.
 """
 
 from __future__ import annotations
 
+import argparse
+import json
+import statistics
+import subprocess
 import sys
+import tempfile
 import time
-
-from normcheck.audit import Auditor
-from normcheck.candidate import Candidate
-from normcheck.inference import infer
-from normcheck.loading import load_target
+from pathlib import Path
 
 DEFAULT = ["torch.nn.RMSNorm", "torch.nn.LayerNorm"]
+MODES = {"worker": [], "in-process": ["--in-process"]}
+
+
+def audit_seconds(target: str, flags: list[str]) -> tuple[float, dict]:
+    """Wall time of one command-line audit, and its JSON report."""
+    with tempfile.TemporaryDirectory() as tmp:
+        report = Path(tmp) / "audit.json"
+        start = time.perf_counter()
+        subprocess.run(
+            [sys.executable, "-m", "normcheck", "audit", target, *flags, "--json", str(report)],
+            check=False,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        seconds = time.perf_counter() - start
+        return seconds, json.loads(report.read_text())
 
 
 def main() -> None:
-    for spec in sys.argv[1:] or DEFAULT:
-        start = time.perf_counter()
-        candidate = Candidate(load_target(spec), spec)
-        kind, offset = infer(candidate, None, None)
-        result = Auditor(candidate, spec=spec, kind=kind, weight_offset=offset).run()
-        seconds = time.perf_counter() - start
-        verdict = "pass" if result.passed else f"fail ({len(result.findings)} findings)"
-        print(f"{spec:<28} {kind:<10} {result.cases:5d} inputs {seconds:7.1f} s  {verdict}")
+    parser = argparse.ArgumentParser()
+    parser.add_argument("targets", nargs="*", default=DEFAULT)
+    parser.add_argument("--repeat", type=int, default=3)
+    args = parser.parse_args()
+    print(f"{'target':<22} {'mode':<11} {'inputs':>6} {'median s':>9}  runs (s)  verdict")
+    for target in args.targets:
+        times: dict[str, list[float]] = {mode: [] for mode in MODES}
+        reports: dict[str, dict] = {}
+        for _ in range(args.repeat):
+            for mode, flags in MODES.items():
+                seconds, reports[mode] = audit_seconds(target, flags)
+                times[mode].append(seconds)
+        for mode in MODES:
+            r, median = reports[mode], statistics.median(times[mode])
+            runs = " ".join(f"{t:.1f}" for t in times[mode])
+            print(f"{target:<22} {mode:<11} {r['cases']:>6} {median:>9.1f}  {runs}  {r['verdict']}")
+        cost = statistics.median(times["worker"]) / statistics.median(times["in-process"]) - 1
+        print(f"{target:<22} isolation costs {cost:+.0%} (median against median)")
 
 
 if __name__ == "__main__":

@@ -209,7 +209,7 @@ def _vectors(args: argparse.Namespace) -> int:
             raise UsageError(f"--out-dir {args.out_dir!r} is not a folder")
         jobs = [(k, d, str(folder / f"{k}-{d}.json")) for k in KINDS for d in DTYPES]
     for kind, dtype, path in jobs:
-        check_writable(path)
+        check_writable(path, "--out")
         corpus = generate(kind, dtype, seed=args.seed)
         write_atomically(path, dumps(corpus))
         print(f"{path}: {corpus['numberOfTests']} {kind} cases in {dtype}")

@@ -130,6 +130,8 @@ class IsolatedCandidate:
         """Start a worker in the background; :meth:`_ready` waits for it."""
         ours, theirs = socket.socketpair()
         env = dict(os.environ, **{WORKER_ENV: "1"})
+        # Idle OpenMP threads sleep instead of spinning (results are the same): spinning ones took a core
+        # from the oracle while the worker waited for its next input.
         env.setdefault("OMP_WAIT_POLICY", "PASSIVE")
         root = str(Path(normcheck.__file__).resolve().parent.parent)  # normcheck importable from a checkout too
         env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH")) if p)

@@ -107,22 +107,31 @@ def _distributions(result: AuditResult) -> list[dict]:
     return [{"dtype": d, "output": o, **s.distribution()} for (d, o), s in sorted(result.totals().items())]
 
 
-def check_writable(path: str) -> None:
-    """Fail early, with one line, if a report cannot be written to ``path``."""
+def check_writable(path: str, option: str = "--json") -> None:
+    """Fail early, with one line, if a file cannot be written at ``path`` (by trying, as root too)."""
     target = Path(path)
     folder = target.parent if str(target.parent) else Path(".")
     if target.is_dir():
-        raise UsageError(f"--json {path!r} is a directory; give a file name")
+        raise UsageError(f"{option} {path!r} is a directory; give a file name")
     if not folder.is_dir():
-        raise UsageError(f"cannot write --json {path!r}: no folder {str(folder)!r}")
-    if not os.access(folder, os.W_OK) or (target.exists() and not os.access(target, os.W_OK)):
-        raise UsageError(f"cannot write --json {path!r}: permission denied")
+        raise UsageError(f"cannot write {option} {path!r}: no folder {str(folder)!r}")
+    if target.exists() and not os.access(target, os.W_OK):
+        raise UsageError(f"cannot write {option} {path!r}: permission denied")
+    try:
+        fd, probe = tempfile.mkstemp(prefix=f".{target.name}.", dir=folder)
+    except OSError as exc:
+        raise UsageError(f"cannot write {option} {path!r}: {exc.strerror}") from None
+    os.close(fd)
+    os.unlink(probe)
 
 
 def write_atomically(path: str, content: str | bytes) -> None:
     """Write ``content`` to ``path`` via a temporary file and a rename: readers never see half a file."""
     target = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent if str(target.parent) else ".")
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent if str(target.parent) else ".")
+    except OSError as exc:
+        raise UsageError(f"cannot write {path!r}: {exc.strerror}") from None
     try:
         with os.fdopen(fd, "wb") as fh:
             fh.write(content.encode("utf-8") if isinstance(content, str) else content)

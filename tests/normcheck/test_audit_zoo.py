@@ -15,9 +15,9 @@ from .zoo import BUGGY, CORRECT
 EXAMPLES = 25
 
 
-def _audit(spec: str, kind: str, offset: int):
+def _audit(spec: str, kind: str, offset: int, examples: int = EXAMPLES):
     return Auditor(
-        Candidate(load_target(spec), spec), spec=spec, kind=kind, weight_offset=offset, examples=EXAMPLES
+        Candidate(load_target(spec), spec), spec=spec, kind=kind, weight_offset=offset, examples=examples
     ).run()
 
 
@@ -28,16 +28,17 @@ def test_correct_conventions_pass_in_every_dtype(spec, kind, offset):
     assert set(result.conventions) == {"float16", "bfloat16", "float32"}
 
 
+@pytest.mark.parametrize("examples", [0, EXAMPLES], ids=["structured", "searched"])
 @pytest.mark.parametrize("spec, kind, offset, bug", BUGGY, ids=[b[0].split(":")[-1] for b in BUGGY])
-def test_every_bug_class_is_caught_and_named(spec, kind, offset, bug):
-    result = _audit(spec, kind, offset)
+def test_every_bug_class_is_caught_and_named_and_no_finding_names_another(spec, kind, offset, bug, examples):
+    result = _audit(spec, kind, offset, examples)
     assert not result.passed
     checks = {f.check for f in result.findings}
-    named = {f.diagnosis.bug for f in result.findings if f.diagnosis is not None}
+    named = {f.diagnosis.bug for f in result.findings if f.diagnosis is not None and f.diagnosis.bug is not None}
     if bug in ("mutation", "nondeterminism"):
-        assert bug in checks
+        assert bug in checks and not named, (checks, named)
     else:
-        assert any(name is not None and name.startswith(bug) for name in named), (named, checks)
+        assert named and all(name.startswith(bug) for name in named), (bug, named)
     for f in result.findings:
         assert f.reproducer and "load_target" in f.reproducer
 

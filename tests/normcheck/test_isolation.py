@@ -98,7 +98,7 @@ def test_an_implementation_wrong_on_one_call_in_three_is_a_nondeterminism_findin
 
 @pytest.mark.parametrize("in_process", [False, True], ids=["worker", "in-process"])
 def test_writing_into_the_input_is_a_mutation_finding_and_outputs_are_judged_against_the_original(in_process):
-    result = audit(target("WritesOutputIntoInput"), dtype="float16", examples=10, in_process=in_process)
+    result = audit("tests.normcheck.zoo:MutatingRMSNorm", dtype="float16", examples=10, in_process=in_process)
     assert result.kind == "rmsnorm"
     assert checks(result) == {"mutation"}, [f.message for f in result.findings]
     assert "wrote into its input x" in result.findings[0].message
@@ -193,3 +193,12 @@ def test_a_script_without_a_main_guard_gets_told_to_add_one(tmp_path):
     script.write_text(guarded.replace('print("audited")', '    print("audited")'))
     done = subprocess.run([sys.executable, str(script)], cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0 and "audited" in done.stdout, done.stderr
+
+
+def test_olmos_layernorm_with_its_hard_coded_eps_audits_and_passes(capsys):
+    pytest.importorskip("transformers")
+    from normcheck.cli import main
+
+    target = "transformers.models.olmo.modeling_olmo.OlmoLayerNorm"
+    assert main(["audit", target, "--eps", "1e-5", "--examples", "5"]) == 0
+    assert "PASS" in capsys.readouterr().out

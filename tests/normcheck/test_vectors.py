@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import runpy
 import subprocess
 import sys
 from pathlib import Path
@@ -98,6 +99,22 @@ def test_the_numpy_consumer_needs_no_normcheck(tmp_path):
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "86 of 86 cases within their bounds" in proc.stdout
     assert main(["check-vectors", str(CORPUS / "layernorm-bfloat16.json"), str(out)]) == 0
+
+
+def test_the_numpy_consumer_fails_infinities_where_the_exact_value_is_finite():
+    consumer = runpy.run_path(str(ROOT / "examples" / "check_vectors_numpy.py"))
+    corpus = json.loads((CORPUS / "rmsnorm-float16.json").read_text())
+    fmt = corpus["format"]
+    overflows = 0
+    for test in corpus["tests"]:
+        expected = np.array([float.fromhex(v) for v in test["expected"]["y"]])
+        assert consumer["score"](test, "y", expected, fmt) is None  # the correct roundings pass
+        overflows += int(np.isinf(expected).sum())
+        finite = [i for i, v in enumerate(test["exact"]["y"]) if v is not None and np.isfinite(expected[i])]
+        if finite:
+            bad = expected.copy()
+            bad[finite[0]] = np.inf
+            assert "inf where the exact value is" in consumer["score"](test, "y", bad, fmt)
 
 
 @pytest.mark.parametrize(

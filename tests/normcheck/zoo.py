@@ -220,7 +220,7 @@ class DetachedRstdRMSNorm(nn.Module):
 
 
 class MutatingRMSNorm(nn.Module):
-    """Normalizes in place: the caller's tensor is overwritten."""
+    """Right values and gradients, but normalizes "in place": the caller's tensor is overwritten."""
 
     def __init__(self, dim: int, eps: float = 1e-6) -> None:
         super().__init__()
@@ -228,10 +228,11 @@ class MutatingRMSNorm(nn.Module):
         self.weight = nn.Parameter(torch.ones(dim))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        r = torch.rsqrt(x.float().pow(2).mean(-1, keepdim=True) + self.eps)
+        xf = x.to(torch.float32, copy=True)  # autograd keeps this copy, not x
+        y = (xf * torch.rsqrt(xf.pow(2).mean(-1, keepdim=True) + self.eps) * self.weight.float()).to(x.dtype)
         with torch.no_grad():
-            x.mul_(r.to(x.dtype))
-        return self.weight * x
+            x.copy_(y)
+        return y
 
 
 class NondeterministicRMSNorm(nn.Module):
@@ -253,7 +254,7 @@ class NondeterministicRMSNorm(nn.Module):
 
 
 class UnbiasedLayerNorm(nn.Module):
-    """annotated-transformer PR #119: ``x.std(-1)`` divides by n - 1, and eps sits outside."""
+    """annotated-transformer PR #119: the variance divides by n - 1 (``x.std(-1)``)."""
 
     def __init__(self, features: int, eps: float = 1e-6) -> None:
         super().__init__()

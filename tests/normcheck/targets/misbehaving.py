@@ -87,16 +87,6 @@ class FlakyRMSNorm(_Norm):
         return y * 1.0625 if FlakyRMSNorm.calls % 3 == 0 else y
 
 
-class WritesOutputIntoInput(_Norm):
-    """Right values, but also written into the caller's ``x``."""
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = rms(x, self.weight, self.eps)
-        with torch.no_grad():
-            x.copy_(y)
-        return y
-
-
 class _ZeroTheGradient(torch.autograd.Function):
     @staticmethod
     def forward(ctx, y: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
