@@ -43,7 +43,7 @@ def floor_log2(q: Fraction) -> int:
 
 
 def ulp_error(c: float, exact: str, fmt: dict) -> float:
-    """|c - exact| / ulp(exact) in the file's format (DOMAIN.md section 3)."""
+    """|c - exact| / ulp(exact) in the file's format (normcheck's docs/theory.md, section 3)."""
     y = Fraction(exact)
     e = fmt["emin"] if y == 0 else max(floor_log2(y), fmt["emin"])
     return float(abs(Fraction(c) - y) / Fraction(2) ** (e - fmt["precision"] + 1))

@@ -1,6 +1,6 @@
 """What a correct implementation can achieve: the error bound every verdict uses, with its reason.
 
-A correct implementation (any convention of DOMAIN.md section 4) computes in
+A correct implementation (any convention of docs/theory.md, section 4) computes in
 fp32 for 16- and 32-bit inputs (fp64 for float64) and rounds into the output
 format at most twice. Its error on each element is therefore at most
 
@@ -8,7 +8,7 @@ format at most twice. Its error on each element is therefore at most
 
 where ``u_F`` and ``u_c`` are the unit roundoffs of the output and compute
 formats, ``S`` is the scale of the terms the element is computed from (which is
-where cancellation and conditioning enter: DOMAIN.md sections 2 and 4b) and
+where cancellation and conditioning enter; docs/bounds.md derives each term) and
 ``c_c`` counts compute roundings for *any* summation order (``n + 8`` for the
 forward's row statistics, ``n + 32`` on a gradient's longer path, plus the
 number of rows for channel sums). ``c_F`` counts the

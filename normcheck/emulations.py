@@ -1,4 +1,4 @@
-"""Torch emulations of the correct conventions and of the bug classes of DOMAIN.md sections 4-5.
+"""Torch emulations of the correct conventions and of the bug classes of docs/theory.md, sections 4 and 5.
 
 Each emulation is a forward function ``f(x, w, b, eps, offset) -> y`` written the
 way real code writes it, run on CPU in the dtype under audit; its gradients come
@@ -19,7 +19,7 @@ from normcheck.torch_bridge import from_numpy, require_torch, to_numpy
 
 @dataclass(frozen=True)
 class Emulation:
-    """A way of computing the norm: a correct convention, or a bug class with its DOMAIN name."""
+    """A way of computing the norm: a correct convention, or a bug class with its name in docs/theory.md."""
 
     name: str
     kind: str  # "rmsnorm" or "layernorm"

@@ -1,4 +1,4 @@
-"""Hypothesis strategies for normalization inputs, reaching every regime of DOMAIN.md section 6.
+"""Hypothesis strategies for normalization inputs, reaching every regime of docs/theory.md, section 6.
 
 Values are built from exponents and mantissa bits in the format under test, so
 tiny, huge, subnormal, zero-mean, offset and eps-dominant rows are common rather

@@ -32,7 +32,7 @@ SIZES = (1, 2, 3, 8, 17)
 LONG_ROW, MANY_ROWS = 512, 64
 #: Regimes where eps matters, generated with a second eps too.
 EPS_SENSITIVE = ("eps_dominant", "zero", "tiny", "constant")
-#: What each regime exercises (DOMAIN.md sections 5 and 6), for the case comments.
+#: What each regime exercises (docs/theory.md, sections 5 and 6), for the case comments.
 WHY = {
     "normal": "random rows",
     "tiny": "tiny values: float16 squares underflow (missing fp32 upcast)",

@@ -1,7 +1,7 @@
 """Exact reals of the form ``sum_k a_k / sqrt(v_k) + b`` and their proven evaluation.
 
 Every output of RMSNorm and LayerNorm, forward and backward, has this form with
-rationals ``a_k``, ``b`` and positive rationals ``v_k`` (DOMAIN.md section 3): the
+rationals ``a_k``, ``b`` and positive rationals ``v_k`` (docs/theory.md, section 3): the
 inputs are binary floats, hence rationals, and the only irrational step is the
 square root. Enclosures come from integer square roots, so they are rigorous at
 every precision; exact values are recognised, so exact ties round correctly.

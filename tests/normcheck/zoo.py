@@ -1,7 +1,7 @@
 """A zoo of RMSNorm and LayerNorm implementations written the way third-party code writes them.
 
 ``CORRECT`` must pass every audit; each entry of ``BUGGY`` carries one bug class
-of DOMAIN.md section 5 and the name the diagnosis must give it.
+of docs/theory.md, section 5, and the name the diagnosis must give it.
 """
 
 from __future__ import annotations

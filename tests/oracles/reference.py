@@ -1,6 +1,6 @@
 """Slow, obviously correct references in mpmath at high precision (for tests only).
 
-Each function follows DOMAIN.md's formulas line by line on exact inputs and also
+Each function follows the formulas of docs/theory.md line by line on exact inputs and also
 returns, per element, the magnitude of the largest intermediate term: a value
 far below ``2**-PREC`` times that scale is a cancellation the reference cannot
 resolve (the exact value may be zero), so tests skip it.
@@ -69,7 +69,7 @@ def forward(kind: str, x, weight=None, bias=None, eps=1e-6, offset=0) -> tuple[l
 
 
 def backward(kind: str, x, g, weight=None, eps=1e-6, offset=0) -> tuple[tuple[list, list], ...]:
-    """Analytic gradients (DOMAIN.md section 2): ``(dx, dw, db)``, each (values, scales)."""
+    """Analytic gradients (docs/theory.md, section 2): ``(dx, dw, db)``, each (values, scales)."""
     x2, g2 = _rows(x), _rows(g)
     n = x2.shape[1]
     with mpmath.workprec(PREC):

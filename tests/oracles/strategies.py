@@ -18,7 +18,7 @@ def _fmt(dtype: np.dtype) -> FloatFormat:
 
 @st.composite
 def values(draw: st.DrawFn, dtype: np.dtype, n: int, regime: str) -> np.ndarray:
-    """``n`` finite values of ``dtype`` in one regime of DOMAIN.md section 6."""
+    """``n`` finite values of ``dtype`` in one regime of docs/theory.md, section 6."""
     fmt = _fmt(dtype)
     lo = fmt.emin - fmt.precision + 1
     hi = fmt.emax - (n.bit_length() + 1)
