@@ -125,6 +125,36 @@ class Exact:
         """
         return np.abs(self.signed_ulp_error(candidate, fmt))
 
+    def exceeds(self, candidate: object, allowed: object) -> np.ndarray:
+        """Whether ``|candidate - exact| > allowed`` per element, decided exactly.
+
+        The float64 approximation and its proven bound decide almost every element;
+        the others are enclosed at rising precision until they are decided. False
+        where the candidate is not finite or the exact value is undefined.
+
+        >>> import numpy as np, oracles
+        >>> y = oracles.rms_norm(np.array([3.0, 4.0]))  # exactly [0.8485..., 1.1313...]
+        >>> y.exceeds(np.array([0.85, 1.13]), 0.002).tolist()
+        [False, False]
+        >>> y.exceeds(np.array([0.85, 1.13]), 0.001).tolist()
+        [True, True]
+        """
+        cand = np.asarray(candidate, dtype=np.float64)
+        if cand.shape != self.shape:
+            raise ValueError(f"candidate has shape {cand.shape}, expected {self.shape}")
+        limit = np.broadcast_to(np.asarray(allowed, dtype=np.float64), self.shape)
+        with np.errstate(all="ignore"):
+            dist = np.abs(cand - self._approx)
+            widen = self._bound * (1 + _SLACK)
+            over = dist * (1 - _SLACK) - widen > limit * (1 + _SLACK)
+            within = dist * (1 + _SLACK) + widen <= limit * (1 - _SLACK)
+        judged = np.isfinite(cand) & ~self._undefined & ~np.isnan(limit)
+        out = over & judged
+        for i in np.flatnonzero(judged & ~over & ~within):
+            decide = partial(_farther_than, Fraction(float(cand.flat[i])), Fraction(float(limit.flat[i])))
+            out.flat[i] = self._element(int(i)).refine(decide, 64)
+        return out
+
     def signed_ulp_error(self, candidate: object, fmt: object | None = None) -> np.ndarray:
         """``(candidate - exact) / ulp_fmt(exact)``: positive where the candidate is too large."""
         cand = np.asarray(candidate)
@@ -145,9 +175,23 @@ class Exact:
         return err
 
 
+def _farther_than(c: Fraction, allowed: Fraction, lo: Fraction, hi: Fraction) -> bool | None:
+    """Whether ``|c - y| > allowed`` for every ``y`` in ``[lo, hi]`` (True), for none (False), or unknown."""
+    nearest = Fraction(0) if lo <= c <= hi else min(abs(c - lo), abs(c - hi))
+    if nearest > allowed:
+        return True
+    if max(abs(c - lo), abs(c - hi)) <= allowed:
+        return False
+    return None
+
+
 def _same_rounding(lo: Fraction, hi: Fraction, fmt: FloatFormat) -> float | None:
     a = round_rational(lo, fmt)
     return a if a == round_rational(hi, fmt) else None
+
+
+#: Relative slack on float64 comparisons against the approximation (a few roundings of 2**-53 each).
+_SLACK = 2.0**-48
 
 
 def _exact_ulp_error(c: Fraction, lo: Fraction, hi: Fraction, fmt: FloatFormat) -> float | None:

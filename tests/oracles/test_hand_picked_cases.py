@@ -167,3 +167,16 @@ def test_ulp_errors_beyond_the_float64_range_are_infinite_not_an_exception():
     exact = oracles.rms_norm(x, np.array([2.0**-60, 1.0]), eps=1.0)
     err = exact.ulp_error(np.array([1.0, 0.0]), "float64")
     assert err[0] == np.inf and err[1] == 0.0
+
+
+def test_exceeds_decides_a_distance_equal_to_the_allowed_error_exactly():
+    exact = oracles.rms_norm(np.array([1.0, 1.0]), eps=0.0)  # y = [1, 1] exactly
+    candidate = np.array([1.5, 0.5])
+    assert exact.exceeds(candidate, 0.5).tolist() == [False, False]  # |c - y| = 0.5 is not more than 0.5
+    assert exact.exceeds(candidate, np.nextafter(0.5, 0.0)).tolist() == [True, True]
+    # An irrational y, an allowed error within 2**-70 of |c - y|: decided by enclosing y more tightly.
+    y = oracles.rms_norm(np.array([1.0, 2.0]), eps=0.0)  # [sqrt(2/5), 2 sqrt(2/5)]
+    c = np.array([1.0, 1.0])
+    gap = float(abs(mpmath.mpf(1) - y.mpf(0, prec=200)))
+    assert y.exceeds(c, np.array([gap * (1 - 2.0**-52), 0.0]))[0]
+    assert not y.exceeds(c, np.array([gap * (1 + 2.0**-52), 0.0]))[0]

@@ -7,6 +7,7 @@ import math
 import mpmath
 import numpy as np
 from hypothesis import given
+from hypothesis import strategies as st
 
 import oracles
 from oracles import FORMATS
@@ -97,3 +98,26 @@ def test_ulp_errors_match_the_reference(args):
                     want = (mpmath.mpf(c) - v) / mpmath.mpf(2) ** (e - fmt.precision + 1)
                 tol = oracles.ULP_ERROR_ACCURACY + 2.0**-45 * abs(float(want))
                 assert abs(got[i] - float(want)) <= tol, (fmt.name, i, got[i], want)
+
+
+@given(norm_inputs(), st.integers(-3, 3), st.floats(0, 4))
+def test_exceeds_agrees_with_the_reference(args, steps, allowed_ulps):
+    x, w, b, eps, off = _forward_args(args)
+    exact = oracles.layer_norm(x, w, b, eps, off)
+    values, scales = ref.forward("layernorm", x, w, b, eps, off)
+    fmt = oracles.FLOAT32
+    rounded = exact.round(fmt).astype(np.float64).ravel()
+    candidate = rounded.copy()
+    for _ in range(abs(steps)):  # a few float32 steps away from the correct rounding
+        candidate = np.nextafter(candidate.astype(np.float32), np.float32(np.sign(steps) * np.inf)).astype(np.float64)
+    allowed = allowed_ulps * np.ldexp(1.0, oracles.rounding.quantum_exponents(np.abs(rounded), fmt))
+    got = exact.exceeds(candidate.reshape(exact.shape), allowed.reshape(exact.shape)).ravel()
+    for i, (v, scale) in enumerate(zip(values, scales)):
+        if not mpmath.isfinite(v) or not math.isfinite(candidate[i]):
+            assert not got[i]
+            continue
+        if ref.unresolvable(v, scale):
+            continue
+        with mpmath.workprec(ref.PREC):
+            want = abs(mpmath.mpf(float(candidate[i])) - v) > mpmath.mpf(float(allowed[i]))
+        assert got[i] == want, (i, candidate[i], v, allowed[i])
