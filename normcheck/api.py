@@ -26,18 +26,23 @@ def audit(
     seed: int = 0,
     grad: bool = True,
     hidden_sizes: tuple[int, ...] = (),
+    shapes: tuple[tuple[int, ...], ...] = (),
     timeout: float = 20.0,
     in_process: bool = False,
+    compile: str | None = None,
 ) -> AuditResult:
     """Audit an implementation (a class, factory, function, or a ``"pkg.mod:Name"`` string).
 
     The implementation runs in a worker process (a crash or a hang is a finding);
-    ``in_process=True`` runs it here instead, for a debugger.
+    ``in_process=True`` runs it here instead, for a debugger. ``shapes`` adds inputs
+    of exactly those shapes; ``compile`` names a torch.compile backend to audit under.
     """
     spec = (
         impl if isinstance(impl, str) else f"{getattr(impl, '__module__', '?')}:{getattr(impl, '__qualname__', impl)}"
     )
-    with closing(open_candidate(impl, spec, in_process=in_process, device=device, eps=eps, timeout=timeout)) as c:
+    with closing(
+        open_candidate(impl, spec, in_process=in_process, device=device, eps=eps, timeout=timeout, compile=compile)
+    ) as c:
         kind, offset = infer(c, kind, weight_offset)
         dtypes = (dtype,) if isinstance(dtype, str) else tuple(dtype)
         return Auditor(
@@ -47,6 +52,7 @@ def audit(
             weight_offset=offset,
             dtypes=dtypes,
             hidden_sizes=hidden_sizes,
+            shapes=shapes,
             examples=examples,
             seed=seed,
             grad=grad,
@@ -66,7 +72,9 @@ def describe_failure(result: AuditResult) -> str:
         if note:
             lines.append(f"  {note}")
         if f.output and (f.dtype, f.output) in result.bound_reasons:
-            lines.append(f"  bound: {result.bound_reasons[(f.dtype, f.output)]}")
+            reasons = result.bound_reasons[(f.dtype, f.output)]
+            lines.append(f"  sharp bound: {reasons['sharp']}")
+            lines.append(f"  rigorous bound: {reasons['rigorous']}")
         if f.diagnosis is not None:
             lines.append(f"  bug: {f.diagnosis.bug or 'unrecognized'}: {f.diagnosis.evidence}")
         if f.reproducer:

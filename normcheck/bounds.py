@@ -20,11 +20,12 @@ regimes of ``normcheck.strategies`` make the buggy classes exceed it by far.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
 import oracles
+from normcheck.strategies import compute_format
 from oracles import FloatFormat
 from oracles.rounding import quantum_exponents
 
@@ -36,12 +37,23 @@ MARGIN = 2.0
 GRAD_ROUNDINGS = 32
 
 
+#: The sharp tier allows this many times the worst correct computation's error on the same input.
+FACTOR = 8.0
+#: ... and at least this many compute roundings of the element's scale (every correct code makes a few).
+K_MIN = 2.0
+
+
 @dataclass(frozen=True)
 class Bound:
-    """Allowed absolute error per element, and the reason, for one output."""
+    """What a correct implementation can do on one output, per element (absolute errors, float64)."""
 
-    allowed: np.ndarray
-    reason: str
+    scale: np.ndarray  #: S: the magnitude of the terms the element is computed from; errors are read in ulp_F(S)
+    base: np.ndarray  #: the roundings correct conventions make in the output format (final casts, Llama's)
+    rigorous: np.ndarray  #: the worst case over every correct implementation: beyond it, a proven failure
+    reason: str  #: the rigorous formula
+    sharp: np.ndarray | None = None  #: FACTOR x the worst correct computation's error on this input (see sharpen)
+    sharp_reason: str | None = None
+    unit: float | None = None  #: K: that worst error relative to S
 
 
 def unit_roundoff(fmt: FloatFormat) -> float:
@@ -54,13 +66,17 @@ def ulp(values: np.ndarray, fmt: FloatFormat) -> np.ndarray:
 
 
 def exact_ulp(exact: oracles.Exact, fmt: FloatFormat) -> np.ndarray:
-    """``ulp_F`` of each exact value: from the float64 approximation where it is tight, else from the
-    correct rounding (the approximation may be loose where the oracle's exact path decided)."""
+    """At least ``ulp_F`` of each exact value: that of ``|approx| + error bound`` (an upper bound, so an
+    allowance built on it is never too small), and of the correct rounding where the bound is not finite
+    (outside the oracle's fast path)."""
     approx, bound = exact.approx, exact.error_bound
     with np.errstate(invalid="ignore"):
-        tight = np.isfinite(approx) & (bound <= 2.0**-20 * np.abs(approx))
-    rounded = exact.round(fmt).astype(np.float64)
-    return ulp(np.where(tight, approx, np.where(np.isfinite(rounded), rounded, 0.0)), fmt)
+        upper = np.abs(approx) + bound
+        unknown = ~np.isfinite(upper)
+    if unknown.any():
+        rounded = exact.round(fmt).astype(np.float64)
+        upper = np.where(unknown, np.where(np.isfinite(rounded), np.abs(rounded), 0.0), upper)
+    return ulp(upper, fmt)
 
 
 @dataclass
@@ -105,6 +121,11 @@ def _scales(
         )
 
 
+def _shaped(a: np.ndarray, like: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    """A per-element array of an output's shape from one broadcast against its (rows, n) layout."""
+    return np.broadcast_to(np.asarray(a, dtype=np.float64), np.shape(like)).reshape(shape)
+
+
 def bounds(
     kind: str,
     fmt: FloatFormat,
@@ -117,8 +138,8 @@ def bounds(
     eps: float,
     offset: int,
 ) -> dict[str, Bound]:
-    """The bound for every output in ``exact`` (keys ``y``, ``dx``, ``dw``, ``db``)."""
-    comp = oracles.resolve_format("float64" if fmt.precision > 24 else "float32")
+    """The scale and the rigorous bound of every output in ``exact`` (keys ``y``, ``dx``, ``dw``, ``db``)."""
+    comp = compute_format(fmt)
     uf, uc = unit_roundoff(fmt), unit_roundoff(comp)
     s = _scales(kind, x, weight, grad, eps, offset)
     ln = kind == "layernorm"
@@ -130,42 +151,83 @@ def bounds(
         for name, ex in exact.items():
             ulp_y = exact_ulp(ex, fmt)
             ulp_y = ulp_y.reshape(-1, ex.shape[-1]) if ulp_y.ndim else ulp_y
-            base = ROUNDINGS * ulp_y
             if name == "y":
                 core = s.xhat * s.scale
                 # Llama / T5 / half affine round xhat, then w * xhat (then + b): each at most half an ulp.
                 base = 0.5 * ulp_y + 0.5 * ulp(s.xhat, fmt) * s.scale
-                term = (n + 8) * core
+                scale = core
+                rigorous = MARGIN * uc * (n + 8) * core
                 why = f"0.5 ulp(y) + 0.5 ulp(xhat)*|w| + {MARGIN}*(n+8)*u_{comp.name}*|y|"
                 if ln:
                     b_abs = 0 if bias is None else np.abs(np.asarray(bias, np.float64))
                     if bias is not None:
                         base = base + 0.5 * ulp(core, fmt)
-                    term = term + b_abs + (n + 4) * s.r * s.scale * s.mean_abs_x
+                    cond = s.r * s.scale * s.mean_abs_x  # the terms x_i and mu behind x_i - mu
+                    scale = core + cond + b_abs
+                    rigorous = rigorous + MARGIN * uc * (b_abs + (n + 4) * cond)
                     why += f" + {MARGIN}*(n+4)*u_{comp.name}*r*|w|*mean|x| (the mean's error; conditioning)"
-                allowed = base + MARGIN * uc * term
             elif name == "dx":
-                terms = s.r * (s.h + (s.mean_h if ln else 0) + s.xhat * s.mean_hx)
-                allowed = base + MARGIN * (c_f * uf + (n + GRAD_ROUNDINGS) * uc) * terms
+                scale = s.r * (s.h + (s.mean_h if ln else 0) + s.xhat * s.mean_hx)
+                base = ROUNDINGS * ulp_y + MARGIN * c_f * uf * scale
+                rigorous = MARGIN * (n + GRAD_ROUNDINGS) * uc * scale
                 why = (
                     f"{ROUNDINGS} ulp + {MARGIN}*({c_f:g}*u_{fmt.name} + (n+{GRAD_ROUNDINGS})*u_{comp.name})"
                     "*r*(|h| + |xhat|*mean|h*xhat|)"
                 )
                 if ln:  # an error d in the mean moves xhat by d*r and mean(h*xhat) by d*r*mean(h)
-                    cond = (n + 4) * uc * s.r * s.r * s.mean_abs_x * (s.mean_hx + s.xhat * s.mean_h)
-                    allowed = allowed + MARGIN * cond
+                    cond = s.r * s.r * s.mean_abs_x * (s.mean_hx + s.xhat * s.mean_h)
+                    scale = scale + cond
+                    rigorous = rigorous + MARGIN * (n + 4) * uc * cond
                     why += f" + {MARGIN}*(n+4)*u_{comp.name}*r^2*mean|x|*(mean|h*xhat| + |xhat|*mean|h|)"
             elif name == "dw":
-                terms = np.sum(s.g * s.xhat, axis=0)
-                allowed = base + MARGIN * (c_f * uf + (rows + n + GRAD_ROUNDINGS) * uc) * terms
+                scale = np.sum(s.g * s.xhat, axis=0)
+                base = ROUNDINGS * ulp_y + MARGIN * c_f * uf * scale
+                rigorous = MARGIN * (rows + n + GRAD_ROUNDINGS) * uc * scale
                 why = (
                     f"{ROUNDINGS} ulp + {MARGIN}*({c_f:g}*u_{fmt.name} + (rows+n+{GRAD_ROUNDINGS})*u_{comp.name})"
                     "*sum|g*xhat|"
                 )
                 if ln:
-                    allowed = allowed + MARGIN * (n + 4) * uc * np.sum(s.g * s.r * s.mean_abs_x, axis=0)
+                    cond = np.sum(s.g * s.r * s.mean_abs_x, axis=0)
+                    scale = scale + cond
+                    rigorous = rigorous + MARGIN * (n + 4) * uc * cond
             else:  # db
-                allowed = base + MARGIN * (rows + 2) * uc * np.sum(s.g, axis=0)
+                scale = np.sum(s.g, axis=0)
+                base = ROUNDINGS * ulp_y
+                rigorous = MARGIN * (rows + 2) * uc * scale
                 why = f"{ROUNDINGS} ulp + {MARGIN}*(rows+2)*u_{comp.name}*sum|g|"
-            out[name] = Bound(np.asarray(allowed, dtype=np.float64).reshape(ex.shape), why)
+            scale, base, rigorous = (_shaped(a, ulp_y, ex.shape) for a in (scale, base, base + rigorous))
+            out[name] = Bound(scale, base, rigorous, why)
+    return out
+
+
+def sharpen(
+    limits: dict[str, Bound], fmt: FloatFormat, exact: dict[str, oracles.Exact], references: list[dict]
+) -> dict[str, Bound]:
+    """Add the sharp tier: ``FACTOR`` times the largest error, relative to each element's scale, that
+    a correct computation in the compute precision (``references``) makes on this very input, plus
+    the output format's roundings where it is narrower (docs/bounds.md)."""
+    comp = compute_format(fmt)
+    uc = unit_roundoff(comp)
+    narrower = fmt.precision < comp.precision
+    out = {}
+    for name, b in limits.items():
+        ex = exact[name]
+        k = K_MIN * uc
+        with np.errstate(all="ignore"):
+            resolved = (b.scale > 0) & (ex.error_bound <= 2.0**-40 * b.scale)  # the oracle pins the error down
+            for ref in references:
+                got = ref.get(name)
+                if got is not None and got.shape == ex.shape:
+                    rel = (np.abs(got - ex.approx) + ex.error_bound) / b.scale
+                    rel = rel[resolved & np.isfinite(rel)]
+                    k = max(k, float(rel.max(initial=0.0)))
+            sharp = (b.base if narrower else 0.0) + FACTOR * k * b.scale
+        rounding = f" + the roundings into {fmt.name} (as rigorous)" if narrower else ""
+        why = (
+            f"{FACTOR:g} K S{rounding}: K = the largest |error| / S of correct {comp.name} computations of this "
+            f"input (sums sequential, pairwise, blocked by 256, in 32 lanes; torch's correct conventions), "
+            f"at least {K_MIN:g} u_{comp.name}"
+        )
+        out[name] = replace(b, sharp=np.where(np.isfinite(sharp), sharp, b.rigorous), sharp_reason=why, unit=k)
     return out

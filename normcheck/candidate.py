@@ -11,6 +11,7 @@ from __future__ import annotations
 import inspect
 import signal
 import threading
+import time
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -43,6 +44,7 @@ class Run:
     mutated: tuple[str, ...] = ()  #: the inputs the call wrote into ("x", "grad_output")
     problems: list[str] = field(default_factory=list)  #: wrong shape, dtype, missing gradients
     forward_only: bool = False  #: the output carried no autograd graph
+    seconds: float = 0.0  #: time inside the implementation's forward and backward (device synchronized)
 
 
 @dataclass(frozen=True)
@@ -93,16 +95,27 @@ class Candidate:
     function of a tensor. ``eps``, when given, is the eps the implementation
     uses: it is passed to a constructor or function that takes one, and trusted
     as stated where the implementation hard-codes its eps. ``timeout`` (seconds,
-    0 for none) interrupts Python-level hangs.
+    0 for none) interrupts Python-level hangs. ``compile`` names a ``torch.compile``
+    backend ("inductor", "aot_eager", ...) to audit the compiled implementation with.
     """
 
     def __init__(
-        self, target: object, name: str, *, device: str = "cpu", eps: float | None = None, timeout: float = 20.0
+        self,
+        target: object,
+        name: str,
+        *,
+        device: str = "cpu",
+        eps: float | None = None,
+        timeout: float = 20.0,
+        compile: str | None = None,
     ) -> None:
         self.torch = require_torch()
         if device.startswith("cuda") and not self.torch.cuda.is_available():
             raise UsageError("--device cuda: no CUDA device is available here (torch.cuda.is_available() is False)")
         self.target, self.name, self.device, self.timeout = target, name, device, timeout
+        self.compile = compile
+        if compile is not None:
+            _allow_recompiles(self.torch)
         self.eps_override = eps
         self._modules: dict[tuple[int, str], object] = {}
         self._layouts: dict[tuple[int, str], Layout] = {}
@@ -120,6 +133,9 @@ class Candidate:
             self.function_parameters = tuple(self._fn_params)
             if eps is None and not any(n in self._fn_params for n in EPS_NAMES):
                 raise UsageError(f"{name} takes no eps argument: pass the eps it uses with --eps")
+        # Compiled as user code calls it: torch.compile skips a torch.nn module's own forward when that
+        # is the frame it is given, but traces it inlined from a caller's frame.
+        self._invoke = _invoke if compile is None else self.torch.compile(_invoke, backend=compile)
         self.supports_grad = True
 
     # -- construction ---------------------------------------------------------
@@ -131,7 +147,8 @@ class Candidate:
             mod = construct_module(self.target, n, self.eps_override)
             if not isinstance(mod, self.torch.nn.Module):
                 raise UsageError(f"{self.name}({n}) returned a {type(mod).__name__}, not a torch.nn.Module")
-            self._modules[key] = mod.to(device=self.device, dtype=getattr(self.torch, dtype))
+            mod = mod.to(device=self.device, dtype=getattr(self.torch, dtype))
+            self._modules[key] = mod
         return self._modules[key]
 
     def parameters(self, n: int, dtype: str) -> tuple[object | None, object | None]:
@@ -209,10 +226,12 @@ class Candidate:
             leaf.requires_grad_(grad is not None and self.supports_grad)
             xt = leaf.t() if strided else leaf
             # The implementation's own warnings are not normcheck's (and must not become errors under -W error).
+            start = time.perf_counter()
             with _time_limit(self.timeout), warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 y, params = self._call(xt, weight, bias, n, dtype)
                 self._synchronize()
+            out.seconds = time.perf_counter() - start
         except UsageError:
             raise
         except TimeoutExpired as exc:
@@ -240,10 +259,12 @@ class Candidate:
         try:
             g = from_numpy(grad.astype(x.dtype), self.device).to(y.dtype).reshape(y.shape)
             g_before = g.clone()
+            start = time.perf_counter()
             with _time_limit(self.timeout), warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 y.backward(g)
                 self._synchronize()
+            out.seconds += time.perf_counter() - start
         except TimeoutExpired as exc:
             return Run(failure="timeout", error=f"backward: {exc}", mutated=out.mutated)
         except (Exception, SystemExit) as exc:  # sys.exit() in the implementation is its exception
@@ -265,7 +286,7 @@ class Candidate:
             w_t = None if weight is None else from_numpy(weight, self.device).requires_grad_(need)
             b_t = None if bias is None else from_numpy(bias, self.device).requires_grad_(need)
             kwargs = function_arguments(self.function_parameters, n, w_t, b_t, self.eps_override)
-            return self.target(xt, **kwargs), (kwargs.get("weight"), kwargs.get("bias"))  # type: ignore[operator]
+            return self._invoke(self.target, xt, kwargs), (kwargs.get("weight"), kwargs.get("bias"))
         mod = self.module(n, dtype)
         w_t, b_t = self.parameters(n, dtype)
         with torch.no_grad():
@@ -274,7 +295,7 @@ class Candidate:
                     p.copy_(from_numpy(v, self.device))  # type: ignore[attr-defined]
                 if p is not None:
                     p.grad = None  # type: ignore[attr-defined]
-        return mod(xt), (w_t, b_t)  # type: ignore[operator]
+        return self._invoke(mod, xt, {}), (w_t, b_t)
 
     def _synchronize(self) -> None:
         if self.device.startswith("cuda"):
@@ -292,6 +313,22 @@ class Candidate:
 
     def close(self) -> None:
         """Nothing to release in this process (a worker process has)."""
+
+
+def _invoke(implementation: object, x: object, kwargs: dict[str, object]) -> object:
+    """Call a module or function on ``x``: the frame torch.compile compiles under ``--compile``."""
+    return implementation(x, **kwargs)  # type: ignore[operator]
+
+
+def _allow_recompiles(torch: object) -> None:
+    """Let torch.compile recompile for every shape and dtype the audit tries, and never fall back
+    to eager code silently (past its recompile limit it would run, and so audit, the eager module)."""
+    config = torch._dynamo.config  # type: ignore[attr-defined]
+    for name in ("recompile_limit", "cache_size_limit", "accumulated_recompile_limit", "accumulated_cache_size_limit"):
+        if hasattr(config, name):
+            setattr(config, name, 1 << 16)
+    if hasattr(config, "fail_on_recompile_limit_hit"):
+        config.fail_on_recompile_limit_hit = True
 
 
 def function_arguments(

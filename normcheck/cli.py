@@ -45,6 +45,18 @@ def _validate(args: argparse.Namespace) -> None:
         raise UsageError(f"--timeout must be a finite number of seconds >= 0, got {args.timeout!r}")
     if args.device not in ("cpu", "cuda") and not args.device.startswith("cuda:"):
         raise UsageError(f"--device must be cpu or cuda, got {args.device!r}")
+    args.shape = [parse_shape(text) for text in args.shape or ()]
+
+
+def parse_shape(text: str) -> tuple[int, ...]:
+    """``"8x4096x7168"`` -> ``(8, 4096, 7168)``: leading dimensions, then the hidden size."""
+    try:
+        shape = tuple(int(part) for part in text.lower().split("x"))
+    except ValueError:
+        shape = ()
+    if len(shape) < 2 or min(shape) < 1:
+        raise UsageError(f"--shape must be ROWSxHIDDEN or AxBx...xHIDDEN with every size >= 1, got {text!r}")
+    return shape
 
 
 def _audit(args: argparse.Namespace) -> int:
@@ -65,7 +77,13 @@ def _audit(args: argparse.Namespace) -> int:
 
     with closing(
         open_candidate(
-            args.target, args.target, in_process=args.in_process, device=args.device, eps=args.eps, timeout=args.timeout
+            args.target,
+            args.target,
+            in_process=args.in_process,
+            device=args.device,
+            eps=args.eps,
+            timeout=args.timeout,
+            compile=args.compile_backend if args.compile else None,
         )
     ) as candidate:
         kind, offset = infer(candidate, args.kind, args.weight_offset)  # usage errors surface here, before progress
@@ -85,6 +103,7 @@ def _audit(args: argparse.Namespace) -> int:
                 weight_offset=offset,
                 dtypes=dtypes,
                 hidden_sizes=tuple(args.hidden_size or ()),
+                shapes=tuple(args.shape),
                 examples=args.examples,
                 seed=args.seed,
                 grad=not args.no_grad,
@@ -96,6 +115,8 @@ def _audit(args: argparse.Namespace) -> int:
         "kind_given": args.kind is not None,
         "gradients": not args.no_grad,
         "hidden_sizes": list(args.hidden_size or ()),
+        "shapes": [list(shape) for shape in args.shape],
+        "compile": args.compile_backend if args.compile else None,
         "timeout": args.timeout,
     }
     from normcheck.report_json import write_report
@@ -115,51 +136,51 @@ def _audit(args: argparse.Namespace) -> int:
 
 
 def _print_result(result, console: Console) -> None:
+    from rich import box
+
     from normcheck.audit import smallest_input_note
-    from normcheck.reporting import bound_use
+    from normcheck.reporting import SHORT_DTYPES, UNITS_NOTE, bound_use, short
 
     offset = f", weight offset {result.weight_offset}" if result.weight_offset else ""
     mode = " (forward only: no autograd support)" if result.forward_only else ""
-    table = Table(title=f"{result.target}: {result.kind}{offset} on {result.device}{mode}")
-    for col in ("dtype", "out", "n", "max", "mean", "p99", "signed", "bound", "use"):
-        table.add_column(col, justify="right")
+    narrow = {"box": box.SIMPLE_HEAD, "padding": (0, 1), "title_justify": "left"}  # fits 80 columns
+    table = Table(title=f"{result.target}: {result.kind}{offset} on {result.device}{mode}", **narrow)
+    for col in ("dtype", "out", "n", "max", "p99", "signed", "ulp", "sharp", "use"):
+        table.add_column(col, justify="right", no_wrap=True)
     for (dtype, output), total in result.totals().items():
         s = total.summary()
         if s["count"]:
             table.add_row(
-                dtype,
+                SHORT_DTYPES[dtype],
                 output,
                 str(s["count"]),
-                f"{s['max']:.3g}",
-                f"{s['mean']:.3g}",
-                f"{s['p99']:.3g}",
-                f"{s['signed_mean']:+.1e}",
-                f"{s['max_allowed']:.3g}",
-                bound_use(s["bound_use"]),
+                short(s["max"]),
+                short(s["p99"]),
+                short(s["signed_mean"]),
+                short(s["max_ulp"]),
+                short(s["max_sharp"]),
+                bound_use(s["sharp_use"]),
             )
     console.print(table)
     regimes = sorted({regime for (_d, _o, regime) in result.stats})
-    by_regime = Table(title="max ULP error of y by input regime [largest bound]")
-    by_regime.add_column("regime")
+    by_regime = Table(title="max error of y by regime [sharp bound]", **narrow)
+    by_regime.add_column("regime", no_wrap=True)
     for dtype in result.dtypes:
-        by_regime.add_column(dtype, justify="right")
+        by_regime.add_column(SHORT_DTYPES[dtype], justify="right", no_wrap=True)
     for regime in regimes:
         cells = []
         for dtype in result.dtypes:
             st = result.stats.get((dtype, "y", regime))
             summary = st.summary() if st else {"count": 0}
-            cells.append(f"{summary['max']:.3g} [{summary['max_allowed']:.3g}]" if summary["count"] else "-")
+            cells.append(f"{short(summary['max'])} [{short(summary['max_sharp'])}]" if summary["count"] else "-")
         by_regime.add_row(regime, *cells)
     console.print(by_regime)
-    console.print(
-        "ULP errors against the exact value; bound: the largest error a correct implementation may make "
-        "on an element (formula in the JSON report); use: the largest error / bound ratio",
-        style="dim",
-    )
+    console.print(f"{UNITS_NOTE}; formulas of both bounds in the JSON report", style="dim")
     for dtype, conv in result.conventions.items():
         if conv:
             best = max(conv, key=conv.get)
             console.print(f"{dtype}: outputs match the '{best}' convention bit for bit on {conv[best]:.1%}")
+    console.print(time_line(result), style="dim", highlight=False)
     if result.passed:
         console.print(
             f"[bold green]PASS[/] {result.target}: {result.cases} inputs in {result.seconds:.1f} s, "
@@ -181,6 +202,18 @@ def _print_result(result, console: Console) -> None:
         if f.reproducer:
             console.print("  reproducer:", style="dim")
             console.print(f.reproducer, markup=False, highlight=False, soft_wrap=True)
+
+
+def time_line(result) -> str:
+    """Where the audit's time went, in one line."""
+    t = result.timing
+    impl, kernels = t.get("implementation", 0.0), t.get("kernels", 0.0)
+    rest = result.seconds - impl - t.get("oracle", 0.0) - t.get("bounds", 0.0)
+    return (
+        f"time {result.seconds:.1f} s: implementation {impl:.1f} s ({kernels:.1f} s in its kernels, "
+        f"{impl - kernels:.1f} s copies and worker), oracle {t.get('oracle', 0.0):.1f} s, "
+        f"bounds {t.get('bounds', 0.0):.1f} s, search and statistics {rest:.1f} s"
+    )
 
 
 def _report(args: argparse.Namespace) -> int:
@@ -248,6 +281,13 @@ def _parser() -> argparse.ArgumentParser:
     audit.add_argument("--eps", type=float, help="construct with / call with this eps (default: the implementation's)")
     audit.add_argument("--weight-offset", type=int, choices=(0, 1), help="1 for Gemma's (1 + w); inferred if omitted")
     audit.add_argument("--hidden-size", type=int, action="append", help="hidden sizes to search (repeatable)")
+    audit.add_argument(
+        "--shape",
+        action="append",
+        help="also audit inputs of exactly this shape, e.g. 32768x256 or 8x4096x7168 (repeatable)",
+    )
+    audit.add_argument("--compile", action="store_true", help="audit the implementation under torch.compile")
+    audit.add_argument("--compile-backend", default="inductor", help="torch.compile backend for --compile")
     audit.add_argument("--examples", type=int, default=100, help="random search examples per dtype (default 100)")
     audit.add_argument("--seed", type=int, default=0, help="search seed: the same seed gives the same verdict")
     audit.add_argument("--no-grad", action="store_true", help="audit the forward pass only")

@@ -99,6 +99,29 @@ def rms_bf16_statistic(x, w, b, eps, off):
     return rms_low_precision_statistic(x, w, b, eps, off, require_torch().bfloat16)
 
 
+def rms_fp16_statistic(x, w, b, eps, off):
+    return rms_low_precision_statistic(x, w, b, eps, off, require_torch().float16)
+
+
+def _split_sum(v, block: int, dtype):
+    """A split reduction over the last axis: blocks of ``block`` summed, each partial sum stored in ``dtype``."""
+    torch = require_torch()
+    padded = torch.nn.functional.pad(v, (0, -v.shape[-1] % block))
+    return padded.reshape(*v.shape[:-1], -1, block).sum(-1).to(dtype).float().sum(-1, keepdim=True)
+
+
+def rms_bf16_partial_sums(block: int) -> Callable:
+    """The mean square from a split reduction whose partial sums are stored in bfloat16."""
+
+    def emulate(x, w, b, eps, off):
+        torch = require_torch()
+        xf = _up(x)
+        ms = _split_sum(xf.pow(2), block, torch.bfloat16) / xf.shape[-1]
+        return _affine(xf * torch.rsqrt(ms + eps), w, None, off).to(x.dtype)
+
+    return emulate
+
+
 def rms_offset_in_low_precision(x, w, b, eps, off):
     xf = _up(x)
     y = xf * _rms_stat(xf, eps)
@@ -183,6 +206,43 @@ def ln_low_precision_statistic(x, w, b, eps, off, dtype=None):
 
 def ln_bf16_statistic(x, w, b, eps, off):
     return ln_low_precision_statistic(x, w, b, eps, off, require_torch().bfloat16)
+
+
+def ln_fp16_statistic(x, w, b, eps, off):
+    return ln_low_precision_statistic(x, w, b, eps, off, require_torch().float16)
+
+
+def ln_saved_statistics(x, w, b, eps, off):
+    """Forward in fp32; the mean and rstd saved for the backward in the input dtype, the backward in fp32 from
+    them (torch's CPU LayerNorm when its weight and bias are half precision: its saved statistics take their dtype)."""
+    torch = require_torch()
+
+    class Norm(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx, xf, wf, bf):  # type: ignore[override]
+            mu = xf.mean(-1, keepdim=True)
+            r = torch.rsqrt((xf - mu).pow(2).mean(-1, keepdim=True) + eps)
+            ctx.save_for_backward(xf, _up(mu.to(x.dtype)), _up(r.to(x.dtype)), wf)
+            return _affine((xf - mu) * r, wf, bf, off)
+
+        @staticmethod
+        def backward(ctx, g):  # type: ignore[override]
+            xf, mu, r, wf = ctx.saved_tensors
+            xhat = (xf - mu) * r
+            h = g if wf is None else g * (wf + off)
+            dx = r * (h - h.mean(-1, keepdim=True) - xhat * (h * xhat).mean(-1, keepdim=True))
+            n = xf.shape[-1]
+            return dx, (g * xhat).reshape(-1, n).sum(0), g.reshape(-1, n).sum(0)
+
+    up = (None if t is None else _up(t) for t in (w, b))
+    return Norm.apply(_up(x), *up).to(x.dtype)
+
+
+def ln_fp16_mean(x, w, b, eps, off):
+    torch = require_torch()
+    xf = _up(x)
+    d = xf - xf.mean(-1, keepdim=True).to(torch.float16).float()
+    return _affine(d * torch.rsqrt(d.pow(2).mean(-1, keepdim=True) + eps), w, b, off).to(x.dtype)
 
 
 def ln_offset_in_low_precision(x, w, b, eps, off):
@@ -286,6 +346,17 @@ EMULATIONS: tuple[Emulation, ...] = (
         "low-precision statistic", "rmsnorm", False, "rstd stored in the input dtype", rms_low_precision_statistic
     ),
     Emulation("low-precision statistic (bf16)", "rmsnorm", False, "rstd stored in bfloat16", rms_bf16_statistic),
+    Emulation("low-precision statistic (fp16)", "rmsnorm", False, "rstd stored in float16", rms_fp16_statistic),
+    *(
+        Emulation(
+            f"low-precision statistic (bf16 partial sums of {block})",
+            "rmsnorm",
+            False,
+            f"the mean square from a split reduction over blocks of {block}, partial sums in bfloat16",
+            rms_bf16_partial_sums(block),
+        )
+        for block in (256, 1024, 4096)
+    ),
     Emulation(
         "weight offset in low precision",
         "rmsnorm",
@@ -323,6 +394,15 @@ EMULATIONS: tuple[Emulation, ...] = (
         "low-precision statistic", "layernorm", False, "rstd stored in the input dtype", ln_low_precision_statistic
     ),
     Emulation("low-precision statistic (bf16)", "layernorm", False, "rstd stored in bfloat16", ln_bf16_statistic),
+    Emulation("low-precision statistic (fp16)", "layernorm", False, "rstd stored in float16", ln_fp16_statistic),
+    Emulation("low-precision statistic (fp16 mean)", "layernorm", False, "the mean stored in float16", ln_fp16_mean),
+    Emulation(
+        "low-precision statistic (saved for the backward in the input dtype)",
+        "layernorm",
+        False,
+        "mean and rstd saved for the backward in the input dtype (torch's CPU LayerNorm with half parameters)",
+        ln_saved_statistics,
+    ),
     Emulation(
         "weight offset in low precision",
         "layernorm",

@@ -63,7 +63,14 @@ class IsolatedCandidate:
     """
 
     def __init__(
-        self, target: object, name: str, *, device: str = "cpu", eps: float | None = None, timeout: float = 20.0
+        self,
+        target: object,
+        name: str,
+        *,
+        device: str = "cpu",
+        eps: float | None = None,
+        timeout: float = 20.0,
+        compile: str | None = None,
     ) -> None:
         if os.environ.get(WORKER_ENV):
             raise UsageError(
@@ -71,6 +78,7 @@ class IsolatedCandidate:
                 f"{name}: put the audit under `if __name__ == '__main__':`"
             )
         self.name, self.device, self.timeout, self.eps_override = name, device, timeout, eps
+        self.compile = compile
         self.supports_grad = True
         self.restarts = 0  #: workers started after the first (one per crash or timeout)
         self._payload = _payload(target, name)
@@ -119,8 +127,9 @@ class IsolatedCandidate:
         return run
 
     def close(self) -> None:
-        """Stop the worker and remove its log."""
+        """Stop the worker (at once: it holds nothing to save, and tearing torch down takes a second)."""
         if self._process is not None:
+            self._process.kill()
             self._stop()
         Path(self._log).unlink(missing_ok=True)
 
@@ -151,7 +160,7 @@ class IsolatedCandidate:
             )
         theirs.close()
         self._conn = Connection(ours.detach())
-        self._conn.send((list(sys.path), self._payload, self.name, self.device, self.eps_override))
+        self._conn.send((list(sys.path), self._payload, self.name, self.device, self.eps_override, self.compile))
         self._hello = None
 
     def _ready(self) -> dict:
@@ -305,7 +314,7 @@ def worker_main() -> None:
     faulthandler.enable(all_threads=True)  # stderr is the log the auditor reads after a crash
     if hasattr(signal, "SIGUSR1"):
         faulthandler.register(signal.SIGUSR1, all_threads=True)
-    path, (how, payload), name, device, eps = conn.recv()
+    path, (how, payload), name, device, eps, compile = conn.recv()
     sys.path[:] = path
     try:
         try:
@@ -314,7 +323,8 @@ def worker_main() -> None:
             raise
         except Exception as exc:
             raise UsageError(f"the worker process cannot load {name}: {type(exc).__name__}: {exc}") from None
-        candidate = Candidate(impl, name, device=device, eps=eps, timeout=0)  # the auditor keeps the time
+        # The auditor keeps the time.
+        candidate = Candidate(impl, name, device=device, eps=eps, timeout=0, compile=compile)
     except UsageError as exc:
         conn.send(("usage", str(exc)))
         return
@@ -349,6 +359,7 @@ def open_candidate(
     device: str = "cpu",
     eps: float | None = None,
     timeout: float = 20.0,
+    compile: str | None = None,
 ) -> Candidate | IsolatedCandidate:
     """The handle the audit runs ``target`` (a spec string or an object) through.
 
@@ -357,7 +368,7 @@ def open_candidate(
     """
     if in_process:
         impl = load_target(target) if isinstance(target, str) else target
-        return Candidate(impl, name, device=device, eps=eps, timeout=timeout)
-    candidate = IsolatedCandidate(target, name, device=device, eps=eps, timeout=timeout)
+        return Candidate(impl, name, device=device, eps=eps, timeout=timeout, compile=compile)
+    candidate = IsolatedCandidate(target, name, device=device, eps=eps, timeout=timeout, compile=compile)
     require_torch()  # the diagnosis's emulations run here: import torch while the worker starts
     return candidate

@@ -1,6 +1,6 @@
 """The versioned JSON audit report, written atomically.
 
-Schema ``normcheck.audit/1`` (see ``normcheck/schemas/audit-report.md``): target and settings,
+Schema ``normcheck.audit/2`` (see ``normcheck/schemas/audit-report.md``): target and settings,
 environment, the eps used per dtype, the bound per output with its reason, ULP
 statistics per dtype, output and regime, the matched convention, and findings
 with diagnosis and a reproducer.
@@ -8,9 +8,11 @@ with diagnosis and a reproducer.
 
 from __future__ import annotations
 
+import importlib.metadata
 import json
 import os
 import platform
+import subprocess
 import sys
 import tempfile
 from dataclasses import asdict
@@ -22,7 +24,7 @@ import normcheck
 from normcheck.audit import CHECKS, AuditResult
 from normcheck.errors import UsageError
 
-SCHEMA = "normcheck.audit/1"
+SCHEMA = "normcheck.audit/2"
 
 
 def environment(device: str) -> dict[str, str]:
@@ -37,11 +39,33 @@ def environment(device: str) -> dict[str, str]:
 
         env["torch"] = torch.__version__
         env["device_name"] = (
-            torch.cuda.get_device_name(0) if device.startswith("cuda") else platform.processor() or "cpu"
+            torch.cuda.get_device_name(device) if device.startswith("cuda") else platform.processor() or "cpu"
         )
+        if device.startswith("cuda"):
+            env["cuda"] = str(torch.version.cuda)
+            env["driver"] = _nvidia_driver()
     except ImportError:
         pass
+    for package in ("triton", "liger_kernel", "transformers"):
+        try:
+            env[package] = importlib.metadata.version(package.replace("_", "-"))
+        except importlib.metadata.PackageNotFoundError:
+            pass
     return env
+
+
+def _nvidia_driver() -> str:
+    """The NVIDIA driver version, as nvidia-smi reports it ("unknown" without nvidia-smi)."""
+    try:
+        out = subprocess.run(
+            ["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"],
+            capture_output=True,
+            text=True,
+            timeout=20,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return out.stdout.strip().splitlines()[0] if out.returncode == 0 and out.stdout.strip() else "unknown"
 
 
 def to_dict(result: AuditResult, settings: dict) -> dict:
@@ -88,7 +112,7 @@ def to_dict(result: AuditResult, settings: dict) -> dict:
         },
         "eps": result.eps,
         "checks": list(CHECKS),
-        "bounds": [{"dtype": d, "output": o, "reason": r} for (d, o), r in sorted(result.bound_reasons.items())],
+        "bounds": [{"dtype": d, "output": o, **r} for (d, o), r in sorted(result.bound_reasons.items())],
         "stats": [
             {"dtype": d, "output": o, "regime": g, **s.summary()} for (d, o, g), s in sorted(result.stats.items())
         ],
@@ -99,6 +123,7 @@ def to_dict(result: AuditResult, settings: dict) -> dict:
         "skipped": result.skipped,
         "restarts": result.restarts,
         "seconds": round(result.seconds, 3),
+        "timing": {part: round(t, 3) for part, t in result.timing.items()},
     }
 
 

@@ -51,11 +51,26 @@ def load_results(paths: list[str]) -> list[dict]:
 
 def bound_use(ratio: float) -> str:
     """Error / bound as a percentage, or as a multiple once far past the bound."""
-    return f"{ratio:.0%}" if ratio < 10 else f"{ratio:.3g}x"
+    return f"{ratio:.0%}" if ratio < 10 else f"{short(ratio)}x"
 
 
-def _fmt(v: float) -> str:
-    return f"{v:.3g}"
+def short(value: float | None) -> str:
+    """Three significant digits, exponent without padding: 2.05e3, 1.5e-5 ("-" for None)."""
+    if value is None:
+        return "-"
+    text = f"{value:.3g}"
+    return text.replace("e+0", "e").replace("e-0", "e-").replace("e+", "e")
+
+
+#: Short names of the formats, for narrow tables.
+SHORT_DTYPES = {"float16": "fp16", "bfloat16": "bf16", "float32": "fp32", "float64": "fp64"}
+
+#: What the error columns mean, in one line under every table of them.
+UNITS_NOTE = (
+    "errors in ulps of each element's scale (the magnitude of the terms it is computed from: its ULP error "
+    "where it does not cancel); ulp: the plain ULP error where the value does not cancel; sharp: the largest "
+    "sharp bound (8x the worst correct computation on the input); use: the largest error / sharp bound"
+)
 
 
 def summary_rows(results: list[dict]) -> list[dict]:
@@ -78,11 +93,14 @@ def summary_rows(results: list[dict]) -> list[dict]:
                     "dtype": dtype,
                     "output": output,
                     "count": count,
-                    "max": _fmt(max(g["max"] for g in group)),
-                    "mean": _fmt(sum(g["mean"] * g["count"] for g in group) / count),
-                    "p99": _fmt(max(g["p99"] for g in group)),
-                    "signed": f"{sum(g['signed_mean'] * g['count'] for g in group) / count:+.2e}",
-                    "use": bound_use(max(g.get("bound_use", 0.0) for g in group)),
+                    "max": short(max(g["max"] for g in group)),
+                    "mean": short(sum(g["mean"] * g["count"] for g in group) / count),
+                    "p99": short(max(g["p99"] for g in group)),
+                    "signed": short(sum(g["signed_mean"] * g["count"] for g in group) / count),
+                    "ulp": short(max((g["max_ulp"] for g in group if g["max_ulp"] is not None), default=None)),
+                    "sharp": short(max(g["max_sharp"] for g in group)),
+                    "rigorous": short(max(g["max_rigorous"] for g in group)),
+                    "use": bound_use(max(g["sharp_use"] for g in group)),
                     "verdict": "fail" if (dtype, output) in failing or (dtype, None) in failing else "pass",
                     "convention": f"{best} ({conv[best]:.0%})" if best else "-",
                 }
@@ -100,7 +118,7 @@ def regime_table(results: list[dict]) -> tuple[list[str], list[dict]]:
                 {
                     "target": r["target"],
                     "dtype": dtype,
-                    "cells": [_fmt(by[g]["max"]) if g in by else "-" for g in regimes],
+                    "cells": [short(by[g]["max"]) if g in by else "-" for g in regimes],
                 }
             )
     return regimes, rows
@@ -115,10 +133,10 @@ def figures(results: list[dict]) -> list[Figure]:
 
     dtypes = sorted({d["dtype"] for r in results for d in r.get("distributions", [])})
     panels = [
-        ("y", "histogram", "ULP error of y"),
-        ("y", "by_binade", "max ULP error of y by floor(log2|y|)"),
-        ("y", "by_hidden_size", "max ULP error of y by hidden size"),
-        ("dx", "histogram", "ULP error of dx"),
+        ("y", "histogram", "error of y (ulps of scale)"),
+        ("y", "by_binade", "max error of y by floor(log2|y|)"),
+        ("y", "by_hidden_size", "max error of y by hidden size"),
+        ("dx", "histogram", "error of dx (ulps of its terms' scale)"),
     ]
     out = []
     for output, kind, title in panels:
@@ -141,13 +159,13 @@ def figures(results: list[dict]) -> list[Figure]:
                     ax.set_xticks(
                         ticks, ["0" if edges[i] == 0 else f"$2^{{{math.log2(edges[i]):.0f}}}$" for i in ticks]
                     )
-                    ax.set_xlabel("ulp error (log bins)")
+                    ax.set_xlabel("error in ulps of scale (log bins)")
                     ax.set_ylabel("fraction of outputs")
                 else:
                     keys = sorted(dist[kind], key=int)
                     ax.plot([int(k) for k in keys], [dist[kind][k]["max"] for k in keys], marker="o", label=label)
                     ax.set_yscale("log")
-                    ax.set_ylabel("max ulp error")
+                    ax.set_ylabel("max error (ulps of scale)")
                     ax.set_xlabel("hidden size" if kind == "by_hidden_size" else "floor(log2 |exact|)")
                     if kind == "by_hidden_size":
                         ax.set_xscale("log", base=2)
@@ -178,6 +196,7 @@ def _context(results: list[dict]) -> dict:
         "findings": findings,
         "figures": figures(results),
         "version": normcheck.__version__,
+        "units_note": UNITS_NOTE,
         "sources": [r["_source"] for r in results],
     }
 
@@ -186,22 +205,24 @@ def markdown(ctx: dict) -> str:
     lines = [
         "# normcheck precision report",
         "",
-        "ULP errors against the exact oracle; bound use = largest error / allowed error.",
+        f"Against the exact oracle: {ctx['units_note']}; rigorous: the largest rigorous bound "
+        "(what no correct implementation exceeds).",
         "",
         "## Summary",
         "",
-        "| implementation | dtype | output | outputs | max | mean | p99 | signed mean | bound use | verdict | "
-        "convention |",
-        "|---|---|---|---:|---:|---:|---:|---:|---:|---|---|",
+        "| implementation | dtype | output | outputs | max | mean | p99 | signed mean | ulp | sharp | rigorous "
+        "| use | verdict | convention |",
+        "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---|",
     ]
     for r in ctx["summary"]:
         lines.append(
             f"| `{r['target']}` | {r['dtype']} | {r['output']} | {r['count']} | {r['max']} | {r['mean']} | "
-            f"{r['p99']} | {r['signed']} | {r['use']} | {r['verdict']} | {r['convention']} |"
+            f"{r['p99']} | {r['signed']} | {r['ulp']} | {r['sharp']} | {r['rigorous']} | {r['use']} | "
+            f"{r['verdict']} | {r['convention']} |"
         )
     lines += [
         "",
-        "## By input regime (max ULP error of y)",
+        "## By input regime (max error of y)",
         "",
         "| implementation | dtype | " + " | ".join(ctx["regimes"]) + " |",
         "|---|---|" + "---:|" * len(ctx["regimes"]),

@@ -5,21 +5,35 @@ torch.nn.functional.rms_norm, torch.nn.LayerNorm, the Llama, Gemma and T5 norms
 as the installed transformers package writes them, and a MiniMind-style RMSNorm
 before and after its fp32-upcast fix. Writes one JSON per implementation into
 reports/json/ and renders them side by side into reports/rmsnorm/ and
-reports/layernorm/ (report.md with plots, report.html).
+reports/layernorm/ (report.md with plots, report.html), and prints README's table
+(``python reports/generate.py --table`` prints it from the committed JSON alone).
+
+``python reports/generate.py --device cuda`` does the same on a CUDA GPU, in float16,
+bfloat16 and float32, for torch's norms eager and under torch.compile, the Triton
+examples compiled for the GPU, Liger-Kernel's norms (at a shape that reaches its
+block kernel too) and the transformers norms: reports/json/cuda-*.json,
+reports/cuda-rmsnorm/ and reports/cuda-layernorm/. ``--jobs N`` runs N audits at once.
 """
 
 from __future__ import annotations
 
+import argparse
+import json
+import os
+import subprocess
 import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE.parent))  # the test zoo (MiniMind) lives in tests/
-
-from normcheck.cli import main  # noqa: E402
+ROOT = HERE.parent
 
 DTYPES = ["--dtype", "float16", "--dtype", "bfloat16", "--dtype", "float32", "--dtype", "float64"]
+CUDA_DTYPES = ["--dtype", "float16", "--dtype", "bfloat16", "--dtype", "float32"]
 EXAMPLES = ["--examples", "30"]
+#: Liger-Kernel's RMSNorm takes its block kernel for rows >= 32768 at hidden sizes <= 256.
+LIGER_BLOCK_SHAPE = ["--shape", "32768x256"]
 TARGETS = {
     "rmsnorm": [
         ("torch-RMSNorm", "torch.nn.RMSNorm", []),
@@ -36,21 +50,106 @@ TARGETS = {
     ],
     "layernorm": [("torch-LayerNorm", "torch.nn.LayerNorm", [])],
 }
+COMPILE = ["--compile"]
+CUDA_TARGETS = {
+    "rmsnorm": [
+        ("cuda-torch-RMSNorm", "torch.nn.RMSNorm", []),
+        ("cuda-torch-functional-rms_norm", "torch.nn.functional.rms_norm", []),
+        ("cuda-compiled-torch-RMSNorm", "torch.nn.RMSNorm", COMPILE),
+        ("cuda-compiled-torch-functional-rms_norm", "torch.nn.functional.rms_norm", COMPILE),
+        ("cuda-triton-example-RMSNorm", "examples/triton_norms.py:TritonRMSNorm", ["--no-grad"]),
+        ("cuda-liger-LigerRMSNorm", "liger_kernel.transformers:LigerRMSNorm", LIGER_BLOCK_SHAPE),
+        ("cuda-transformers-LlamaRMSNorm", "transformers.models.llama.modeling_llama:LlamaRMSNorm", []),
+        (
+            "cuda-transformers-GemmaRMSNorm",
+            "transformers.models.gemma.modeling_gemma:GemmaRMSNorm",
+            ["--weight-offset", "1"],
+        ),
+        ("cuda-transformers-T5LayerNorm", "transformers.models.t5.modeling_t5:T5LayerNorm", ["--kind", "rmsnorm"]),
+    ],
+    "layernorm": [
+        ("cuda-torch-LayerNorm", "torch.nn.LayerNorm", []),
+        ("cuda-torch-functional-layer_norm", "torch.nn.functional.layer_norm", []),
+        ("cuda-compiled-torch-LayerNorm", "torch.nn.LayerNorm", COMPILE),
+        ("cuda-compiled-torch-functional-layer_norm", "torch.nn.functional.layer_norm", COMPILE),
+        ("cuda-triton-example-LayerNorm", "examples/triton_norms.py:TritonLayerNorm", ["--no-grad"]),
+        ("cuda-liger-LigerLayerNorm", "liger_kernel.transformers:LigerLayerNorm", LIGER_BLOCK_SHAPE),
+    ],
+}
 
 
-def run() -> int:
+NAMES = {
+    **{
+        name: f"CUDA: {spec.split(':')[-1]}{' (torch.compile)' if extra == COMPILE else ''}"
+        for targets in CUDA_TARGETS.values()
+        for name, spec, extra in targets
+    },
+    "torch-RMSNorm": "`torch.nn.RMSNorm`",
+    "torch-functional-rms_norm": "`torch.nn.functional.rms_norm`",
+    "transformers-LlamaRMSNorm": "transformers `LlamaRMSNorm`",
+    "transformers-GemmaRMSNorm": "transformers `GemmaRMSNorm`",
+    "transformers-T5LayerNorm": "transformers `T5LayerNorm`",
+    "minimind-before-fix": "MiniMind RMSNorm, before the fix",
+    "minimind-after-fix": "MiniMind RMSNorm, after the fix",
+    "torch-LayerNorm": "`torch.nn.LayerNorm`",
+}
+
+
+def readme_table(targets: dict = TARGETS) -> str:
+    """README's table, from the committed JSON: the max error of y per dtype and the verdict per dtype."""
+    lines = ["| implementation | float16 | bfloat16 | float32 | float64 |", "|---|---|---|---|---|"]
+    for kind_targets in targets.values():
+        for name, _spec, _extra in kind_targets:
+            data = json.loads((HERE / "json" / f"{name}.json").read_text())
+            cells = []
+            for dtype in ("float16", "bfloat16", "float32", "float64"):
+                y = [s["max"] for s in data["stats"] if s["dtype"] == dtype and s["output"] == "y" and s["count"]]
+                found = [f for f in data["findings"] if f["dtype"] == dtype]
+                why = sorted({(f["diagnosis"] or {}).get("bug") or f["check"] for f in found})
+                outputs = sorted({f["output"] for f in found if f["output"]})
+                verdict = f"FAIL {', '.join(outputs)}: {'; '.join(why)}" if found else "pass"
+                cells.append(f"{max(y):.3g} ({verdict})" if y else "-")
+            lines.append(f"| {NAMES[name]} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def _audit(name: str, spec: str, extra: list[str], device: str) -> tuple[str, int, float]:
+    """One audit in its own process (audits run side by side); its output goes to reports/json/NAME.log."""
+    dtypes = CUDA_DTYPES if device != "cpu" else DTYPES
+    command = [sys.executable, "-m", "normcheck", "audit", spec, "--device", device, *dtypes, *EXAMPLES, *extra]
+    command += ["--json", str(HERE / "json" / f"{name}.json")]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
+    start = time.perf_counter()
+    with open(HERE / "json" / f"{name}.log", "w") as log:
+        status = subprocess.run(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT).returncode
+    return name, status, time.perf_counter() - start
+
+
+def run(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Regenerate the committed precision reports.")
+    parser.add_argument("--table", action="store_true", help="print README's table from the committed JSON")
+    parser.add_argument("--device", default="cpu", help="cpu (default) or cuda")
+    parser.add_argument("--jobs", type=int, default=1, help="audits run at once")
+    args = parser.parse_args(argv)
+    targets = CUDA_TARGETS if args.device != "cpu" else TARGETS
+    if args.table:
+        print(readme_table(targets))
+        return 0
     (HERE / "json").mkdir(exist_ok=True)
-    for kind, targets in TARGETS.items():
-        paths = []
-        for name, spec, extra in targets:
-            path = HERE / "json" / f"{name}.json"
-            print(f"auditing {spec} ...", flush=True)
-            status = main(["audit", spec, *DTYPES, *EXAMPLES, *extra, "--json", str(path)])
+    jobs = [(name, spec, extra, args.device) for kind_targets in targets.values() for name, spec, extra in kind_targets]
+    with ThreadPoolExecutor(max_workers=max(1, args.jobs)) as pool:
+        for name, status, seconds in pool.map(lambda job: _audit(*job), jobs):
+            print(f"{name}: exit {status} in {seconds:.0f} s", flush=True)
             if status == 2:
-                return 2
-            paths.append(str(path))
-        if main(["report", *paths, "--out", str(HERE / kind)]) != 0:
+                print((HERE / "json" / f"{name}.log").read_text()[-2000:], file=sys.stderr)
+    prefix = "cuda-" if args.device != "cpu" else ""
+    for kind, kind_targets in targets.items():
+        paths = [str(HERE / "json" / f"{name}.json") for name, _spec, _extra in kind_targets]
+        paths = [p for p in paths if Path(p).exists()]
+        command = [sys.executable, "-m", "normcheck", "report", *paths, "--out", str(HERE / f"{prefix}{kind}")]
+        if subprocess.run(command, cwd=ROOT).returncode != 0:
             return 2
+    print(readme_table(targets))
     return 0
 
 

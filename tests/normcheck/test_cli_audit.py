@@ -22,12 +22,22 @@ def test_a_correct_module_passes_with_exit_0_and_writes_a_versioned_report(tmp_p
     assert main(["audit", f"{FILE}:GoodRMSNorm", *FAST, "--json", str(report)]) == 0
     assert "PASS" in capsys.readouterr().out
     data = json.loads(report.read_text())
-    assert data["schema"] == "normcheck.audit/1" and data["verdict"] == "pass"
+    assert data["schema"] == "normcheck.audit/2" and data["verdict"] == "pass"
     assert data["kind"] == "rmsnorm" and data["settings"]["dtypes"] == ["float16"]
     assert data["environment"]["torch"] and data["eps"]["float16"] == 1e-6
     assert {"dtype", "output", "regime", "max", "p99", "signed_mean"} <= set(data["stats"][0])
-    assert any(b["output"] == "dx" and "ulp" in b["reason"] for b in data["bounds"])
+    assert any(b["output"] == "dx" and "ulp" in b["rigorous"] and "8 K S" in b["sharp"] for b in data["bounds"])
+    [y16] = [s for s in data["stats"] if (s["dtype"], s["output"], s["regime"]) == ("float16", "y", "normal")]
+    assert 0 < y16["max"] <= y16["max_sharp"] <= y16["max_rigorous"] and y16["sharp_use"] <= 1
     assert not list(tmp_path.glob(".r.json.*")), "temporary file left behind"
+
+
+def test_tables_stay_whole_in_an_80_column_log_that_is_not_a_terminal(capsys):
+    assert main(["audit", "torch.nn.RMSNorm", "--examples", "3"]) == 0
+    out = capsys.readouterr().out
+    assert "…" not in out  # nothing cut short
+    assert max(len(line) for line in out.splitlines()) <= 80
+    assert all(f" {d} " in out for d in ("fp16", "bf16", "fp32")) and " sharp " in out
 
 
 def test_a_buggy_module_fails_with_exit_1_naming_the_bug_and_a_runnable_reproducer(tmp_path, capsys):
@@ -70,7 +80,7 @@ def test_a_segfault_is_a_finding_with_exit_1_and_a_report(tmp_path, capsys):
     data = json.loads(report.read_text())
     [crash] = data["findings"]
     assert crash["check"] == "crash" and crash["regime"] and "Segmentation fault" in crash["detail"]
-    assert data["restarts"] == 1 and data["verdict"] == "fail"
+    assert data["restarts"] == 3 and data["verdict"] == "fail"  # n = 4097, 16385, 65537: one crash per block
 
 
 def test_functions_are_audited_forward_only_when_they_have_no_autograd(tmp_path, capsys):
@@ -116,3 +126,26 @@ def test_an_unwritable_report_path_is_a_usage_error_even_for_root(capsys):
     captured = capsys.readouterr()
     assert "cannot write --json '/proc/normcheck-report.json'" in captured.err and captured.err.count("\n") == 1
     assert not captured.out  # refused before auditing, not after
+
+
+def test_shape_audits_the_users_exact_shape(tmp_path):
+    """A bug on a launch path the default shapes never reach is found at the shape given with --shape."""
+    target = f"{HERE / 'targets' / 'long_rows.py'}:Bf16StatisticOnManyRows"
+    args = ["audit", target, "--examples", "5", "--dtype", "float32", "--no-grad"]
+    assert main(args) == 0
+    report = tmp_path / "shape.json"
+    assert main([*args, "--shape", "2x500x64", "--json", str(report)]) == 1
+    data = json.loads(report.read_text())
+    assert data["settings"]["shapes"] == [[2, 500, 64]]
+    assert {tuple(f["worst"]["shape"]) for f in data["findings"] if f["worst"]} == {(2, 500, 64)}
+
+
+@pytest.mark.parametrize("target, status", [("torch.nn.RMSNorm", 0), ("tests.normcheck.zoo:MiniMindRMSNorm", 1)])
+def test_compiled_implementations_are_audited_compiled(tmp_path, target, status):
+    report = tmp_path / "compiled.json"
+    args = ["audit", target, "--compile", "--compile-backend", "aot_eager", "--examples", "5", "--dtype", "bfloat16"]
+    assert main([*args, "--json", str(report)]) == status
+    data = json.loads(report.read_text())
+    assert data["settings"]["compile"] == "aot_eager"
+    assert set(data["timing"]) == {"implementation", "kernels", "oracle", "bounds"}
+    assert 0 < data["timing"]["kernels"] < data["timing"]["implementation"] < data["seconds"]

@@ -247,10 +247,10 @@ class NondeterministicRMSNorm(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         xf = x.float()
         self.calls += 1
-        ms = xf.pow(2).mean(-1, keepdim=True)
+        r = torch.rsqrt(xf.pow(2).mean(-1, keepdim=True) + self.eps)
         if self.calls % 2:  # another summation order: the last bit of the statistic changes
-            ms = torch.nextafter(ms, torch.full_like(ms, float("inf")))
-        return (self.weight.float() * xf * torch.rsqrt(ms + self.eps)).to(x.dtype)
+            r = torch.nextafter(r, torch.full_like(r, float("inf")))
+        return (self.weight.float() * xf * r).to(x.dtype)
 
 
 class UnbiasedLayerNorm(nn.Module):
