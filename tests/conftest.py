@@ -4,12 +4,23 @@ from __future__ import annotations
 
 import os
 
-# Triton reads this when it is first imported (torch may import it early): set it before anything.
-os.environ.setdefault("TRITON_INTERPRET", "1")
-
 import mpmath
 import pytest
 from hypothesis import HealthCheck, settings
+
+
+def _has_cuda() -> bool:
+    try:
+        import torch
+    except ImportError:
+        return False
+    return torch.cuda.is_available()
+
+
+# Without a GPU, Triton kernels run in its CPU interpreter. Triton reads this when a kernel is
+# defined (`@triton.jit`), so it is set before any test module imports one.
+if not _has_cuda():
+    os.environ.setdefault("TRITON_INTERPRET", "1")
 
 pytest_plugins = ["pytester"]
 

@@ -1,7 +1,8 @@
-"""The Triton examples through the CPU interpreter: correct kernels pass, Triton-typical bugs are caught.
+"""The Triton examples, compiled on a GPU or through the CPU interpreter: correct kernels pass,
+Triton-typical bugs are caught.
 
-Runs when triton is installed (``pip install triton``); tests/conftest.py sets TRITON_INTERPRET=1
-before triton is first imported.
+Runs when triton is installed (``pip install triton``); without CUDA, tests/conftest.py sets
+TRITON_INTERPRET=1 before triton is first imported.
 """
 
 from __future__ import annotations
@@ -13,12 +14,17 @@ import pytest
 pytest.importorskip("torch")
 pytest.importorskip("triton")
 
+import torch
+
 from normcheck.audit import Auditor
 from normcheck.candidate import Candidate
 from normcheck.loading import load_target
 
+from .targets.triton_faults import SHORT
+
 EXAMPLE = str(Path(__file__).resolve().parents[2] / "examples" / "triton_norms.py")
 EXAMPLES = 10
+DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 
 
 def _variant(kind: str, bug: str) -> type:
@@ -36,7 +42,9 @@ def _variant(kind: str, bug: str) -> type:
 
 def _audit(kind: str, bug: str):
     cls = _variant(kind, bug)
-    return Auditor(Candidate(cls, cls.__name__), spec=cls.__name__, kind=kind, examples=EXAMPLES, grad=False).run()
+    return Auditor(
+        Candidate(cls, cls.__name__, device=DEVICE), spec=cls.__name__, kind=kind, examples=EXAMPLES, grad=False
+    ).run()
 
 
 @pytest.mark.parametrize("kind", ["rmsnorm", "layernorm"])
@@ -61,3 +69,18 @@ def test_triton_typical_bugs_are_caught(kind, bug, named):
     assert not result.passed
     if named is not None:
         assert named in {f.diagnosis.bug for f in result.findings if f.diagnosis}
+
+
+def test_a_kernel_that_writes_out_of_bounds_is_a_finding_and_the_audit_goes_on():
+    """Its long-row path stores through a wrong mask: an illegal address on CUDA (the worker that saw
+    the sticky error is replaced), a segmentation fault under the interpreter. Short rows are judged."""
+    from normcheck.api import audit
+
+    faulty = f"{Path(__file__).parent / 'targets' / 'triton_faults.py'}:WrongMaskTritonRMSNorm"
+    result = audit(faulty, kind="rmsnorm", device=DEVICE, dtype=("float32",), examples=10, grad=False)
+    faults = [f for f in result.findings if f.check in ("crash", "exception")]
+    assert faults and {f.check for f in result.findings} == {f.check for f in faults}
+    assert all(f.example is not None and f.example.n > SHORT for f in faults)
+    assert result.restarts >= 1
+    assert result.stats[("float32", "y", "normal")].summary()["count"] > 0  # short rows, judged and correct
+    assert result.cases > 30  # every input but those at the crashing sizes
