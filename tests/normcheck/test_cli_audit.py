@@ -149,3 +149,24 @@ def test_compiled_implementations_are_audited_compiled(tmp_path, target, status)
     assert data["settings"]["compile"] == "aot_eager"
     assert set(data["timing"]) == {"implementation", "kernels", "oracle", "bounds"}
     assert 0 < data["timing"]["kernels"] < data["timing"]["implementation"] < data["seconds"]
+
+
+def test_compile_traces_a_torch_nn_module_through_the_backend():
+    """torch.compile skips a bare torch.nn module's own forward: the candidate must compile a caller frame."""
+    import numpy as np
+    import torch
+
+    from normcheck.candidate import Candidate
+
+    graphs = []
+
+    def counting_backend(gm, example_inputs):
+        graphs.append(gm)
+        return gm.forward
+
+    torch._dynamo.reset()
+    candidate = Candidate(torch.nn.RMSNorm, "torch.nn.RMSNorm", compile=counting_backend)
+    x = np.linspace(-1, 1, 6, dtype=np.float32).reshape(2, 3)
+    run = candidate.run(x, np.ones(3, np.float32), None, np.ones_like(x))
+    assert run.failure is None and run.dx is not None
+    assert graphs, "the module ran without being compiled"
