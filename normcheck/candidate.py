@@ -113,7 +113,6 @@ class Candidate:
         if device.startswith("cuda") and not self.torch.cuda.is_available():
             raise UsageError("--device cuda: no CUDA device is available here (torch.cuda.is_available() is False)")
         self.target, self.name, self.device, self.timeout = target, name, device, timeout
-        self.compile = compile
         if compile is not None:
             _allow_recompiles(self.torch)
         self.eps_override = eps

@@ -46,6 +46,7 @@ def _validate(args: argparse.Namespace) -> None:
     if args.device not in ("cpu", "cuda") and not args.device.startswith("cuda:"):
         raise UsageError(f"--device must be cpu or cuda, got {args.device!r}")
     args.shape = [parse_shape(text) for text in args.shape or ()]
+    args.compile = args.compile_backend if args.compile else None  # the backend, or None: not compiled
 
 
 def parse_shape(text: str) -> tuple[int, ...]:
@@ -83,7 +84,7 @@ def _audit(args: argparse.Namespace) -> int:
             device=args.device,
             eps=args.eps,
             timeout=args.timeout,
-            compile=args.compile_backend if args.compile else None,
+            compile=args.compile,
         )
     ) as candidate:
         kind, offset = infer(candidate, args.kind, args.weight_offset)  # usage errors surface here, before progress
@@ -116,7 +117,7 @@ def _audit(args: argparse.Namespace) -> int:
         "gradients": not args.no_grad,
         "hidden_sizes": list(args.hidden_size or ()),
         "shapes": [list(shape) for shape in args.shape],
-        "compile": args.compile_backend if args.compile else None,
+        "compile": args.compile,
         "timeout": args.timeout,
     }
     from normcheck.report_json import write_report
