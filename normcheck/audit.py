@@ -53,6 +53,9 @@ MAX_DIAGNOSED = 6
 #: at which kernels switch to multi-block paths (8192, 16384); random rows also at LONGEST.
 STRUCTURED_SIZES = ((3, 2), (61, 3), (4097, 1), (16385, 1))
 LONGEST = 65537
+#: Many short rows: kernels switch to a block kernel (several rows per program) at shapes like this
+#: (Liger-Kernel's RMSNorm: rows >= 32768 at hidden sizes <= 256), so the default audit sends one.
+MANY_ROWS = (32768, 16)
 #: The regimes an exact ``--shape`` is audited in: random rows, and rows whose mean hides the signal.
 SHAPE_REGIMES = ("normal", "offset")
 
@@ -676,6 +679,8 @@ class Auditor:
         cases.append(
             make_input(src, fmt, n=256, rows=4, regime="normal", eps=eps, weight_offset=self.offset, strided=True)
         )
+        rows, n = MANY_ROWS
+        cases.append(make_input(src, fmt, n=n, rows=rows, regime="normal", eps=eps, weight_offset=self.offset))
         for shape in self.shapes:  # the user's own shapes: they pick the kernel's code path
             for regime in SHAPE_REGIMES:
                 cases.append(

@@ -40,8 +40,9 @@ REGIMES = (
     "outlier",
 )
 WEIGHT_REGIMES = ("normal", "near_zero", "negative", "near_minus_one")
-#: Hidden sizes the search draws from: 1, powers of two, primes and their neighbours.
-HIDDEN_SIZES = (1, 2, 3, 5, 7, 8, 13, 16, 31, 61, 64, 127, 128, 257, 1024, 4095, 4096, 4097)
+#: Hidden sizes the search draws from: 1, powers of two and their neighbours (kernels pick block sizes
+#: and code paths by them: padded lanes exist only off a power of two), primes.
+HIDDEN_SIZES = (1, 2, 3, 5, 7, 8, 13, 16, 31, 61, 64, 127, 128, 255, 256, 257, 1023, 1024, 1025, 4095, 4096, 4097)
 
 
 @dataclass(frozen=True)
