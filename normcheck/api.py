@@ -30,18 +30,31 @@ def audit(
     timeout: float = 20.0,
     in_process: bool = False,
     compile: str | None = None,
+    residual: bool = False,
+    style: str = "auto",
 ) -> AuditResult:
     """Audit an implementation (a class, factory, function, or a ``"pkg.mod:Name"`` string).
 
     The implementation runs in a worker process (a crash or a hang is a finding);
     ``in_process=True`` runs it here instead, for a debugger. ``shapes`` adds inputs
     of exactly those shapes; ``compile`` names a torch.compile backend to audit under.
+    ``residual`` audits a fused residual-add + norm, ``style`` forcing how it answers
+    (``"return"``: ``(y, residual_out)``; ``"inplace"``; ``"auto"``: found on the first call).
     """
     spec = (
         impl if isinstance(impl, str) else f"{getattr(impl, '__module__', '?')}:{getattr(impl, '__qualname__', impl)}"
     )
     with closing(
-        open_candidate(impl, spec, in_process=in_process, device=device, eps=eps, timeout=timeout, compile=compile)
+        open_candidate(
+            impl,
+            spec,
+            in_process=in_process,
+            device=device,
+            eps=eps,
+            timeout=timeout,
+            compile=compile,
+            fused=style if residual else None,
+        )
     ) as c:
         kind, offset = infer(c, kind, weight_offset)
         dtypes = (dtype,) if isinstance(dtype, str) else tuple(dtype)

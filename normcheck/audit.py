@@ -9,22 +9,33 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 from hypothesis import HealthCheck, Phase, given, seed, settings
 
 import oracles
-from normcheck.bounds import FACTOR, Bound, bounds, sharpen, ulp
+from normcheck.bounds import FACTOR, Bound, bounds, exact_ulp, sharpen, ulp, unit_roundoff
 from normcheck.candidate import Candidate, Run
 from normcheck.diagnosis import Diagnosis, convention_match, diagnose
 from normcheck.isolation import IsolatedCandidate, WorkerLost
 from normcheck.references import correct_outputs
 from normcheck.reproducer import snippet
-from normcheck.strategies import HIDDEN_SIZES, REGIMES, WEIGHT_REGIMES, NormInput, Source, make_input, norm_inputs
+from normcheck.strategies import (
+    HIDDEN_SIZES,
+    REGIMES,
+    RESIDUAL_REGIMES,
+    WEIGHT_REGIMES,
+    NormInput,
+    Source,
+    compute_format,
+    make_input,
+    make_residual,
+    norm_inputs,
+)
 from oracles import FloatFormat, resolve_format
 
-OUTPUTS = ("y", "dx", "dw", "db")
+OUTPUTS = ("y", "dx", "dw", "db", "residual_out", "dresidual")
 #: What an audit checks; a finding names one.
 CHECKS = (
     "accuracy",
@@ -205,6 +216,10 @@ class AuditResult:
     #: per (dtype, output): the formulas of both tiers, {"rigorous": ..., "sharp": ...}
     bound_reasons: dict[tuple[str, str], dict[str, str]] = field(default_factory=dict)
     conventions: dict[str, dict[str, float]] = field(default_factory=dict)
+    #: A fused residual-add's style ("return" or "inplace") and, per dtype, how many inputs' y normalized
+    #: which sum: the one rounded to the dtype, or the one kept in the compute precision.
+    fused_style: str | None = None
+    residual_sums: dict[str, dict[str, int]] = field(default_factory=dict)
     cases: int = 0
     seconds: float = 0.0
     #: Inputs not run per dtype, because of crashes or timeouts at their hidden size (see ``MAX_LOST``).
@@ -274,7 +289,7 @@ def _bits(a: np.ndarray) -> np.ndarray:
 
 def _case_key(case: NormInput) -> tuple:
     """Identifies an input by its bits: hypothesis may build the same input again."""
-    arrays = (case.x, case.weight, case.bias, case.grad)
+    arrays = (case.x, case.weight, case.bias, case.grad, *(() if case.residual is None else (case.residual,)))
     return (case.strided, *(a.shape for a in arrays), *(_bits(a).tobytes() for a in arrays))
 
 
@@ -363,6 +378,7 @@ class Auditor:
         self._lost: dict[str, _Lost] = {}
         self.result = AuditResult(spec, kind, candidate.device, weight_offset, list(dtypes), {}, False, seed, examples)
         self.result.isolation = "worker process" if isinstance(candidate, IsolatedCandidate) else "in-process"
+        self.fused = candidate.fused is not None
 
     # -- calling the implementation -------------------------------------------------
 
@@ -393,7 +409,7 @@ class Auditor:
         else:
             g = case.grad if grad and self.c.supports_grad else None
             with self._clock("implementation"):
-                run = self.c.run(case.x, w, b, g, case.strided)
+                run = self.c.run(case.x, w, b, g, case.strided, residual=case.residual)
             self.result.timing["kernels"] = self.result.timing.get("kernels", 0.0) + run.seconds
         if run.failure in LOST_FAILURES:
             lost.blocks.add(size_block(case.n))
@@ -418,8 +434,53 @@ class Auditor:
             self.result.timing[part] = self.result.timing.get(part, 0.0) + time.perf_counter() - start
 
     def _output_format(self, name: str, case: NormInput, dtype: str) -> FloatFormat:
-        """``y`` and ``dx`` come in the input dtype, ``dw`` and ``db`` in the parameters'."""
-        return resolve_format(dtype if name in ("y", "dx") else self.c.describe(case.n, dtype).parameter_dtype)
+        """``dw`` and ``db`` come in the parameters' dtype, every other output in the input dtype."""
+        return resolve_format(dtype if name not in ("dw", "db") else self.c.describe(case.n, dtype).parameter_dtype)
+
+    # -- a fused residual-add ---------------------------------------------------------
+
+    def normalized(self, case: NormInput, dtype: str, y: np.ndarray | None = None) -> tuple[NormInput, str | None]:
+        """What the norm of ``case`` normalizes: ``x`` itself, or a fused residual-add's sum, and which sum.
+
+        Correct fused kernels normalize the sum rounded to the dtype (the unfused composition) or the
+        sum kept in their compute precision. Given the implementation's ``y``, the sum whose exact norm
+        is nearer to it is taken, and named where the two sums differ; else the rounded one, unnamed.
+        """
+        if case.residual is None:
+            return case, None
+        fmt = resolve_format(dtype)
+        total = oracles.residual_sum(case.x, case.residual)
+        comp = compute_format(fmt)
+        sums = {f"rounded to {dtype}": total.round(fmt), f"kept in {comp.name}": total.round(comp)}
+        options = {name: replace(case, x=np.array(s), residual=None) for name, s in sums.items()}
+        rounded = next(iter(options))
+        if y is None or y.shape != case.x.shape or np.array_equal(*sums.values(), equal_nan=True):
+            return options[rounded], None
+        yd = np.asarray(y, np.float64)
+
+        def distance(option: NormInput) -> float:
+            with np.errstate(all="ignore"):
+                d = np.abs(yd - self._exact(option, dtype, grad=False)["y"].approx)
+            return float(np.sum(d[np.isfinite(d)]))
+
+        name = min(options, key=lambda k: distance(options[k]))
+        return options[name], name
+
+    def _residual_out(self, case: NormInput, dtype: str) -> tuple[oracles.Exact, Bound]:
+        """The exact ``x + residual`` and what a correct residual_out may be off by: half an ulp, and a
+        rounding in the compute precision first (a sum in float32 rounded to bfloat16 rounds twice)."""
+        fmt = resolve_format(dtype)
+        total = oracles.residual_sum(case.x, case.residual)
+        comp = compute_format(fmt)
+        with np.errstate(all="ignore"):
+            scale = np.abs(total.approx)
+            twice = unit_roundoff(comp) * scale if comp.precision > fmt.precision else 0.0
+            allowed = np.broadcast_to(0.5 * exact_ulp(total, fmt) + twice, total.shape)
+        reason = f"0.5 ulp(x + residual) + u_{comp.name}*|x + residual| (rounded once, or via {comp.name})"
+        if comp.precision == fmt.precision:
+            reason = "0.5 ulp(x + residual) (correctly rounded)"
+        bound = Bound(scale, allowed, np.zeros(total.shape), allowed, reason, allowed, reason)
+        return total, bound
 
     # -- one input --------------------------------------------------------------
 
@@ -434,8 +495,20 @@ class Auditor:
         findings = self._run_problems(run, case, dtype)
         if run.y is None or run.failure:
             return findings
-        got = {"y": run.y, "dx": run.dx, "dw": run.dw, "db": run.db}
-        exact, limits = self._measure(case, dtype, grad=self.grad and run.dx is not None)
+        got = {"y": run.y, "dx": run.dx, "dw": run.dw, "db": run.db, "residual_out": run.residual_out}
+        if run.fused_style is not None:
+            self.result.fused_style = run.fused_style
+        normalized, which = self.normalized(case, dtype, run.y)
+        if which is not None and self._collecting:
+            counts = self.result.residual_sums.setdefault(dtype, {})
+            counts[which] = counts.get(which, 0) + 1
+        exact, limits = self._measure(normalized, dtype, self.grad and run.dx is not None)
+        if case.residual is not None:  # the residual's gradient is x's: both reach the norm through the sum
+            got["dresidual"] = run.dresidual
+            for table in (exact, limits):
+                if "dx" in table:
+                    table["dresidual"] = table["dx"]
+            exact["residual_out"], limits["residual_out"] = self._residual_out(case, dtype)
         for name, ex in exact.items():
             cand = got.get(name)
             if cand is None:
@@ -468,8 +541,8 @@ class Auditor:
         exact = self._exact(case, dtype, grad)
         with self._clock("bounds"):
             limits = bounds(self.kind, fmt, case.x, exact, weight=w, bias=b, grad=g, eps=layout.eps, offset=self.offset)
-            references = correct_outputs(self.kind, case.x, w, b, g, layout.eps, self.offset)
-            return exact, sharpen(limits, fmt, exact, references)
+            computed, conventions = correct_outputs(self.kind, case.x, w, b, g, layout.eps, self.offset)
+            return exact, sharpen(limits, fmt, exact, computed, conventions)
 
     def _run_problems(self, run: Run, case: NormInput, dtype: str) -> list[Finding]:
         out = []
@@ -695,15 +768,28 @@ class Auditor:
                         leading=shape[:-1],
                     )
                 )
+        if self.fused:  # every case gets a residual, each regime of x with several; each also at n = 61 and 4097
+            k = len(RESIDUAL_REGIMES)
+            cases = [self._add_residual(src, fmt, c, RESIDUAL_REGIMES[(i + i // k) % k]) for i, c in enumerate(cases)]
+            for reg in RESIDUAL_REGIMES:
+                for n, count in (STRUCTURED_SIZES[1], STRUCTURED_SIZES[2]):
+                    plain = make_input(src, fmt, n=n, rows=count, regime="normal", eps=eps, weight_offset=self.offset)
+                    cases.append(self._add_residual(src, fmt, plain, reg))
         return cases
+
+    @staticmethod
+    def _add_residual(src: Source, fmt: FloatFormat, case: NormInput, regime: str) -> NormInput:
+        x, residual = make_residual(src, fmt, case.x, regime)
+        return replace(case, x=x, residual=residual, residual_regime=regime)
 
     def aggregate_case(self, fmt: FloatFormat, eps: float) -> NormInput:
         """Many rows for the statistical checks (biased rounding, per-channel drift)."""
         src = Source(rng=np.random.default_rng(self.seed + 1))
         wreg = "near_zero" if self.offset else "normal"
-        return make_input(
+        case = make_input(
             src, fmt, n=64, rows=512, regime="normal", eps=eps, weight_offset=self.offset, weight_regime=wreg
         )
+        return self._add_residual(src, fmt, case, "small") if self.fused else case
 
     def audit_dtype(self, dtype: str) -> list[Finding]:
         fmt = resolve_format(dtype)
@@ -752,7 +838,7 @@ class Auditor:
         run = self._run(case, dtype, grad=False)
         if run is None or run.y is None or run.y.shape != case.x.shape:
             return []
-        ex = self._exact(case, dtype, grad=False)["y"]
+        ex = self._exact(self.normalized(case, dtype, run.y)[0], dtype, grad=False)["y"]
         with np.errstate(all="ignore"):
             err = ex.signed_ulp_error(run.y.astype(fmt.dtype), fmt) * np.sign(ex.approx)
         err = err[np.isfinite(err)].reshape(-1, n) if np.isfinite(err).all() else err
@@ -810,7 +896,9 @@ class Auditor:
         failing: list[Finding] = []
         flaky: list[Finding] = []
         answers: dict[tuple, tuple[Run | None, list[Finding]]] = {}
-        strategy = norm_inputs(dtype=dtype, eps=eps, hidden_sizes=self.hidden_sizes, weight_offset=self.offset)
+        strategy = norm_inputs(
+            dtype=dtype, eps=eps, hidden_sizes=self.hidden_sizes, weight_offset=self.offset, residual=self.fused
+        )
         counter = [0]
 
         @seed(self.seed)
@@ -870,9 +958,11 @@ class Auditor:
             run = self._run(case, dtype, grad=False)
             if run is not None and run.y is not None and run.y.shape == case.x.shape:
                 w, b = self._params(case, dtype)
-                self.result.conventions[dtype] = convention_match(
-                    self.kind, self.offset, run.y, fmt, x=case.x, weight=w, bias=b, eps=eps
-                )
+                x = self.normalized(case, dtype, run.y)[0].x
+                if x.dtype == case.x.dtype:  # the emulations cannot hold a sum kept in a wider format
+                    self.result.conventions[dtype] = convention_match(
+                        self.kind, self.offset, run.y, fmt, x=x, weight=w, bias=b, eps=eps
+                    )
         self.result.skipped = {d: lost.skipped for d, lost in self._lost.items() if lost.skipped}
         self.result.restarts = self.c.restarts if isinstance(self.c, IsolatedCandidate) else 0
         self.result.seconds = time.perf_counter() - start
@@ -886,8 +976,9 @@ class Auditor:
         w, b = self._params(case, f.dtype)
         layout = self.c.describe(case.n, f.dtype)
         f.reproducer = snippet(self.spec, self.c, self.kind, case, f.dtype, layout.eps, self.offset, w, b)
-        if f.check not in ("accuracy", "nonfinite", "bias") or f.output is None:
+        if f.check not in ("accuracy", "nonfinite", "bias") or f.output in (None, "residual_out"):
             return
+        output = "dx" if f.output == "dresidual" else f.output  # the same gradient, through the sum
         # Diagnose on every failing input kept (the smallest is often too small to tell bugs apart).
         candidates = []
         for example in [case, *f.others][:MAX_DIAGNOSED]:
@@ -899,10 +990,10 @@ class Auditor:
             candidates.append(
                 diagnose(
                     self.kind,
-                    f.output,
+                    output,
                     cand,
                     self._output_format(f.output, example, f.dtype),
-                    x=example.x,
+                    x=self.normalized(example, f.dtype, run.y)[0].x,
                     weight=w,
                     bias=b,
                     grad=example.grad,

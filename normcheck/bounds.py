@@ -49,6 +49,7 @@ class Bound:
 
     scale: np.ndarray  #: S: the magnitude of the terms the element is computed from; errors are read in ulp_F(S)
     base: np.ndarray  #: the roundings correct conventions make in the output format (final casts, Llama's)
+    intermediate: np.ndarray  #: the worst case of those inside a gradient (part of base; the sharp tier measures it)
     rigorous: np.ndarray  #: the worst case over every correct implementation: beyond it, a proven failure
     reason: str  #: the rigorous formula
     sharp: np.ndarray | None = None  #: FACTOR x the worst correct computation's error on this input (see sharpen)
@@ -151,6 +152,7 @@ def bounds(
         for name, ex in exact.items():
             ulp_y = exact_ulp(ex, fmt)
             ulp_y = ulp_y.reshape(-1, ex.shape[-1]) if ulp_y.ndim else ulp_y
+            intermediate = 0.0
             if name == "y":
                 core = s.xhat * s.scale
                 # Llama / T5 / half affine round xhat, then w * xhat (then + b): each at most half an ulp.
@@ -168,7 +170,8 @@ def bounds(
                     why += f" + {MARGIN}*(n+4)*u_{comp.name}*r*|w|*mean|x| (the mean's error; conditioning)"
             elif name == "dx":
                 scale = s.r * (s.h + (s.mean_h if ln else 0) + s.xhat * s.mean_hx)
-                base = ROUNDINGS * ulp_y + MARGIN * c_f * uf * scale
+                intermediate = MARGIN * c_f * uf * scale
+                base = ROUNDINGS * ulp_y + intermediate
                 rigorous = MARGIN * (n + GRAD_ROUNDINGS) * uc * scale
                 why = (
                     f"{ROUNDINGS} ulp + {MARGIN}*({c_f:g}*u_{fmt.name} + (n+{GRAD_ROUNDINGS})*u_{comp.name})"
@@ -181,7 +184,8 @@ def bounds(
                     why += f" + {MARGIN}*(n+4)*u_{comp.name}*r^2*mean|x|*(mean|h*xhat| + |xhat|*mean|h|)"
             elif name == "dw":
                 scale = np.sum(s.g * s.xhat, axis=0)
-                base = ROUNDINGS * ulp_y + MARGIN * c_f * uf * scale
+                intermediate = MARGIN * c_f * uf * scale
+                base = ROUNDINGS * ulp_y + intermediate
                 rigorous = MARGIN * (rows + n + GRAD_ROUNDINGS) * uc * scale
                 why = (
                     f"{ROUNDINGS} ulp + {MARGIN}*({c_f:g}*u_{fmt.name} + (rows+n+{GRAD_ROUNDINGS})*u_{comp.name})"
@@ -196,17 +200,29 @@ def bounds(
                 base = ROUNDINGS * ulp_y
                 rigorous = MARGIN * (rows + 2) * uc * scale
                 why = f"{ROUNDINGS} ulp + {MARGIN}*(rows+2)*u_{comp.name}*sum|g|"
-            scale, base, rigorous = (_shaped(a, ulp_y, ex.shape) for a in (scale, base, base + rigorous))
-            out[name] = Bound(scale, base, rigorous, why)
+            scale, base, intermediate, rigorous = (
+                _shaped(a, ulp_y, ex.shape) for a in (scale, base, intermediate, base + rigorous)
+            )
+            out[name] = Bound(scale, base, intermediate, rigorous, why)
     return out
 
 
 def sharpen(
-    limits: dict[str, Bound], fmt: FloatFormat, exact: dict[str, oracles.Exact], references: list[dict]
+    limits: dict[str, Bound],
+    fmt: FloatFormat,
+    exact: dict[str, oracles.Exact],
+    computed: list[dict],
+    conventions: list[dict],
 ) -> dict[str, Bound]:
     """Add the sharp tier: ``FACTOR`` times the largest error, relative to each element's scale, that
-    a correct computation in the compute precision (``references``) makes on this very input, plus
-    the output format's roundings where it is narrower (docs/bounds.md)."""
+    a correct computation makes on this very input (docs/bounds.md).
+
+    ``computed`` holds correct computations in the compute precision, ``conventions`` torch's correct
+    conventions run in the dtype under audit. Where the output format is narrower, the final roundings
+    into it are allowed as in the rigorous bound, and the conventions count by what they err beyond
+    their own final rounding: the intermediate roundings they make on this input, measured instead of
+    the rigorous bound's worst case.
+    """
     comp = compute_format(fmt)
     uc = unit_roundoff(comp)
     narrower = fmt.precision < comp.precision
@@ -216,18 +232,20 @@ def sharpen(
         k = K_MIN * uc
         with np.errstate(all="ignore"):
             resolved = (b.scale > 0) & (ex.error_bound <= 2.0**-40 * b.scale)  # the oracle pins the error down
-            for ref in references:
+            final = 0.5 * exact_ulp(ex, fmt) if narrower else 0.0
+            for ref, beyond in [(r, 0.0) for r in computed] + [(r, final) for r in conventions]:
                 got = ref.get(name)
                 if got is not None and got.shape == ex.shape:
-                    rel = (np.abs(got - ex.approx) + ex.error_bound) / b.scale
+                    rel = np.maximum(np.abs(got - ex.approx) + ex.error_bound - beyond, 0.0) / b.scale
                     rel = rel[resolved & np.isfinite(rel)]
                     k = max(k, float(rel.max(initial=0.0)))
-            sharp = (b.base if narrower else 0.0) + FACTOR * k * b.scale
-        rounding = f" + the roundings into {fmt.name} (as rigorous)" if narrower else ""
+            sharp = (b.base - b.intermediate if narrower else 0.0) + FACTOR * k * b.scale
+        rounding = f" + the final roundings into {fmt.name} (as rigorous)" if narrower else ""
+        conv = " beyond their final rounding" if narrower else ""
         why = (
             f"{FACTOR:g} K S{rounding}: K = the largest |error| / S of correct {comp.name} computations of this "
-            f"input (sums sequential, pairwise, blocked by 256, in 32 lanes; torch's correct conventions), "
-            f"at least {K_MIN:g} u_{comp.name}"
+            f"input (sums sequential, pairwise, blocked by 256, in 32 lanes) and of torch's correct conventions "
+            f"in {fmt.name}{conv}, at least {K_MIN:g} u_{comp.name}"
         )
         out[name] = replace(b, sharp=np.where(np.isfinite(sharp), sharp, b.rigorous), sharp_reason=why, unit=k)
     return out

@@ -21,10 +21,15 @@ import numpy as np
 
 from normcheck.errors import UsageError
 from normcheck.loading import EPS_NAMES, construct_module, input_parameter, is_module_class
-from normcheck.torch_bridge import from_numpy, require_torch, to_numpy
+from normcheck.torch_bridge import from_numpy, require_device, require_torch, synchronize, to_numpy
 
 WEIGHT_NAMES = ("weight", "scale", "gamma", "g", "w")
 BIAS_NAMES = ("bias", "beta", "b")
+#: Parameter names a fused residual-add function takes its residual by (else it is the second argument).
+RESIDUAL_NAMES = ("residual", "res", "residual_in", "skip")
+#: How a fused residual-add hands its results back: ``return`` (y, residual_out), or ``inplace``: y written
+#: into x and x + residual into residual. ``auto`` tells them apart on the first call.
+FUSED_STYLES = ("auto", "inplace", "return")
 #: How a call can fail to return a result: the implementation raised, ran past the time limit,
 #: or (in a worker process) took the process down.
 FAILURES = ("exception", "timeout", "crash")
@@ -38,10 +43,13 @@ class Run:
     dx: np.ndarray | None = None
     dw: np.ndarray | None = None
     db: np.ndarray | None = None
+    residual_out: np.ndarray | None = None  #: a fused residual-add's x + residual
+    dresidual: np.ndarray | None = None  #: the gradient of its residual input
+    fused_style: str | None = None  #: how the fused residual-add answered: "return" or "inplace"
     failure: str | None = None  #: one of :data:`FAILURES`, or None when the call returned
     error: str | None = None  #: what the failure was, as "Type: message" or a signal
     detail: str | None = None  #: more of it (the worker's last words, a stack), for the report
-    mutated: tuple[str, ...] = ()  #: the inputs the call wrote into ("x", "grad_output")
+    mutated: tuple[str, ...] = ()  #: the inputs the call wrote into ("x", "residual", "grad_output")
     problems: list[str] = field(default_factory=list)  #: wrong shape, dtype, missing gradients
     forward_only: bool = False  #: the output carried no autograd graph
     seconds: float = 0.0  #: time inside the implementation's forward and backward (device synchronized)
@@ -97,6 +105,8 @@ class Candidate:
     as stated where the implementation hard-codes its eps. ``timeout`` (seconds,
     0 for none) interrupts Python-level hangs. ``compile`` names a ``torch.compile``
     backend ("inductor", "aot_eager", ...) to audit the compiled implementation with.
+    ``fused`` (one of :data:`FUSED_STYLES`) audits a fused residual-add + norm, called
+    as ``f(x, residual, ...)`` or ``module(x, residual)``.
     """
 
     def __init__(
@@ -108,14 +118,17 @@ class Candidate:
         eps: float | None = None,
         timeout: float = 20.0,
         compile: str | None = None,
+        fused: str | None = None,
     ) -> None:
         self.torch = require_torch()
-        if device.startswith("cuda") and not self.torch.cuda.is_available():
-            raise UsageError("--device cuda: no CUDA device is available here (torch.cuda.is_available() is False)")
+        require_device(device)
         self.target, self.name, self.device, self.timeout = target, name, device, timeout
         if compile is not None:
             _allow_recompiles(self.torch)
         self.eps_override = eps
+        #: The fused residual-add's style: as forced, or found on the first call (None until then under auto).
+        self.fused_style = None if fused in (None, "auto") else fused
+        self.fused = fused
         self._modules: dict[tuple[int, str], object] = {}
         self._layouts: dict[tuple[int, str], Layout] = {}
         self._dtypes_ok: set[str] = set()
@@ -208,28 +221,54 @@ class Candidate:
         bias: np.ndarray | None,
         grad: np.ndarray | None,
         strided: bool = False,
+        residual: np.ndarray | None = None,
     ) -> Run:
         """Call the implementation on ``x`` (and backward with ``grad``); never raises for its faults.
 
         The implementation gets tensors of its own (copies): what it writes into
         them is reported in :attr:`Run.mutated`. ``strided`` hands over a
-        non-contiguous (transposed) view of a 2-d ``x``.
+        non-contiguous (transposed) view of a 2-d ``x``. ``residual`` is a fused
+        residual-add's second input; gradients flow only where it returns its results.
         """
+        if self.fused and residual is None:
+            raise UsageError(f"{self.name} is audited as a fused residual-add: every call needs a residual")
+        if self.fused and self.fused_style is None:  # auto: a first call without gradients tells the style
+            probe = self._run(x, weight, bias, None, strided, residual)
+            if self.fused_style is None or grad is None:
+                return probe
+        if self.fused_style == "inplace":
+            grad = None  # autograd refuses in-place writes into inputs that need gradients
+        return self._run(x, weight, bias, grad, strided, residual)
+
+    def _run(
+        self,
+        x: np.ndarray,
+        weight: np.ndarray | None,
+        bias: np.ndarray | None,
+        grad: np.ndarray | None,
+        strided: bool,
+        residual: np.ndarray | None,
+    ) -> Run:
         torch, out = self.torch, Run()
         dtype = str(x.dtype)
         n = x.shape[-1]
         try:
-            # The leaf tensor owns the gradient; a strided input is a transposed view of it.
-            leaf = from_numpy(np.ascontiguousarray(x.T) if strided else x, self.device)
-            before = leaf.detach().clone()
-            leaf.requires_grad_(grad is not None and self.supports_grad)
-            xt = leaf.t() if strided else leaf
+            # A leaf tensor owns each gradient; a strided input is a transposed view of it.
+            leaves = [
+                from_numpy(np.ascontiguousarray(a.T) if strided else a, self.device)
+                for a in (x, residual)
+                if a is not None
+            ]
+            before = [leaf.detach().clone() for leaf in leaves]
+            for leaf in leaves:
+                leaf.requires_grad_(grad is not None and self.supports_grad)
+            xt, *rest = [leaf.t() if strided else leaf for leaf in leaves]
             # The implementation's own warnings are not normcheck's (and must not become errors under -W error).
             start = time.perf_counter()
             with _time_limit(self.timeout), warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                y, params = self._call(xt, weight, bias, n, dtype)
-                self._synchronize()
+                result, params = self._call(xt, weight, bias, n, dtype, *rest)
+                synchronize(self.device)
             out.seconds = time.perf_counter() - start
         except UsageError:
             raise
@@ -237,18 +276,29 @@ class Candidate:
             return Run(failure="timeout", error=str(exc))
         except (Exception, SystemExit) as exc:  # sys.exit() in the implementation is its exception
             return Run(failure="exception", error=f"{type(exc).__name__}: {exc}".strip())
-        if not _same_bits(before, leaf.detach()):
-            out.mutated = ("x",)
-        if not isinstance(y, torch.Tensor):
-            out.problems.append(f"returned {type(y).__name__}, not a tensor")
+        written = tuple(
+            name for name, leaf, old in zip(("x", "residual"), leaves, before) if not _same_bits(old, leaf.detach())
+        )
+        y, residual_out = (result, None) if not self.fused else self._fused_results(result, xt, rest[0], out)
+        out.fused_style = self.fused_style
+        if self.fused_style != "inplace":
+            out.mutated = written
+        if self.fused and y is None:
             return out
-        if tuple(y.shape) != tuple(x.shape):
-            out.problems.append(f"output shape {tuple(y.shape)} differs from the input shape {tuple(x.shape)}")
-        if y.dtype != xt.dtype:
-            out.problems.append(
-                f"output dtype {str(y.dtype).replace('torch.', '')} differs from the input dtype {dtype}"
-            )
+        for name, t in (("output", y), ("residual_out", residual_out)):
+            if t is None:
+                continue
+            if not isinstance(t, torch.Tensor):
+                out.problems.append(f"returned {type(t).__name__}, not a tensor")
+                return out
+            if tuple(t.shape) != tuple(x.shape):
+                out.problems.append(f"{name} shape {tuple(t.shape)} differs from the input shape {tuple(x.shape)}")
+            if t.dtype != xt.dtype:
+                out.problems.append(
+                    f"{name} dtype {str(t.dtype).replace('torch.', '')} differs from the input dtype {dtype}"
+                )
         out.y = to_numpy(y)
+        out.residual_out = None if residual_out is None else to_numpy(residual_out)
         if grad is None or not self.supports_grad:
             return out
         if not y.requires_grad:
@@ -262,7 +312,7 @@ class Candidate:
             with _time_limit(self.timeout), warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 y.backward(g)
-                self._synchronize()
+                synchronize(self.device)
             out.seconds += time.perf_counter() - start
         except TimeoutExpired as exc:
             return Run(failure="timeout", error=f"backward: {exc}", mutated=out.mutated)
@@ -270,7 +320,8 @@ class Candidate:
             return Run(failure="exception", error=f"backward: {type(exc).__name__}: {exc}".strip(), mutated=out.mutated)
         if not _same_bits(g_before, g):
             out.mutated += ("grad_output",)
-        out.dx = None if leaf.grad is None else to_numpy(leaf.grad.t() if strided else leaf.grad)
+        grads = [None if t.grad is None else to_numpy(t.grad.t() if strided else t.grad) for t in leaves]
+        out.dx, out.dresidual = grads[0], (grads[1:] or [None])[0]
         w_t, b_t = params
         out.dw = None if w_t is None or w_t.grad is None else to_numpy(w_t.grad)
         out.db = None if b_t is None or b_t.grad is None else to_numpy(b_t.grad)
@@ -278,14 +329,35 @@ class Candidate:
             out.problems.append("backward produced no gradient for the input")
         return out
 
-    def _call(self, xt: object, weight: np.ndarray | None, bias: np.ndarray | None, n: int, dtype: str):
+    def _fused_results(self, result: object, xt: object, rt: object, out: Run) -> tuple[object, object]:
+        """(y, residual_out) of a fused residual-add by its style (found here under auto), or (None, None)
+        with a problem noted when the call answered neither way."""
+        pair = isinstance(result, tuple | list) and len(result) == 2
+        inplace = result is None or result is xt
+        if self.fused_style is None:
+            self.fused_style = "return" if pair else "inplace" if inplace else None
+        if self.fused_style == "inplace":
+            return xt, rt
+        if pair:
+            return result[0], result[1]  # type: ignore[index]
+        what = "None" if result is None else type(result).__name__
+        out.problems.append(
+            f"returned {what} as a fused residual-add: expected (y, residual_out), or y written into x and "
+            "x + residual into residual (in place)"
+        )
+        return None, None
+
+    def _call(self, xt: object, weight: np.ndarray | None, bias: np.ndarray | None, n: int, dtype: str, *rest: object):
         torch = self.torch
         if self.style == "function":
             need = xt.requires_grad  # type: ignore[attr-defined]
             w_t = None if weight is None else from_numpy(weight, self.device).requires_grad_(need)
             b_t = None if bias is None else from_numpy(bias, self.device).requires_grad_(need)
             kwargs = function_arguments(self.function_parameters, n, w_t, b_t, self.eps_override)
-            return self._invoke(self.target, xt, kwargs), (kwargs.get("weight"), kwargs.get("bias"))
+            name = next((k for k in RESIDUAL_NAMES if k in self.function_parameters), None)
+            if rest and name is not None:
+                kwargs[name], rest = rest[0], ()
+            return self._invoke(self.target, xt, rest, kwargs), (kwargs.get("weight"), kwargs.get("bias"))
         mod = self.module(n, dtype)
         w_t, b_t = self.parameters(n, dtype)
         with torch.no_grad():
@@ -294,11 +366,7 @@ class Candidate:
                     p.copy_(from_numpy(v, self.device))  # type: ignore[attr-defined]
                 if p is not None:
                     p.grad = None  # type: ignore[attr-defined]
-        return self._invoke(mod, xt, {}), (w_t, b_t)
-
-    def _synchronize(self) -> None:
-        if self.device.startswith("cuda"):
-            self.torch.cuda.synchronize()
+        return self._invoke(mod, xt, rest, {}), (w_t, b_t)
 
     def device_is_healthy(self) -> bool:
         """Whether the device still computes (a CUDA error such as an illegal address is sticky)."""
@@ -314,9 +382,9 @@ class Candidate:
         """Nothing to release in this process (a worker process has)."""
 
 
-def _invoke(implementation: object, x: object, kwargs: dict[str, object]) -> object:
+def _invoke(implementation: object, x: object, args: tuple, kwargs: dict[str, object]) -> object:
     """Call a module or function on ``x``: the frame torch.compile compiles under ``--compile``."""
-    return implementation(x, **kwargs)  # type: ignore[operator]
+    return implementation(x, *args, **kwargs)  # type: ignore[operator]
 
 
 def _allow_recompiles(torch: object) -> None:

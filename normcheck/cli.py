@@ -11,6 +11,7 @@ from rich.console import Console
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from normcheck.candidate import FUSED_STYLES
 from normcheck.errors import UsageError
 
 DTYPES = ("float16", "bfloat16", "float32", "float64")
@@ -43,8 +44,8 @@ def _validate(args: argparse.Namespace) -> None:
         raise UsageError(f"--examples must be >= 0, got {args.examples}")
     if not (math.isfinite(args.timeout) and args.timeout >= 0):
         raise UsageError(f"--timeout must be a finite number of seconds >= 0, got {args.timeout!r}")
-    if args.device not in ("cpu", "cuda") and not args.device.startswith("cuda:"):
-        raise UsageError(f"--device must be cpu or cuda, got {args.device!r}")
+    if args.style != "auto" and not args.residual:
+        raise UsageError(f"--style {args.style} applies to a fused residual-add: add --residual")
     args.shape = [parse_shape(text) for text in args.shape or ()]
     args.compile = args.compile_backend if args.compile else None  # the backend, or None: not compiled
 
@@ -85,6 +86,7 @@ def _audit(args: argparse.Namespace) -> int:
             eps=args.eps,
             timeout=args.timeout,
             compile=args.compile,
+            fused=args.style if args.residual else None,
         )
     ) as candidate:
         kind, offset = infer(candidate, args.kind, args.weight_offset)  # usage errors surface here, before progress
@@ -118,6 +120,7 @@ def _audit(args: argparse.Namespace) -> int:
         "hidden_sizes": list(args.hidden_size or ()),
         "shapes": [list(shape) for shape in args.shape],
         "compile": args.compile,
+        "residual": args.residual,
         "timeout": args.timeout,
     }
     from normcheck.report_json import write_report
@@ -140,7 +143,7 @@ def _print_result(result, console: Console) -> None:
     from rich import box
 
     from normcheck.audit import smallest_input_note
-    from normcheck.reporting import SHORT_DTYPES, UNITS_NOTE, bound_use, short
+    from normcheck.reporting import SHORT_DTYPES, SHORT_OUTPUTS, UNITS_NOTE, bound_use, short
 
     offset = f", weight offset {result.weight_offset}" if result.weight_offset else ""
     mode = " (forward only: no autograd support)" if result.forward_only else ""
@@ -153,7 +156,7 @@ def _print_result(result, console: Console) -> None:
         if s["count"]:
             table.add_row(
                 SHORT_DTYPES[dtype],
-                output,
+                SHORT_OUTPUTS.get(output, output),
                 str(s["count"]),
                 short(s["max"]),
                 short(s["p99"]),
@@ -181,6 +184,8 @@ def _print_result(result, console: Console) -> None:
         if conv:
             best = max(conv, key=conv.get)
             console.print(f"{dtype}: outputs match the '{best}' convention bit for bit on {conv[best]:.1%}")
+    if result.fused_style is not None:
+        console.print(fused_line(result), highlight=False)
     console.print(time_line(result), style="dim", highlight=False)
     if result.passed:
         console.print(
@@ -203,6 +208,18 @@ def _print_result(result, console: Console) -> None:
         if f.reproducer:
             console.print("  reproducer:", style="dim")
             console.print(f.reproducer, markup=False, highlight=False, soft_wrap=True)
+
+
+def fused_line(result) -> str:
+    """How a fused residual-add answered, and which sum its y normalized, per dtype."""
+    how = (
+        "returns (y, residual_out)" if result.fused_style == "return" else "writes y into x, x + residual into residual"
+    )
+    sums = "; ".join(
+        f"{dtype}: " + ", ".join(f"{count} inputs {name}" for name, count in counts.items())
+        for dtype, counts in result.residual_sums.items()
+    )
+    return f"fused residual-add ({how}); the sum y normalized was {sums}" if sums else f"fused residual-add ({how})"
 
 
 def time_line(result) -> str:
@@ -275,7 +292,7 @@ def _parser() -> argparse.ArgumentParser:
     audit = sub.add_parser("audit", help="audit an implementation against the exact oracle")
     audit.add_argument("target", help="mypkg.RMSNorm, mypkg.sub:RMSNorm, path/to/file.py:Name or a function")
     audit.add_argument("--kind", choices=("rmsnorm", "layernorm"), help="inferred by probing when omitted")
-    audit.add_argument("--device", default="cpu", help="cpu or cuda")
+    audit.add_argument("--device", default="cpu", help="a torch device: cpu, cuda, cuda:1, xpu, mps, ...")
     audit.add_argument(
         "--dtype", action="append", choices=DTYPES, help="repeat for several (default: fp16, bf16, fp32)"
     )
@@ -286,6 +303,17 @@ def _parser() -> argparse.ArgumentParser:
         "--shape",
         action="append",
         help="also audit inputs of exactly this shape, e.g. 32768x256 or 8x4096x7168 (repeatable)",
+    )
+    audit.add_argument(
+        "--residual",
+        action="store_true",
+        help="a fused residual-add + norm, called as f(x, residual, ...): returns (y, residual_out) or works in place",
+    )
+    audit.add_argument(
+        "--style",
+        choices=FUSED_STYLES,
+        default="auto",
+        help="with --residual: how it hands back y and x + residual (default: found on the first call)",
     )
     audit.add_argument("--compile", action="store_true", help="audit the implementation under torch.compile")
     audit.add_argument("--compile-backend", default="inductor", help="torch.compile backend for --compile")

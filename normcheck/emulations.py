@@ -71,6 +71,12 @@ def rms_llama(x, w, b, eps, off):
     return y if w is None else y * w.to(x.dtype)
 
 
+def rms_t5(x, w, b, eps, off):
+    """T5: only the statistic is upcast; x times it promotes, so autograd casts dx's two paths separately."""
+    y = (x * _rms_stat(_up(x), eps)).to(x.dtype)
+    return y if w is None else w.to(x.dtype) * y
+
+
 def rms_missing_upcast(x, w, b, eps, off):
     torch = require_torch()
     y = x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + eps)
@@ -331,6 +337,14 @@ EMULATIONS: tuple[Emulation, ...] = (
         True,
         "normalize in fp32, cast, multiply by w in the input dtype",
         rms_llama,
+        plain_only=True,
+    ),
+    Emulation(
+        "t5",
+        "rmsnorm",
+        True,
+        "statistic in fp32, x * rstd promoted to fp32, cast, multiply by w (T5LayerNorm)",
+        rms_t5,
         plain_only=True,
     ),
     Emulation(

@@ -41,7 +41,7 @@ def infer(candidate: Candidate | IsolatedCandidate, kind: str | None, offset: in
     run = None
     if layout is not None:
         wt, bt = (w if has_w else None), (b if layout.has_bias else None)
-        run = candidate.run(x, wt, bt, None)
+        run = candidate.run(x, wt, bt, None, residual=np.zeros_like(x) if candidate.fused else None)
     if run is None or run.y is None or run.y.shape != x.shape:
         if kind:  # the implementation fails anyway: let the audit report that as a finding
             return kind, offsets[0]

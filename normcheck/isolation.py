@@ -71,6 +71,7 @@ class IsolatedCandidate:
         eps: float | None = None,
         timeout: float = 20.0,
         compile: str | None = None,
+        fused: str | None = None,
     ) -> None:
         if os.environ.get(WORKER_ENV):
             raise UsageError(
@@ -78,7 +79,7 @@ class IsolatedCandidate:
                 f"{name}: put the audit under `if __name__ == '__main__':`"
             )
         self.name, self.device, self.timeout, self.eps_override = name, device, timeout, eps
-        self.compile = compile
+        self.compile, self.fused = compile, fused
         self.supports_grad = True
         self.restarts = 0  #: workers started after the first (one per crash or timeout)
         self._payload = _payload(target, name)
@@ -116,10 +117,11 @@ class IsolatedCandidate:
         bias: np.ndarray | None,
         grad: np.ndarray | None,
         strided: bool = False,
+        residual: np.ndarray | None = None,
     ) -> Run:
         """As :meth:`Candidate.run`; a dead or stalled worker is a ``crash`` or ``timeout`` run."""
         try:
-            run: Run = self._request(("run", x, weight, bias, grad if self.supports_grad else None, strided))
+            run: Run = self._request(("run", x, weight, bias, grad if self.supports_grad else None, strided, residual))
         except WorkerLost as lost:
             return Run(failure=lost.failure, error=lost.error, detail=lost.detail)
         if run.forward_only:
@@ -160,7 +162,9 @@ class IsolatedCandidate:
             )
         theirs.close()
         self._conn = Connection(ours.detach())
-        self._conn.send((list(sys.path), self._payload, self.name, self.device, self.eps_override, self.compile))
+        self._conn.send(
+            (list(sys.path), self._payload, self.name, self.device, self.eps_override, self.compile, self.fused)
+        )
         self._hello = None
 
     def _ready(self) -> dict:
@@ -314,7 +318,7 @@ def worker_main() -> None:
     faulthandler.enable(all_threads=True)  # stderr is the log the auditor reads after a crash
     if hasattr(signal, "SIGUSR1"):
         faulthandler.register(signal.SIGUSR1, all_threads=True)
-    path, (how, payload), name, device, eps, compile = conn.recv()
+    path, (how, payload), name, device, eps, compile, fused = conn.recv()
     sys.path[:] = path
     try:
         try:
@@ -324,7 +328,7 @@ def worker_main() -> None:
         except Exception as exc:
             raise UsageError(f"the worker process cannot load {name}: {type(exc).__name__}: {exc}") from None
         # The auditor keeps the time.
-        candidate = Candidate(impl, name, device=device, eps=eps, timeout=0, compile=compile)
+        candidate = Candidate(impl, name, device=device, eps=eps, timeout=0, compile=compile, fused=fused)
     except UsageError as exc:
         conn.send(("usage", str(exc)))
         return
@@ -360,15 +364,17 @@ def open_candidate(
     eps: float | None = None,
     timeout: float = 20.0,
     compile: str | None = None,
+    fused: str | None = None,
 ) -> Candidate | IsolatedCandidate:
     """The handle the audit runs ``target`` (a spec string or an object) through.
 
     A worker process by default; ``in_process=True`` runs the implementation in
     this process (for a debugger: a crash or a hang in C then takes the audit down).
+    ``fused`` audits a fused residual-add + norm (see :class:`~normcheck.candidate.Candidate`).
     """
     if in_process:
         impl = load_target(target) if isinstance(target, str) else target
-        return Candidate(impl, name, device=device, eps=eps, timeout=timeout, compile=compile)
-    candidate = IsolatedCandidate(target, name, device=device, eps=eps, timeout=timeout, compile=compile)
+        return Candidate(impl, name, device=device, eps=eps, timeout=timeout, compile=compile, fused=fused)
+    candidate = IsolatedCandidate(target, name, device=device, eps=eps, timeout=timeout, compile=compile, fused=fused)
     require_torch()  # the diagnosis's emulations run here: import torch while the worker starts
     return candidate

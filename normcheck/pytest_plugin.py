@@ -157,10 +157,15 @@ class NormcheckFixture:
         __tracebackhide__ = True
         from normcheck.api import audit, describe_failure
 
-        if self.device.startswith("cuda"):
-            torch = pytest.importorskip("torch")
-            if not torch.cuda.is_available():
-                pytest.skip("normcheck: no CUDA device available")
+        if self.device != "cpu":
+            from normcheck.errors import UsageError
+            from normcheck.torch_bridge import require_device
+
+            pytest.importorskip("torch")
+            try:
+                require_device(self.device)
+            except UsageError as exc:
+                pytest.skip(f"normcheck: {exc}")
         options.setdefault("examples", self._settings.examples)
         options.setdefault("seed", self._settings.seed)
         result = audit(impl, kind=kind, dtype=tuple(self.dtypes), device=self.device, **options)  # type: ignore[arg-type]

@@ -6,8 +6,9 @@ computations actually run: the analytic formulas of docs/theory.md, sections 1
 and 2, in the compute precision (float32, or float64 for float64 inputs), with
 the row sums done sequentially (a plain loop), pairwise (numpy), in blocks of
 256 with their partial sums added in turn (a split reduction), and in 32 lanes
-added at the end (a warp or a vector unit). For float32 and float64 outputs the
-torch emulations of the correct conventions run too (autograd's gradients).
+added at the end (a warp or a vector unit). The torch emulations of the correct
+conventions run too, in the dtype under audit (autograd's gradients): in float16 and
+bfloat16 they show the intermediate roundings correct conventions make on this input.
 ``normcheck.bounds`` takes the largest of their errors as the sharp bound's unit.
 """
 
@@ -122,13 +123,13 @@ def correct_outputs(
     grad: np.ndarray | None,
     eps: float,
     offset: int,
-) -> list[dict[str, np.ndarray]]:
-    """The outputs of every correct computation on this input, in the compute precision (as float64)."""
-    wide = np.dtype(x.dtype) == np.float64
-    dtype = np.float64 if wide else np.float32
-    results = [formula(kind, total, x, weight, bias, grad, eps, offset, dtype) for total in SUMMATIONS.values()]
-    if wide or np.dtype(x.dtype) == np.float32:  # the torch conventions compute in the input dtype here
-        for emu in emulations_for(kind, offset):
-            if emu.correct:
-                results.append(run_emulation(emu, x, weight, bias, grad, eps, offset))
-    return [{k: np.asarray(v, np.float64) for k, v in r.items()} for r in results]
+) -> tuple[list[dict[str, np.ndarray]], list[dict[str, np.ndarray]]]:
+    """The outputs of correct computations on this input (as float64): the formulas in the compute
+    precision, and torch's correct conventions in the input's dtype (with their own roundings)."""
+    dtype = np.float64 if np.dtype(x.dtype) == np.float64 else np.float32
+    with np.errstate(all="ignore"):  # a row with an infinity (a residual sum past the format) is NaN
+        computed = [formula(kind, total, x, weight, bias, grad, eps, offset, dtype) for total in SUMMATIONS.values()]
+    conventions = [
+        run_emulation(emu, x, weight, bias, grad, eps, offset) for emu in emulations_for(kind, offset) if emu.correct
+    ]
+    return [[{k: np.asarray(v, np.float64) for k, v in r.items()} for r in rs] for rs in (computed, conventions)]

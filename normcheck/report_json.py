@@ -118,6 +118,7 @@ def to_dict(result: AuditResult, settings: dict) -> dict:
         ],
         "distributions": _distributions(result),
         "conventions": result.conventions,
+        "fused": None if result.fused_style is None else {"style": result.fused_style, "sums": result.residual_sums},
         "findings": findings,
         "cases": result.cases,
         "skipped": result.skipped,

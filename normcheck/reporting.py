@@ -18,7 +18,9 @@ from normcheck.audit import smallest_input_note
 from normcheck.errors import UsageError
 from normcheck.report_json import SCHEMA, write_atomically
 
-OUTPUT_ORDER = ("y", "dx", "dw", "db")
+OUTPUT_ORDER = ("y", "dx", "dw", "db", "residual_out", "dresidual")
+#: Table labels of a fused residual-add's outputs.
+SHORT_OUTPUTS = {"residual_out": "res", "dresidual": "dres"}
 
 
 @dataclass

@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from normcheck.candidate import Candidate, function_arguments
+from normcheck.candidate import RESIDUAL_NAMES, Candidate, function_arguments
 from normcheck.strategies import NormInput
 
 if TYPE_CHECKING:
@@ -36,6 +36,8 @@ def snippet(
     """
     n = case.n
     wdt = str(weight.dtype) if weight is not None else dtype
+    fused = case.residual is not None
+    out = "out" if fused else "y"
     lines = [
         "import numpy as np, torch, oracles",
         "from normcheck.loading import construct_module, load_target",
@@ -43,8 +45,12 @@ def snippet(
         f'target = load_target("{spec}")',
         f"x = {_tensor(case.x, dtype)}",
     ]
+    if fused:
+        lines.append(f"r = {_tensor(case.residual, dtype)}")
     if case.strided:
         lines.append("x = x.t().contiguous().t()  # the audit passed a non-contiguous (transposed) view")
+        if fused:
+            lines.append("r = r.t().contiguous().t()")
     if weight is not None:
         lines.append(f"w = {_tensor(weight, wdt)}")
     if bias is not None:
@@ -57,8 +63,10 @@ def snippet(
             *(k if v is not None else None for k, v in names.items()),
             candidate.eps_override,
         )
-        args = ["x", *(f"{k}={v if isinstance(v, str) else repr(v)}" for k, v in kwargs.items())]
-        lines.append(f"y = target({', '.join(args)})")
+        residual = next((k for k in RESIDUAL_NAMES if k in candidate.function_parameters), None)
+        first = ["x"] if not fused else ["x", f"{residual}=r" if residual else "r"]
+        args = [*first, *(f"{k}={v if isinstance(v, str) else repr(v)}" for k, v in kwargs.items())]
+        lines.append(f"{out} = target({', '.join(args)})")
     else:
         lines.append(f"m = construct_module(target, {n}, {candidate.eps_override!r}).to(torch.{dtype})")
         if weight is not None or bias is not None:
@@ -67,14 +75,27 @@ def snippet(
                 lines.append("    m.weight.copy_(w)")
             if bias is not None:
                 lines.append("    m.bias.copy_(b)")
-        lines.append("y = m(x)")
+        lines.append(f"{out} = m(x, r)" if fused else "y = m(x)")
     fn = "rms_norm" if kind == "rmsnorm" else "layer_norm"
     params = "w.float().numpy()" if weight is not None else "None"
     if kind == "layernorm":
         params += ", b.float().numpy()" if bias is not None else ", None"
+    wide = "float64" if dtype == "float64" else "float32"
+    oracle = f"exact = oracles.{fn}({{}}, {params}, eps={eps!r}, weight_offset={offset})"
+    if not fused:
+        lines += [
+            oracle.format(f"x.float().numpy().astype(np.{wide})"),
+            f'print("max ulp error:", np.nanmax(exact.ulp_error(y.detach().float().numpy(), "{dtype}")))',
+        ]
+        return "\n".join(lines)
+    # A fused residual-add may write into x and r: the oracle reads them first (y of the sum rounded to the dtype).
+    call = lines.pop()
     lines += [
-        f"exact = oracles.{fn}(x.float().numpy().astype(np.{'float64' if dtype == 'float64' else 'float32'}), "
-        f"{params}, eps={eps!r}, weight_offset={offset})",
-        f'print("max ulp error:", np.nanmax(exact.ulp_error(y.detach().float().numpy(), "{dtype}")))',
+        f"total = oracles.residual_sum(x.float().numpy().astype(np.{wide}), r.float().numpy().astype(np.{wide}))",
+        oracle.format(f'total.round("{dtype}")'),
+        call,
+        "y, res = out if isinstance(out, (tuple, list)) else (x, r)  # returned, or written in place",
+        f'print("max ulp error of y:", np.nanmax(exact.ulp_error(y.detach().float().numpy(), "{dtype}")))',
+        f'print("max ulp error of residual_out:", np.nanmax(total.ulp_error(res.detach().float().numpy(), "{dtype}")))',
     ]
     return "\n".join(lines)

@@ -40,6 +40,9 @@ REGIMES = (
     "outlier",
 )
 WEIGHT_REGIMES = ("normal", "near_zero", "negative", "near_minus_one")
+#: How a fused residual-add's residual relates to x: comparable, much smaller or much larger, cancelling
+#: x (x + residual is far smaller than either), and sums past the format's largest value.
+RESIDUAL_REGIMES = ("normal", "small", "dominant", "cancelling", "overflow")
 #: Hidden sizes the search draws from: 1, powers of two and their neighbours (kernels pick block sizes
 #: and code paths by them: padded lanes exist only off a power of two), primes.
 HIDDEN_SIZES = (1, 2, 3, 5, 7, 8, 13, 16, 31, 61, 64, 127, 128, 255, 256, 257, 1023, 1024, 1025, 4095, 4096, 4097)
@@ -57,6 +60,8 @@ class NormInput:
     weight_regime: str = "normal"
     strided: bool = False  #: hand the implementation a non-contiguous view
     labels: dict = field(default_factory=dict)
+    residual: np.ndarray | None = None  #: a fused residual-add's second input (same shape and dtype as x)
+    residual_regime: str | None = None
 
     @property
     def n(self) -> int:
@@ -164,6 +169,30 @@ def make_rows(src: Source, fmt: FloatFormat, n: int, regime: str, eps: float = 1
     return _cast(x, fmt)
 
 
+def make_residual(src: Source, fmt: FloatFormat, x: np.ndarray, regime: str) -> tuple[np.ndarray, np.ndarray]:
+    """``(x, residual)`` for a fused residual-add in one of :data:`RESIDUAL_REGIMES` (x changes only for
+    ``overflow``, where some elements of both sit near the format's largest value, with one sign)."""
+    if regime not in RESIDUAL_REGIMES:
+        raise ValueError(f"unknown residual regime {regime!r}; use one of {', '.join(RESIDUAL_REGIMES)}")
+    xd = np.asarray(x, np.float64).reshape(-1, x.shape[-1])
+    rows, n = xd.shape
+    r = make_rows(src, fmt, n, "normal", count=rows)
+    if regime == "small":
+        r = r * 2.0**-8
+    elif regime == "dominant":
+        r = r * 2.0**8
+    elif regime == "cancelling":  # x + r keeps a few bits of x: the sum cancels, exactly
+        r = -xd * (1 + np.clip(r, -1, 1) * 2.0**-5)
+    elif regime == "overflow":
+        top = float(fmt.max_finite) * 0.75
+        where = np.zeros_like(xd, dtype=bool)
+        where[:, src.integer(0, n - 1)] = True  # one element per row at least
+        sign = np.where(xd < 0, -1.0, 1.0)
+        xd = np.where(where, sign * top, xd)
+        r = np.where(where, sign * top, r)
+    return _cast(xd, fmt).reshape(x.shape), _cast(r, fmt).reshape(x.shape)
+
+
 def make_weights(src: Source, fmt: FloatFormat, n: int, offset: int = 0, regime: str | None = None) -> tuple:
     """A weight vector (regime drawn from :data:`WEIGHT_REGIMES` unless given) and its regime."""
     regime = regime or str(src.choice(WEIGHT_REGIMES))
@@ -193,10 +222,12 @@ def make_input(
     batched: bool = False,
     strided: bool = False,
     leading: tuple[int, ...] = (),
+    residual_regime: str | None = None,
 ) -> NormInput:
     """A full audit input: x in a regime, weight, bias and gradient, maybe batched or strided.
 
-    ``leading`` gives x the shape ``(*leading, n)`` (its product replaces ``rows``).
+    ``leading`` gives x the shape ``(*leading, n)`` (its product replaces ``rows``);
+    ``residual_regime`` adds a fused residual-add's residual (:func:`make_residual`).
     """
     if leading:
         rows = int(np.prod(leading))
@@ -210,7 +241,11 @@ def make_input(
     b, _ = make_weights(src, wfmt, n, regime="normal")
     g = make_rows(src, fmt, n, "normal", count=int(np.prod(x.shape[:-1]))).reshape(x.shape)
     bias = _cast(np.asarray(b, np.float64) - 1, wfmt)
-    return NormInput(x, w, bias, g, regime, wreg, strided and x.ndim == 2 and rows > 1)
+    residual = None
+    if residual_regime is not None:
+        x, residual = make_residual(src, fmt, x, residual_regime)
+    strided = strided and x.ndim == 2 and rows > 1
+    return NormInput(x, w, bias, g, regime, wreg, strided, residual=residual, residual_regime=residual_regime)
 
 
 @st.composite
@@ -236,8 +271,10 @@ def norm_inputs(
     weight_offset: int = 0,
     max_rows: int = 4,
     regimes: tuple[str, ...] = REGIMES,
+    residual: bool = False,
 ) -> NormInput:
-    """A full audit input in a drawn regime, hidden size and batch shape (see :func:`make_input`)."""
+    """A full audit input in a drawn regime, hidden size and batch shape (see :func:`make_input`);
+    with ``residual``, a fused residual-add's residual in a drawn :data:`RESIDUAL_REGIMES`."""
     src = Source(draw)
     n = int(src.choice(tuple(hidden_sizes)))
     count = src.integer(1, max_rows)
@@ -253,6 +290,7 @@ def norm_inputs(
         weight_offset=weight_offset,
         batched=draw(st.booleans()),
         strided=draw(st.booleans()),
+        residual_regime=str(src.choice(RESIDUAL_REGIMES)) if residual else None,
     )
 
 

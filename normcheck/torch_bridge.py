@@ -19,6 +19,39 @@ def require_torch() -> ModuleType:
         raise UsageError("this command needs PyTorch: install it first, e.g. `pip install torch`") from None
 
 
+def require_device(device: str) -> None:
+    """A one-line :class:`UsageError` unless torch has ``device`` here (cpu, cuda, cuda:1, xpu, mps, ...)."""
+    torch = require_torch()
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, ValueError) as exc:
+        raise UsageError(f"--device {device!r} is not a torch device: {exc}") from None
+    if dev.type == "cpu":
+        return
+    backend = getattr(torch, dev.type, None)
+    if backend is None or not hasattr(backend, "is_available") or not backend.is_available():
+        raise UsageError(
+            f"--device {device}: torch has no {dev.type} device here (torch.{dev.type}.is_available() is False)"
+        )
+    count = backend.device_count() if hasattr(backend, "device_count") else 1
+    if dev.index is not None and dev.index >= count:
+        raise UsageError(f"--device {device}: torch sees {count} {dev.type} device(s) here (indices from 0)")
+
+
+def synchronize(device: str) -> None:
+    """Wait for the device's queued work (a no-op on the CPU), through ``torch.accelerator`` where it applies."""
+    torch = require_torch()
+    dev = torch.device(device)
+    if dev.type == "cpu":
+        return
+    accelerator = getattr(torch, "accelerator", None)
+    current = accelerator.current_accelerator() if accelerator is not None and accelerator.is_available() else None
+    if current is not None and current.type == dev.type:
+        accelerator.synchronize(dev)
+    else:
+        getattr(torch, dev.type).synchronize()
+
+
 def to_numpy(tensor: object) -> np.ndarray:
     """A detached CPU copy as numpy, same values; bfloat16 becomes ``ml_dtypes.bfloat16``."""
     torch = require_torch()
