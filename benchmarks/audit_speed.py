@@ -2,6 +2,8 @@
 
     python benchmarks/audit_speed.py [--repeat N] [TARGET ...]
 
+A TARGET may carry options: "tests/normcheck/targets/fused.py:FusedAddRMSNorm --kind rmsnorm --residual".
+
 Runs ``python -m normcheck audit TARGET`` as a user does (imports, worker start,
 oracle, report) with the implementation in a worker process (the default) and
 with ``--in-process``, alternating, and prints the median of each and the cost of
@@ -12,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import statistics
 import subprocess
 import sys
@@ -29,7 +32,7 @@ def audit_seconds(target: str, flags: list[str]) -> tuple[float, dict]:
         report = Path(tmp) / "audit.json"
         start = time.perf_counter()
         subprocess.run(
-            [sys.executable, "-m", "normcheck", "audit", target, *flags, "--json", str(report)],
+            [sys.executable, "-m", "normcheck", "audit", *shlex.split(target), *flags, "--json", str(report)],
             check=False,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,

@@ -1,4 +1,4 @@
-"""Triton RMSNorm and LayerNorm forward kernels: one program per row, block = next power of two, masked loads.
+"""Triton RMSNorm and LayerNorm forward kernels: a tile of rows per program, block = next power of two, masked loads.
 
 Run on CPU through the interpreter: ``TRITON_INTERPRET=1 python -m normcheck audit
 examples/triton_norms.py:TritonRMSNorm --no-grad``. The ``bug`` argument switches on one of the
@@ -17,6 +17,11 @@ from torch import nn
 BUGS = ("none", "block_divisor", "padded_lanes", "no_upcast", "one_pass")
 
 
+#: Elements one program handles: short rows are normalized several at a time (a block kernel), as
+#: kernels for many short rows do; rows of 4096 and more get a program each.
+TILE = 4096
+
+
 @triton.jit
 def _norm_kernel(
     x_ptr,
@@ -24,41 +29,43 @@ def _norm_kernel(
     b_ptr,
     y_ptr,
     stride,
+    rows,
     n,
     eps,
+    ROWS: tl.constexpr,
     BLOCK: tl.constexpr,
     LAYERNORM: tl.constexpr,
     HAS_BIAS: tl.constexpr,
     BUG: tl.constexpr,
 ):
-    row = tl.program_id(0)
-    cols = tl.arange(0, BLOCK)
-    mask = cols < n
-    x = tl.load(x_ptr + row * stride + cols, mask=mask, other=0.0)
+    r = tl.program_id(0) * ROWS + tl.arange(0, ROWS)[:, None]  # this program's rows, as a column
+    cols = tl.arange(0, BLOCK)[None, :]
+    mask = (cols < n) & (r < rows)
+    x = tl.load(x_ptr + r * stride + cols, mask=mask, other=0.0)
     if BUG != 3:  # 3: no upcast
         x = x.to(tl.float32)
     divisor = BLOCK if BUG == 1 else n  # 1: divide by the block size
     if LAYERNORM:
-        mean = tl.sum(x, axis=0) / divisor
+        mean = tl.sum(x, axis=1)[:, None] / divisor
         if BUG == 4:  # one-pass variance
-            var = tl.sum(x * x, axis=0) / divisor - mean * mean
+            var = tl.sum(x * x, axis=1)[:, None] / divisor - mean * mean
             d = x - mean
         else:
             d = x - mean
             if BUG != 2:  # 2: padded lanes hold -mean and enter the variance
                 d = tl.where(mask, d, 0.0)
-            var = tl.sum(d * d, axis=0) / divisor
+            var = tl.sum(d * d, axis=1)[:, None] / divisor
         y = d / tl.sqrt(var + eps)
     else:
         if BUG == 2:
             x = tl.where(mask, x, 1.0)  # padded lanes hold 1 and enter the mean square
-        ms = tl.sum(x * x, axis=0) / divisor
+        ms = tl.sum(x * x, axis=1)[:, None] / divisor
         y = x / tl.sqrt(ms + eps)
-    w = tl.load(w_ptr + cols, mask=mask, other=0.0)
+    w = tl.load(w_ptr + cols, mask=cols < n, other=0.0)
     y = y * w.to(y.dtype)
     if HAS_BIAS:
-        y = y + tl.load(b_ptr + cols, mask=mask, other=0.0).to(y.dtype)
-    tl.store(y_ptr + row * stride + cols, y.to(tl.float32), mask=mask)
+        y = y + tl.load(b_ptr + cols, mask=cols < n, other=0.0).to(y.dtype)
+    tl.store(y_ptr + r * stride + cols, y.to(tl.float32), mask=mask)
 
 
 def _launch(
@@ -70,14 +77,17 @@ def _launch(
     # fp32 into a bfloat16 buffer by truncation (normcheck's audit names it: "truncating cast").
     y = torch.empty(x2.shape, dtype=torch.float32, device=x.device)
     block = triton.next_power_of_2(n)
-    _norm_kernel[(x2.shape[0],)](
+    rows = max(1, TILE // block)
+    _norm_kernel[(triton.cdiv(x2.shape[0], rows),)](
         x2,
         weight,
         bias if bias is not None else weight,
         y,
         x2.stride(0),
+        x2.shape[0],
         n,
         eps,
+        ROWS=rows,
         BLOCK=block,
         LAYERNORM=layernorm,
         HAS_BIAS=bias is not None,

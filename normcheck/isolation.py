@@ -36,7 +36,7 @@ import normcheck
 from normcheck.candidate import Candidate, Layout, Run
 from normcheck.errors import UsageError
 from normcheck.loading import load_target
-from normcheck.torch_bridge import require_torch
+from normcheck.torch_bridge import require_device, require_torch
 
 #: Seconds a new worker may take to import torch and the target.
 START_TIMEOUT = 180.0
@@ -332,6 +332,9 @@ def worker_main() -> None:
     except UsageError as exc:
         conn.send(("usage", str(exc)))
         return
+    # torch imports parts of itself on first use: paid here, not inside the implementation's first timed call.
+    torch = require_torch()
+    (torch.ones(2, device=device, requires_grad=True) * 2).sum().backward()
     conn.send(("ok", {"style": candidate.style, "function_parameters": candidate.function_parameters}))
     while True:
         try:
@@ -372,6 +375,7 @@ def open_candidate(
     this process (for a debugger: a crash or a hang in C then takes the audit down).
     ``fused`` audits a fused residual-add + norm (see :class:`~normcheck.candidate.Candidate`).
     """
+    require_device(device)  # before a worker starts: a device torch does not have is a usage error at once
     if in_process:
         impl = load_target(target) if isinstance(target, str) else target
         return Candidate(impl, name, device=device, eps=eps, timeout=timeout, compile=compile, fused=fused)

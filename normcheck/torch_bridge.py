@@ -21,6 +21,8 @@ def require_torch() -> ModuleType:
 
 def require_device(device: str) -> None:
     """A one-line :class:`UsageError` unless torch has ``device`` here (cpu, cuda, cuda:1, xpu, mps, ...)."""
+    if device == "cpu":
+        return  # without importing torch: a worker process may be importing it meanwhile
     torch = require_torch()
     try:
         dev = torch.device(device)

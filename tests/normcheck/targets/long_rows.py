@@ -109,10 +109,11 @@ class Fp16MeanOnLongRowsLayerNorm(BlockedLayerNorm):
 
 
 class Bf16StatisticOnManyRows(nn.Module):
-    """Correct, except on batches of at least ``MANY_ROWS`` rows (a kernel's other launch path),
-    where it keeps the mean square in bfloat16. The default audit never sends that many."""
+    """Correct, except on batches of at least ``MANY_ROWS`` rows of ``WIDE`` or more (a kernel's other
+    launch path), where it keeps the mean square in bfloat16. The default audit's many rows are
+    narrower (32768 of 16) or fewer (512 of 64): it never reaches that path."""
 
-    MANY_ROWS = 1000
+    MANY_ROWS, WIDE = 1000, 64
 
     def __init__(self, dim: int, eps: float = 1e-6) -> None:
         super().__init__()
@@ -122,6 +123,6 @@ class Bf16StatisticOnManyRows(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         xf = x.float()
         ms = xf.pow(2).mean(-1, keepdim=True)
-        if x.reshape(-1, x.shape[-1]).shape[0] >= self.MANY_ROWS:
+        if x.reshape(-1, x.shape[-1]).shape[0] >= self.MANY_ROWS and x.shape[-1] >= self.WIDE:
             ms = ms.bfloat16().float()
         return (xf * torch.rsqrt(ms + self.eps) * self.weight.float()).to(x.dtype)
