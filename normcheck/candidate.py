@@ -13,9 +13,10 @@ import signal
 import threading
 import time
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from types import MappingProxyType
 
 import numpy as np
 
@@ -97,7 +98,10 @@ class Candidate:
     as stated where the implementation hard-codes its eps. ``timeout`` (seconds,
     0 for none) interrupts Python-level hangs. ``compile`` names a ``torch.compile``
     backend ("inductor", "aot_eager", ...) to audit the compiled implementation with.
+    ``param_dtype`` is the dtype its parameters are kept in (default: the input dtype).
     """
+
+    framework = "torch"
 
     def __init__(
         self,
@@ -108,6 +112,7 @@ class Candidate:
         eps: float | None = None,
         timeout: float = 20.0,
         compile: str | None = None,
+        param_dtype: str | None = None,
     ) -> None:
         self.torch = require_torch()
         if device.startswith("cuda") and not self.torch.cuda.is_available():
@@ -115,7 +120,7 @@ class Candidate:
         self.target, self.name, self.device, self.timeout = target, name, device, timeout
         if compile is not None:
             _allow_recompiles(self.torch)
-        self.eps_override = eps
+        self.eps_override, self.param_dtype = eps, param_dtype
         self._modules: dict[tuple[int, str], object] = {}
         self._layouts: dict[tuple[int, str], Layout] = {}
         self._dtypes_ok: set[str] = set()
@@ -128,10 +133,8 @@ class Candidate:
         #: A function's parameter names (empty for modules): how it is called, here and in reproducers.
         self.function_parameters: tuple[str, ...] = ()
         if self.style == "function":
-            self._fn_params = inspect.signature(target).parameters  # type: ignore[arg-type]
+            self._fn_params = function_signature(target, name, eps)
             self.function_parameters = tuple(self._fn_params)
-            if eps is None and not any(n in self._fn_params for n in EPS_NAMES):
-                raise UsageError(f"{name} takes no eps argument: pass the eps it uses with --eps")
         # Compiled as user code calls it: torch.compile skips a torch.nn module's own forward when that
         # is the frame it is given, but traces it inlined from a caller's frame.
         self._invoke = _invoke if compile is None else self.torch.compile(_invoke, backend=compile)
@@ -146,7 +149,7 @@ class Candidate:
             mod = construct_module(self.target, n, self.eps_override)
             if not isinstance(mod, self.torch.nn.Module):
                 raise UsageError(f"{self.name}({n}) returned a {type(mod).__name__}, not a torch.nn.Module")
-            mod = mod.to(device=self.device, dtype=getattr(self.torch, dtype))
+            mod = mod.to(device=self.device, dtype=getattr(self.torch, self.param_dtype or dtype))
             self._modules[key] = mod
         return self._modules[key]
 
@@ -167,7 +170,7 @@ class Candidate:
             self._require_dtype(dtype)
             if self.style == "function":
                 has_w, has_b = "weight" in self._fn_params, "bias" in self._fn_params
-                pdtype = dtype
+                pdtype = self.param_dtype or dtype
             else:
                 w, b = self.parameters(n, dtype)
                 has_w, has_b = w is not None, b is not None
@@ -176,18 +179,9 @@ class Candidate:
         return self._layouts[key]
 
     def _eps(self, n: int, dtype: str) -> float:
-        if self.eps_override is not None:
-            return float(self.eps_override)
         if self.style == "function":
-            name = next(n for n in EPS_NAMES if n in self._fn_params)
-            default = self._fn_params[name].default
-            return torch_default_eps(dtype) if default in (None, inspect.Parameter.empty) else float(default)
-        mod = self.module(n, dtype)
-        for attr in EPS_NAMES:
-            if hasattr(mod, attr):
-                value = getattr(mod, attr)
-                return torch_default_eps(dtype) if value is None else float(value)
-        raise UsageError(f"cannot find the eps of {self.name} (no attribute {', '.join(EPS_NAMES)}): pass --eps")
+            return function_eps(self._fn_params, dtype, self.eps_override)
+        return module_eps(self.module(n, dtype), self.name, dtype, self.eps_override)
 
     def _require_dtype(self, dtype: str) -> None:
         if dtype in self._dtypes_ok:
@@ -242,12 +236,7 @@ class Candidate:
         if not isinstance(y, torch.Tensor):
             out.problems.append(f"returned {type(y).__name__}, not a tensor")
             return out
-        if tuple(y.shape) != tuple(x.shape):
-            out.problems.append(f"output shape {tuple(y.shape)} differs from the input shape {tuple(x.shape)}")
-        if y.dtype != xt.dtype:
-            out.problems.append(
-                f"output dtype {str(y.dtype).replace('torch.', '')} differs from the input dtype {dtype}"
-            )
+        out.problems += output_problems(tuple(y.shape), str(y.dtype).replace("torch.", ""), x)
         out.y = to_numpy(y)
         if grad is None or not self.supports_grad:
             return out
@@ -328,6 +317,44 @@ def _allow_recompiles(torch: object) -> None:
             setattr(config, name, 1 << 16)
     if hasattr(config, "fail_on_recompile_limit_hit"):
         config.fail_on_recompile_limit_hit = True
+
+
+def function_signature(target: object, name: str, eps: float | None) -> MappingProxyType:
+    """A plain function's parameters; a usage error if it takes no eps and none is stated."""
+    params = inspect.signature(target).parameters  # type: ignore[arg-type]
+    if eps is None and not any(n in params for n in EPS_NAMES):
+        raise UsageError(f"{name} takes no eps argument: pass the eps it uses with --eps")
+    return params
+
+
+def function_eps(params: Mapping[str, inspect.Parameter], dtype: str, override: float | None) -> float:
+    """The eps a plain function uses: the stated one, else its eps parameter's default (None: torch's)."""
+    if override is not None:
+        return float(override)
+    name = next(n for n in EPS_NAMES if n in params)
+    default = params[name].default
+    return torch_default_eps(dtype) if default in (None, inspect.Parameter.empty) else float(default)
+
+
+def module_eps(module: object, name: str, dtype: str, override: float | None) -> float:
+    """The eps a module uses: the stated one, else its first eps-like attribute (None: torch's)."""
+    if override is not None:
+        return float(override)
+    for attr in EPS_NAMES:
+        if hasattr(module, attr):
+            value = getattr(module, attr)
+            return torch_default_eps(dtype) if value is None else float(value)
+    raise UsageError(f"cannot find the eps of {name} (no attribute {', '.join(EPS_NAMES)}): pass --eps")
+
+
+def output_problems(shape: tuple[int, ...], dtype: str, x: np.ndarray) -> list[str]:
+    """What is wrong with an output of ``shape`` and ``dtype`` (its name) for the input ``x``."""
+    problems = []
+    if shape != tuple(x.shape):
+        problems.append(f"output shape {shape} differs from the input shape {tuple(x.shape)}")
+    if dtype != str(x.dtype):
+        problems.append(f"output dtype {dtype} differs from the input dtype {x.dtype}")
+    return problems
 
 
 def function_arguments(

@@ -12,6 +12,7 @@ from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from normcheck.errors import UsageError
+from normcheck.frameworks import FRAMEWORKS
 
 DTYPES = ("float16", "bfloat16", "float32", "float64")
 DEFAULT_DTYPES = ("float16", "bfloat16", "float32")
@@ -85,6 +86,8 @@ def _audit(args: argparse.Namespace) -> int:
             eps=args.eps,
             timeout=args.timeout,
             compile=args.compile,
+            framework=args.framework,
+            param_dtype=args.param_dtype,
         )
     ) as candidate:
         kind, offset = infer(candidate, args.kind, args.weight_offset)  # usage errors surface here, before progress
@@ -119,6 +122,8 @@ def _audit(args: argparse.Namespace) -> int:
         "shapes": [list(shape) for shape in args.shape],
         "compile": args.compile,
         "timeout": args.timeout,
+        "framework": candidate.framework,
+        "param_dtype": args.param_dtype,
     }
     from normcheck.report_json import write_report
 
@@ -287,7 +292,17 @@ def _parser() -> argparse.ArgumentParser:
         action="append",
         help="also audit inputs of exactly this shape, e.g. 32768x256 or 8x4096x7168 (repeatable)",
     )
-    audit.add_argument("--compile", action="store_true", help="audit the implementation under torch.compile")
+    audit.add_argument(
+        "--framework",
+        choices=FRAMEWORKS,
+        help="what the target is written in (default: jax for Flax modules and jax functions, else torch)",
+    )
+    audit.add_argument(
+        "--param-dtype", choices=DTYPES, help="keep the parameters in this dtype (default: the audited dtype)"
+    )
+    audit.add_argument(
+        "--compile", action="store_true", help="audit the implementation under torch.compile (JAX: jax.jit)"
+    )
     audit.add_argument("--compile-backend", default="inductor", help="torch.compile backend for --compile")
     audit.add_argument("--examples", type=int, default=100, help="random search examples per dtype (default 100)")
     audit.add_argument("--seed", type=int, default=0, help="search seed: the same seed gives the same verdict")
