@@ -91,6 +91,7 @@ def _audit(args: argparse.Namespace) -> int:
         )
     ) as candidate:
         kind, offset = infer(candidate, args.kind, args.weight_offset)  # usage errors surface here, before progress
+        framework = candidate.framework
         dtypes = tuple(dict.fromkeys(args.dtype or DEFAULT_DTYPES))
         with Progress(
             SpinnerColumn(),
@@ -122,7 +123,7 @@ def _audit(args: argparse.Namespace) -> int:
         "shapes": [list(shape) for shape in args.shape],
         "compile": args.compile,
         "timeout": args.timeout,
-        "framework": candidate.framework,
+        "framework": framework,
         "param_dtype": args.param_dtype,
     }
     from normcheck.report_json import write_report

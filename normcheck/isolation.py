@@ -100,8 +100,10 @@ class IsolatedCandidate:
 
     @property
     def framework(self) -> str:
-        """``torch``, ``jax`` or ``numpy``: as named, or as the worker detected it."""
-        return self._ready()["framework"]
+        """``torch``, ``jax`` or ``numpy``: as named, or as the worker detected it (known after a close)."""
+        if self._framework is None:
+            self._framework = self._ready()["framework"]
+        return self._framework
 
     @property
     def function_parameters(self) -> tuple[str, ...]:

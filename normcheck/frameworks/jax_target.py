@@ -128,7 +128,7 @@ class JaxCandidate(ArrayCandidate):
             if not isinstance(mod, nnx.Module):
                 raise UsageError(f"{self.name}({n}) returned a {type(mod).__name__}, not a Flax nnx module")
             graphdef, state, rest = nnx.split(mod, nnx.Param, ...)
-            values = state.to_pure_dict()
+            values = nnx.to_pure_dict(state)
             roles = _roles(values, n)
             layout = self._module_layout(mod, values, roles, dtype)
 
