@@ -32,30 +32,27 @@ def audit(
     compile: str | None = None,
     residual: bool = False,
     style: str = "auto",
+    framework: str | None = None,
+    param_dtype: str | None = None,
 ) -> AuditResult:
     """Audit an implementation (a class, factory, function, or a ``"pkg.mod:Name"`` string).
 
     The implementation runs in a worker process (a crash or a hang is a finding);
     ``in_process=True`` runs it here instead, for a debugger. ``shapes`` adds inputs
-    of exactly those shapes; ``compile`` names a torch.compile backend to audit under.
-    ``residual`` audits a fused residual-add + norm, ``style`` forcing how it answers
+    of exactly those shapes; ``compile`` names a torch.compile backend to audit under
+    (JAX: any name means ``jax.jit``). ``framework`` is ``torch``, ``jax`` or ``numpy``
+    (detected when None: jax for Flax modules and jax functions, else torch);
+    ``param_dtype`` keeps the parameters in that dtype instead of the audited one.
+    ``residual`` audits a fused residual-add + norm (torch targets), ``style`` forcing how it answers
     (``"return"``: ``(y, residual_out)``; ``"inplace"``; ``"auto"``: found on the first call).
     """
     spec = (
         impl if isinstance(impl, str) else f"{getattr(impl, '__module__', '?')}:{getattr(impl, '__qualname__', impl)}"
     )
-    with closing(
-        open_candidate(
-            impl,
-            spec,
-            in_process=in_process,
-            device=device,
-            eps=eps,
-            timeout=timeout,
-            compile=compile,
-            fused=style if residual else None,
-        )
-    ) as c:
+    options = {"device": device, "eps": eps, "timeout": timeout, "compile": compile, "param_dtype": param_dtype}
+    options["fused"] = style if residual else None  # a fused residual-add's style, or None: a plain norm
+    handle = open_candidate(impl, spec, in_process=in_process, framework=framework, **options)  # type: ignore[arg-type]
+    with closing(handle) as c:
         kind, offset = infer(c, kind, weight_offset)
         dtypes = (dtype,) if isinstance(dtype, str) else tuple(dtype)
         return Auditor(

@@ -13,9 +13,10 @@ import signal
 import threading
 import time
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from types import MappingProxyType
 
 import numpy as np
 
@@ -107,7 +108,10 @@ class Candidate:
     backend ("inductor", "aot_eager", ...) to audit the compiled implementation with.
     ``fused`` (one of :data:`FUSED_STYLES`) audits a fused residual-add + norm, called
     as ``f(x, residual, ...)`` or ``module(x, residual)``.
+    ``param_dtype`` is the dtype its parameters are kept in (default: the input dtype).
     """
+
+    framework = "torch"
 
     def __init__(
         self,
@@ -119,13 +123,14 @@ class Candidate:
         timeout: float = 20.0,
         compile: str | None = None,
         fused: str | None = None,
+        param_dtype: str | None = None,
     ) -> None:
         self.torch = require_torch()
         require_device(device)
         self.target, self.name, self.device, self.timeout = target, name, device, timeout
         if compile is not None:
             _allow_recompiles(self.torch)
-        self.eps_override = eps
+        self.eps_override, self.param_dtype = eps, param_dtype
         #: The fused residual-add's style: as forced, or found on the first call (None until then under auto).
         self.fused_style = None if fused in (None, "auto") else fused
         self.fused = fused
@@ -141,10 +146,8 @@ class Candidate:
         #: A function's parameter names (empty for modules): how it is called, here and in reproducers.
         self.function_parameters: tuple[str, ...] = ()
         if self.style == "function":
-            self._fn_params = inspect.signature(target).parameters  # type: ignore[arg-type]
+            self._fn_params = function_signature(target, name, eps)
             self.function_parameters = tuple(self._fn_params)
-            if eps is None and not any(n in self._fn_params for n in EPS_NAMES):
-                raise UsageError(f"{name} takes no eps argument: pass the eps it uses with --eps")
         # Compiled as user code calls it: torch.compile skips a torch.nn module's own forward when that
         # is the frame it is given, but traces it inlined from a caller's frame.
         self._invoke = _invoke if compile is None else self.torch.compile(_invoke, backend=compile)
@@ -159,7 +162,7 @@ class Candidate:
             mod = construct_module(self.target, n, self.eps_override)
             if not isinstance(mod, self.torch.nn.Module):
                 raise UsageError(f"{self.name}({n}) returned a {type(mod).__name__}, not a torch.nn.Module")
-            mod = mod.to(device=self.device, dtype=getattr(self.torch, dtype))
+            mod = mod.to(device=self.device, dtype=getattr(self.torch, self.param_dtype or dtype))
             self._modules[key] = mod
         return self._modules[key]
 
@@ -180,7 +183,7 @@ class Candidate:
             self._require_dtype(dtype)
             if self.style == "function":
                 has_w, has_b = "weight" in self._fn_params, "bias" in self._fn_params
-                pdtype = dtype
+                pdtype = self.param_dtype or dtype
             else:
                 w, b = self.parameters(n, dtype)
                 has_w, has_b = w is not None, b is not None
@@ -189,18 +192,9 @@ class Candidate:
         return self._layouts[key]
 
     def _eps(self, n: int, dtype: str) -> float:
-        if self.eps_override is not None:
-            return float(self.eps_override)
         if self.style == "function":
-            name = next(n for n in EPS_NAMES if n in self._fn_params)
-            default = self._fn_params[name].default
-            return torch_default_eps(dtype) if default in (None, inspect.Parameter.empty) else float(default)
-        mod = self.module(n, dtype)
-        for attr in EPS_NAMES:
-            if hasattr(mod, attr):
-                value = getattr(mod, attr)
-                return torch_default_eps(dtype) if value is None else float(value)
-        raise UsageError(f"cannot find the eps of {self.name} (no attribute {', '.join(EPS_NAMES)}): pass --eps")
+            return function_eps(self._fn_params, dtype, self.eps_override)
+        return module_eps(self.module(n, dtype), self.name, dtype, self.eps_override)
 
     def _require_dtype(self, dtype: str) -> None:
         if dtype in self._dtypes_ok:
@@ -291,12 +285,7 @@ class Candidate:
             if not isinstance(t, torch.Tensor):
                 out.problems.append(f"returned {type(t).__name__}, not a tensor")
                 return out
-            if tuple(t.shape) != tuple(x.shape):
-                out.problems.append(f"{name} shape {tuple(t.shape)} differs from the input shape {tuple(x.shape)}")
-            if t.dtype != xt.dtype:
-                out.problems.append(
-                    f"{name} dtype {str(t.dtype).replace('torch.', '')} differs from the input dtype {dtype}"
-                )
+            out.problems += output_problems(tuple(t.shape), str(t.dtype).replace("torch.", ""), x, name)
         out.y = to_numpy(y)
         out.residual_out = None if residual_out is None else to_numpy(residual_out)
         if grad is None or not self.supports_grad:
@@ -396,6 +385,44 @@ def _allow_recompiles(torch: object) -> None:
             setattr(config, name, 1 << 16)
     if hasattr(config, "fail_on_recompile_limit_hit"):
         config.fail_on_recompile_limit_hit = True
+
+
+def function_signature(target: object, name: str, eps: float | None) -> MappingProxyType:
+    """A plain function's parameters; a usage error if it takes no eps and none is stated."""
+    params = inspect.signature(target).parameters  # type: ignore[arg-type]
+    if eps is None and not any(n in params for n in EPS_NAMES):
+        raise UsageError(f"{name} takes no eps argument: pass the eps it uses with --eps")
+    return params
+
+
+def function_eps(params: Mapping[str, inspect.Parameter], dtype: str, override: float | None) -> float:
+    """The eps a plain function uses: the stated one, else its eps parameter's default (None: torch's)."""
+    if override is not None:
+        return float(override)
+    name = next(n for n in EPS_NAMES if n in params)
+    default = params[name].default
+    return torch_default_eps(dtype) if default in (None, inspect.Parameter.empty) else float(default)
+
+
+def module_eps(module: object, name: str, dtype: str, override: float | None) -> float:
+    """The eps a module uses: the stated one, else its first eps-like attribute (None: torch's)."""
+    if override is not None:
+        return float(override)
+    for attr in EPS_NAMES:
+        if hasattr(module, attr):
+            value = getattr(module, attr)
+            return torch_default_eps(dtype) if value is None else float(value)
+    raise UsageError(f"cannot find the eps of {name} (no attribute {', '.join(EPS_NAMES)}): pass --eps")
+
+
+def output_problems(shape: tuple[int, ...], dtype: str, x: np.ndarray, name: str = "output") -> list[str]:
+    """What is wrong with an output (``name``) of ``shape`` and ``dtype`` (its name) for the input ``x``."""
+    problems = []
+    if shape != tuple(x.shape):
+        problems.append(f"{name} shape {shape} differs from the input shape {tuple(x.shape)}")
+    if dtype != str(x.dtype):
+        problems.append(f"{name} dtype {dtype} differs from the input dtype {x.dtype}")
+    return problems
 
 
 def function_arguments(

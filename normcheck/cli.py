@@ -13,6 +13,7 @@ from rich.table import Table
 
 from normcheck.candidate import FUSED_STYLES
 from normcheck.errors import UsageError
+from normcheck.frameworks import FRAMEWORKS
 
 DTYPES = ("float16", "bfloat16", "float32", "float64")
 DEFAULT_DTYPES = ("float16", "bfloat16", "float32")
@@ -87,9 +88,12 @@ def _audit(args: argparse.Namespace) -> int:
             timeout=args.timeout,
             compile=args.compile,
             fused=args.style if args.residual else None,
+            framework=args.framework,
+            param_dtype=args.param_dtype,
         )
     ) as candidate:
         kind, offset = infer(candidate, args.kind, args.weight_offset)  # usage errors surface here, before progress
+        framework = candidate.framework
         dtypes = tuple(dict.fromkeys(args.dtype or DEFAULT_DTYPES))
         with Progress(
             SpinnerColumn(),
@@ -122,6 +126,8 @@ def _audit(args: argparse.Namespace) -> int:
         "compile": args.compile,
         "residual": args.residual,
         "timeout": args.timeout,
+        "framework": framework,
+        "param_dtype": args.param_dtype,
     }
     from normcheck.report_json import write_report
 
@@ -315,7 +321,17 @@ def _parser() -> argparse.ArgumentParser:
         default="auto",
         help="with --residual: how it hands back y and x + residual (default: found on the first call)",
     )
-    audit.add_argument("--compile", action="store_true", help="audit the implementation under torch.compile")
+    audit.add_argument(
+        "--framework",
+        choices=FRAMEWORKS,
+        help="what the target is written in (default: jax for Flax modules and jax functions, else torch)",
+    )
+    audit.add_argument(
+        "--param-dtype", choices=DTYPES, help="keep the parameters in this dtype (default: the audited dtype)"
+    )
+    audit.add_argument(
+        "--compile", action="store_true", help="audit the implementation under torch.compile (JAX: jax.jit)"
+    )
     audit.add_argument("--compile-backend", default="inductor", help="torch.compile backend for --compile")
     audit.add_argument("--examples", type=int, default=100, help="random search examples per dtype (default 100)")
     audit.add_argument("--seed", type=int, default=0, help="search seed: the same seed gives the same verdict")

@@ -35,8 +35,9 @@ import numpy as np
 import normcheck
 from normcheck.candidate import Candidate, Layout, Run
 from normcheck.errors import UsageError
+from normcheck.frameworks import make_candidate
 from normcheck.loading import load_target
-from normcheck.torch_bridge import require_device, require_torch
+from normcheck.torch_bridge import require_torch
 
 #: Seconds a new worker may take to import torch and the target.
 START_TIMEOUT = 180.0
@@ -72,6 +73,8 @@ class IsolatedCandidate:
         timeout: float = 20.0,
         compile: str | None = None,
         fused: str | None = None,
+        framework: str | None = None,
+        param_dtype: str | None = None,
     ) -> None:
         if os.environ.get(WORKER_ENV):
             raise UsageError(
@@ -79,7 +82,7 @@ class IsolatedCandidate:
                 f"{name}: put the audit under `if __name__ == '__main__':`"
             )
         self.name, self.device, self.timeout, self.eps_override = name, device, timeout, eps
-        self.compile, self.fused = compile, fused
+        self.compile, self.param_dtype, self._framework, self.fused = compile, param_dtype, framework, fused
         self.supports_grad = True
         self.restarts = 0  #: workers started after the first (one per crash or timeout)
         self._payload = _payload(target, name)
@@ -95,6 +98,13 @@ class IsolatedCandidate:
     def style(self) -> str:
         """``module``, ``factory`` or ``function``: how the target is called."""
         return self._ready()["style"]
+
+    @property
+    def framework(self) -> str:
+        """``torch``, ``jax`` or ``numpy``: as named, or as the worker detected it (known after a close)."""
+        if self._framework is None:
+            self._framework = self._ready()["framework"]
+        return self._framework
 
     @property
     def function_parameters(self) -> tuple[str, ...]:
@@ -162,9 +172,9 @@ class IsolatedCandidate:
             )
         theirs.close()
         self._conn = Connection(ours.detach())
-        self._conn.send(
-            (list(sys.path), self._payload, self.name, self.device, self.eps_override, self.compile, self.fused)
-        )
+        options = {"device": self.device, "eps": self.eps_override, "compile": self.compile}
+        options.update(param_dtype=self.param_dtype, fused=self.fused)
+        self._conn.send((list(sys.path), self._payload, self.name, self._framework, options))
         self._hello = None
 
     def _ready(self) -> dict:
@@ -318,7 +328,7 @@ def worker_main() -> None:
     faulthandler.enable(all_threads=True)  # stderr is the log the auditor reads after a crash
     if hasattr(signal, "SIGUSR1"):
         faulthandler.register(signal.SIGUSR1, all_threads=True)
-    path, (how, payload), name, device, eps, compile, fused = conn.recv()
+    path, (how, payload), name, framework, options = conn.recv()
     sys.path[:] = path
     try:
         try:
@@ -327,15 +337,15 @@ def worker_main() -> None:
             raise
         except Exception as exc:
             raise UsageError(f"the worker process cannot load {name}: {type(exc).__name__}: {exc}") from None
-        # The auditor keeps the time.
-        candidate = Candidate(impl, name, device=device, eps=eps, timeout=0, compile=compile, fused=fused)
+        candidate = make_candidate(impl, name, framework=framework, timeout=0, **options)  # the auditor keeps the time
     except UsageError as exc:
         conn.send(("usage", str(exc)))
         return
-    # torch imports parts of itself on first use: paid here, not inside the implementation's first timed call.
-    torch = require_torch()
-    (torch.ones(2, device=device, requires_grad=True) * 2).sum().backward()
-    conn.send(("ok", {"style": candidate.style, "function_parameters": candidate.function_parameters}))
+    if candidate.framework == "torch":  # torch imports parts of itself on first use: paid here, not in a timed call
+        torch = require_torch()
+        (torch.ones(2, device=options["device"], requires_grad=True) * 2).sum().backward()
+    hello = {"style": candidate.style, "function_parameters": candidate.function_parameters}
+    conn.send(("ok", {**hello, "framework": candidate.framework}))
     while True:
         try:
             op, *args = conn.recv()
@@ -368,17 +378,21 @@ def open_candidate(
     timeout: float = 20.0,
     compile: str | None = None,
     fused: str | None = None,
+    framework: str | None = None,
+    param_dtype: str | None = None,
 ) -> Candidate | IsolatedCandidate:
     """The handle the audit runs ``target`` (a spec string or an object) through.
 
     A worker process by default; ``in_process=True`` runs the implementation in
     this process (for a debugger: a crash or a hang in C then takes the audit down).
-    ``fused`` audits a fused residual-add + norm (see :class:`~normcheck.candidate.Candidate`).
+    ``framework`` (``torch``, ``jax``, ``numpy``) is detected from the target when None; ``fused`` audits a
+    fused residual-add + norm (see :class:`~normcheck.candidate.Candidate`).
     """
-    require_device(device)  # before a worker starts: a device torch does not have is a usage error at once
+    options = {"device": device, "eps": eps, "timeout": timeout, "compile": compile, "param_dtype": param_dtype}
+    options["fused"] = fused
     if in_process:
         impl = load_target(target) if isinstance(target, str) else target
-        return Candidate(impl, name, device=device, eps=eps, timeout=timeout, compile=compile, fused=fused)
-    candidate = IsolatedCandidate(target, name, device=device, eps=eps, timeout=timeout, compile=compile, fused=fused)
+        return make_candidate(impl, name, framework=framework, **options)  # type: ignore[return-value]
+    candidate = IsolatedCandidate(target, name, framework=framework, **options)  # type: ignore[arg-type]
     require_torch()  # the diagnosis's emulations run here: import torch while the worker starts
     return candidate

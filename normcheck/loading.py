@@ -11,6 +11,7 @@ import importlib
 import importlib.util
 import inspect
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 
 from normcheck.errors import UsageError
@@ -89,12 +90,20 @@ def is_module_class(obj: object) -> bool:
     return inspect.isclass(obj) and torch is not None and issubclass(obj, torch.nn.Module)
 
 
-def construct_module(maker: object, hidden: int, eps: float | None) -> object:
+def construct_module(
+    maker: object,
+    hidden: int,
+    eps: float | None,
+    extra: Mapping[str, object] | None = None,
+    *,
+    positional_size: bool = True,
+) -> object:
     """Call a module class or factory the way third-party code spells its constructor.
 
-    The hidden size goes to the first of :data:`SIZE_NAMES` it takes (else to its
-    first positional parameter); ``eps``, when given, to the first of :data:`EPS_NAMES`
-    it takes (a constructor without one keeps the eps it hard-codes).
+    The hidden size goes to the first of :data:`SIZE_NAMES` it takes (else, with
+    ``positional_size``, to its first positional parameter); ``eps``, when given, to
+    the first of :data:`EPS_NAMES` it takes (a constructor without one keeps the eps
+    it hard-codes); each of ``extra`` (Flax's ``param_dtype``, ``rngs``) where it takes that name.
     """
     try:
         if inspect.isclass(maker):
@@ -108,15 +117,17 @@ def construct_module(maker: object, hidden: int, eps: float | None) -> object:
     kwargs: dict[str, object] = {}
     size_name = next((n for n in SIZE_NAMES if n in names), None)
     args: list[object] = []
+    positional = (params and params[0].kind in (params[0].POSITIONAL_ONLY, params[0].POSITIONAL_OR_KEYWORD)) or (
+        not params or any(p.kind == p.VAR_POSITIONAL for p in params)
+    )
     if size_name is not None:
         kwargs[size_name] = hidden
-    elif params and params[0].kind in (params[0].POSITIONAL_ONLY, params[0].POSITIONAL_OR_KEYWORD):
-        args.append(hidden)
-    elif not params or any(p.kind == p.VAR_POSITIONAL for p in params):
+    elif positional_size and positional:
         args.append(hidden)
     eps_name = next((n for n in EPS_NAMES if n in names), None)
     if eps is not None and eps_name is not None:  # an eps the module hard-codes is stated, not passed
         kwargs[eps_name] = eps
+    kwargs.update({k: v for k, v in (extra or {}).items() if k in names})
     try:
         return maker(*args, **kwargs)  # type: ignore[operator]
     except Exception as exc:

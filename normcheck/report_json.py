@@ -46,7 +46,7 @@ def environment(device: str) -> dict[str, str]:
             env["driver"] = _nvidia_driver()
     except ImportError:
         pass
-    for package in ("triton", "liger_kernel", "transformers"):
+    for package in ("triton", "liger_kernel", "transformers", "jax", "flax"):
         try:
             env[package] = importlib.metadata.version(package.replace("_", "-"))
         except importlib.metadata.PackageNotFoundError:

@@ -33,7 +33,11 @@ def snippet(
     """Code that rebuilds the input, calls the implementation as the audit did and prints its error.
 
     It runs in a fresh process (``python -c``), so it reproduces crashes and hangs too.
+    JAX and numpy targets are called through normcheck's candidate for their framework,
+    which builds and calls them exactly as the audit did (:func:`array_snippet`).
     """
+    if candidate.framework != "torch":
+        return array_snippet(spec, candidate, kind, case, dtype, eps, offset, weight, bias)
     n = case.n
     wdt = str(weight.dtype) if weight is not None else dtype
     fused = case.residual is not None
@@ -68,7 +72,8 @@ def snippet(
         args = [*first, *(f"{k}={v if isinstance(v, str) else repr(v)}" for k, v in kwargs.items())]
         lines.append(f"{out} = target({', '.join(args)})")
     else:
-        lines.append(f"m = construct_module(target, {n}, {candidate.eps_override!r}).to(torch.{dtype})")
+        to = candidate.param_dtype or dtype
+        lines.append(f"m = construct_module(target, {n}, {candidate.eps_override!r}).to(torch.{to})")
         if weight is not None or bias is not None:
             lines.append("with torch.no_grad():")
             if weight is not None:
@@ -97,5 +102,47 @@ def snippet(
         "y, res = out if isinstance(out, (tuple, list)) else (x, r)  # returned, or written in place",
         f'print("max ulp error of y:", np.nanmax(exact.ulp_error(y.detach().float().numpy(), "{dtype}")))',
         f'print("max ulp error of residual_out:", np.nanmax(total.ulp_error(res.detach().float().numpy(), "{dtype}")))',
+    ]
+    return "\n".join(lines)
+
+
+def _array(a: np.ndarray) -> str:
+    values = ", ".join(f'h("{float(v).hex()}")' for v in np.asarray(a, dtype=np.float64).ravel())
+    dtype = "ml_dtypes.bfloat16" if str(a.dtype) == "bfloat16" else f"np.{a.dtype}"
+    return f"np.array([{values}], dtype={dtype}).reshape({', '.join(str(d) for d in a.shape)})"
+
+
+def array_snippet(
+    spec: str,
+    candidate: Candidate | IsolatedCandidate,
+    kind: str,
+    case: NormInput,
+    dtype: str,
+    eps: float,
+    offset: int,
+    weight: np.ndarray | None,
+    bias: np.ndarray | None,
+) -> str:
+    """The reproducer of a JAX or numpy target: the input as numpy arrays, the call through normcheck's
+    candidate for the framework (module construction, parameters, ``jax.vjp``), and the error of y."""
+    options = f"eps={candidate.eps_override!r}, param_dtype={candidate.param_dtype!r}"
+    lines = [
+        "import ml_dtypes, numpy as np, oracles",
+        "from normcheck.frameworks import make_candidate",
+        "from normcheck.loading import load_target",
+        "h = float.fromhex",
+        f'c = make_candidate(load_target("{spec}"), "{spec}", framework="{candidate.framework}", {options})',
+        f"x = {_array(case.x)}",
+        f"w = {_array(weight) if weight is not None else None}",
+        f"b = {_array(bias) if bias is not None else None}",
+        f"g = {_array(case.grad.astype(case.x.dtype))}" if candidate.supports_grad else "g = None",
+        f"run = c.run(x, w, b, g, strided={case.strided})  # as the audit called it",
+        'print("failure:", run.failure, run.error, "problems:", run.problems, "wrote into:", run.mutated)',
+    ]
+    call = f"oracles.rms_norm(x, w, eps={eps!r}" if kind == "rmsnorm" else f"oracles.layer_norm(x, w, b, eps={eps!r}"
+    lines += [
+        f"exact = {call}, weight_offset={offset})",
+        "if run.y is not None:",
+        f'    print("max ulp error of y:", np.nanmax(exact.ulp_error(run.y, "{dtype}")))',
     ]
     return "\n".join(lines)

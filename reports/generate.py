@@ -2,9 +2,11 @@
 
 Audits, on CPU in float16, bfloat16, float32 and float64: torch.nn.RMSNorm,
 torch.nn.functional.rms_norm, torch.nn.LayerNorm, the Llama, Gemma and T5 norms
-as the installed transformers package writes them, and a MiniMind-style RMSNorm
-before and after its fp32-upcast fix. Writes one JSON per implementation into
-reports/json/ and renders them side by side into reports/rmsnorm/ and
+as the installed transformers package writes them, a MiniMind-style RMSNorm
+before and after its fp32-upcast fix, and flax.nnx.RMSNorm and flax.nnx.LayerNorm
+(needs ``pip install normcheck[jax]``), with parameters in the input dtype and in
+float32 (Flax's default); ``--only NAME`` (repeatable) runs the named audits alone.
+Writes one JSON per implementation into reports/json/ and renders them side by side into reports/rmsnorm/ and
 reports/layernorm/ (report.md with plots, report.html), and prints README's table
 (``python reports/generate.py --table`` prints it from the committed JSON alone).
 
@@ -34,6 +36,8 @@ CUDA_DTYPES = ["--dtype", "float16", "--dtype", "bfloat16", "--dtype", "float32"
 EXAMPLES = ["--examples", "30"]
 #: Liger-Kernel's RMSNorm takes its block kernel for rows >= 32768 at hidden sizes <= 256.
 LIGER_BLOCK_SHAPE = ["--shape", "32768x256"]
+#: Flax's own default: parameters in float32 whatever the input dtype (normcheck's default is the input dtype).
+FLAX_DEFAULT_PARAMS = ["--param-dtype", "float32"]
 TARGETS = {
     "rmsnorm": [
         ("torch-RMSNorm", "torch.nn.RMSNorm", []),
@@ -47,8 +51,14 @@ TARGETS = {
         ("transformers-T5LayerNorm", "transformers.models.t5.modeling_t5:T5LayerNorm", ["--kind", "rmsnorm"]),
         ("minimind-before-fix", "tests.normcheck.zoo:MiniMindRMSNorm", []),
         ("minimind-after-fix", "tests.normcheck.zoo:MiniMindFixedRMSNorm", []),
+        ("flax-nnx-RMSNorm", "flax.nnx.RMSNorm", []),
+        ("flax-nnx-RMSNorm-float32-params", "flax.nnx.RMSNorm", FLAX_DEFAULT_PARAMS),
     ],
-    "layernorm": [("torch-LayerNorm", "torch.nn.LayerNorm", [])],
+    "layernorm": [
+        ("torch-LayerNorm", "torch.nn.LayerNorm", []),
+        ("flax-nnx-LayerNorm", "flax.nnx.LayerNorm", []),
+        ("flax-nnx-LayerNorm-float32-params", "flax.nnx.LayerNorm", FLAX_DEFAULT_PARAMS),
+    ],
 }
 COMPILE = ["--compile"]
 CUDA_TARGETS = {
@@ -92,6 +102,10 @@ NAMES = {
     "minimind-before-fix": "MiniMind RMSNorm, before the fix",
     "minimind-after-fix": "MiniMind RMSNorm, after the fix",
     "torch-LayerNorm": "`torch.nn.LayerNorm`",
+    "flax-nnx-RMSNorm": "`flax.nnx.RMSNorm` (param_dtype = input dtype)",
+    "flax-nnx-RMSNorm-float32-params": "`flax.nnx.RMSNorm` (flax's default param_dtype float32)",
+    "flax-nnx-LayerNorm": "`flax.nnx.LayerNorm` (param_dtype = input dtype)",
+    "flax-nnx-LayerNorm-float32-params": "`flax.nnx.LayerNorm` (flax's default param_dtype float32)",
 }
 
 
@@ -130,6 +144,7 @@ def run(argv: list[str] | None = None) -> int:
     parser.add_argument("--table", action="store_true", help="print README's table from the committed JSON")
     parser.add_argument("--device", default="cpu", help="cpu (default) or cuda")
     parser.add_argument("--jobs", type=int, default=1, help="audits run at once")
+    parser.add_argument("--only", action="append", help="run only these audits (names as in reports/json/)")
     args = parser.parse_args(argv)
     targets = CUDA_TARGETS if args.device != "cpu" else TARGETS
     if args.table:
@@ -137,6 +152,7 @@ def run(argv: list[str] | None = None) -> int:
         return 0
     (HERE / "json").mkdir(exist_ok=True)
     jobs = [(name, spec, extra, args.device) for kind_targets in targets.values() for name, spec, extra in kind_targets]
+    jobs = [job for job in jobs if not args.only or job[0] in args.only]
     with ThreadPoolExecutor(max_workers=max(1, args.jobs)) as pool:
         for name, status, seconds in pool.map(lambda job: _audit(*job), jobs):
             print(f"{name}: exit {status} in {seconds:.0f} s", flush=True)

@@ -1,0 +1,211 @@
+"""What the numpy and JAX candidates share: the run protocol of :class:`normcheck.candidate.Candidate`
+over an array framework, whose subclasses say only how to build the implementation and call it.
+
+As for torch, whatever the implementation does (raise, hang in Python, return a
+list or the wrong dtype, write into its input) is data in a :class:`Run`.
+"""
+
+from __future__ import annotations
+
+import time
+import warnings
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import numpy as np
+
+from normcheck.candidate import (
+    Layout,
+    Run,
+    TimeoutExpired,
+    _time_limit,
+    function_eps,
+    function_signature,
+    output_problems,
+)
+from normcheck.errors import UsageError
+
+#: (y, pullback): pullback() returns the gradients {"x": dx, "weight": dw, "bias": db} (any may be None).
+Forward = tuple[object, Callable[[], dict[str, object]] | None]
+
+
+@dataclass
+class Built:
+    """The implementation at one hidden size and dtype: how to call it and what it is."""
+
+    #: (x, {"weight": w, "bias": b} for the parameters it has, grad_output or None) -> Forward
+    call: Callable[[object, dict[str, object], np.ndarray | None], Forward]
+    layout: Layout
+
+
+def same_bits(a: np.ndarray, b: np.ndarray) -> bool:
+    """Whether two arrays hold the same bits (NaN payloads and signed zeros included)."""
+    if a.shape != b.shape or a.dtype != b.dtype:
+        return False
+    unsigned = np.dtype(f"u{a.dtype.itemsize}")
+    return bool(np.array_equal(np.ascontiguousarray(a).view(unsigned), np.ascontiguousarray(b).view(unsigned)))
+
+
+class ArrayCandidate:
+    """An implementation on arrays of a framework other than torch, run in this process."""
+
+    framework = ""
+    #: What the implementation must return ("numpy array", "jax.Array").
+    array_name = ""
+
+    def __init__(
+        self,
+        target: object,
+        name: str,
+        *,
+        device: str = "cpu",
+        eps: float | None = None,
+        timeout: float = 20.0,
+        compile: str | None = None,
+        param_dtype: str | None = None,
+        fused: str | None = None,
+    ) -> None:
+        if fused is not None:
+            raise UsageError(f"--residual audits torch targets; {name} is a {self.framework} one")
+        self.fused = None  #: fused residual-adds are audited in torch only
+        self.target, self.name, self.device, self.timeout = target, name, device, timeout
+        self.eps_override, self.param_dtype, self.compile = eps, param_dtype, compile
+        self.supports_grad = True
+        self.style = "function"
+        #: A function's parameter names (empty for modules): how it is called.
+        self.function_parameters: tuple[str, ...] = ()
+        self._built: dict[tuple[int, str], Built] = {}
+
+    def _function(self) -> None:
+        """Take the target as a plain function of its input array."""
+        self._fn_params = function_signature(self.target, self.name, self.eps_override)
+        self.function_parameters = tuple(self._fn_params)
+
+    def _function_layout(self, dtype: str) -> Layout:
+        """A plain function's layout: weight and bias where it takes them, in the parameter dtype."""
+        has_w, has_b = "weight" in self._fn_params, "bias" in self._fn_params
+        eps = function_eps(self._fn_params, dtype, self.eps_override)
+        return Layout(eps, has_w, has_b, self.param_dtype or dtype)
+
+    # -- what a framework provides ------------------------------------------------
+
+    def _build(self, n: int, dtype: str) -> Built:
+        raise NotImplementedError
+
+    def _array(self, a: np.ndarray) -> object:
+        """The framework's array with ``a``'s values and dtype, in memory of its own."""
+        raise NotImplementedError
+
+    def _is_array(self, y: object) -> bool:
+        raise NotImplementedError
+
+    def _host(self, a: object) -> np.ndarray:
+        """A numpy copy of one of the framework's arrays (bfloat16 as ``ml_dtypes.bfloat16``)."""
+        return np.array(a, copy=True)
+
+    def _ready(self, tree: object) -> None:
+        """Wait until the results in ``tree`` are computed (asynchronous frameworks)."""
+
+    @contextmanager
+    def _precision(self, dtype: str) -> Iterator[None]:
+        """The settings computations in ``dtype`` need (JAX: 64-bit mode for float64)."""
+        yield
+
+    # -- the Candidate interface ------------------------------------------------
+
+    def built(self, n: int, dtype: str) -> Built:
+        """The implementation for hidden size ``n`` in ``dtype`` (cached)."""
+        key = (n, dtype)
+        if key not in self._built:
+            with self._precision(dtype):
+                self._built[key] = self._build(n, dtype)
+        return self._built[key]
+
+    def describe(self, n: int, dtype: str) -> Layout:
+        """As :meth:`Candidate.describe`."""
+        return self.built(n, dtype).layout
+
+    def run(
+        self,
+        x: np.ndarray,
+        weight: np.ndarray | None,
+        bias: np.ndarray | None,
+        grad: np.ndarray | None,
+        strided: bool = False,
+        residual: np.ndarray | None = None,
+    ) -> Run:
+        """As :meth:`Candidate.run` (without a residual: never one here, see ``fused``): call the
+        implementation on copies; never raises for its faults."""
+        dtype, n = str(x.dtype), x.shape[-1]
+        built = self.built(n, dtype)
+        want = grad is not None and self.supports_grad
+        out = Run()
+        with self._precision(dtype):
+            # A strided input is a transposed view (numpy; a JAX array has no strides).
+            xs = self._array(np.ascontiguousarray(x.T).T if strided else x)
+            params = {k: self._array(v) for k, v in (("weight", weight), ("bias", bias)) if v is not None}
+            g = None if not want else np.array(grad, dtype=x.dtype, copy=True).reshape(x.shape)
+            try:
+                start = time.perf_counter()
+                with _time_limit(self.timeout), warnings.catch_warnings():
+                    warnings.simplefilter("ignore")  # the implementation's warnings are not normcheck's
+                    y, pullback = built.call(xs, params, g)
+                    self._ready(y)
+                out.seconds = time.perf_counter() - start
+            except UsageError:
+                raise
+            except TimeoutExpired as exc:
+                return Run(failure="timeout", error=str(exc))
+            except (Exception, SystemExit) as exc:  # sys.exit() in the implementation is its exception
+                return Run(failure="exception", error=f"{type(exc).__name__}: {exc}".strip())
+            out.mutated = self._mutated(x, xs)
+            if not self._is_array(y):
+                out.problems.append(f"returned {type(y).__name__}, not a {self.array_name}")
+                return out
+            out.problems += output_problems(tuple(y.shape), str(y.dtype), x)  # type: ignore[attr-defined]
+            out.y = self._host(y)
+            if grad is not None and pullback is None:
+                self.supports_grad = False  # no gradients: audited forward-only
+                out.forward_only = True
+            if not want or pullback is None:
+                return out
+            try:
+                start = time.perf_counter()
+                with _time_limit(self.timeout), warnings.catch_warnings():
+                    warnings.simplefilter("ignore")
+                    grads = pullback()
+                    self._ready(grads)
+                out.seconds += time.perf_counter() - start
+            except TimeoutExpired as exc:
+                return Run(failure="timeout", error=f"backward: {exc}", mutated=out.mutated)
+            except (Exception, SystemExit) as exc:
+                return Run(
+                    failure="exception", error=f"backward: {type(exc).__name__}: {exc}".strip(), mutated=out.mutated
+                )
+        if not same_bits(np.asarray(grad, dtype=x.dtype).reshape(x.shape), g):  # type: ignore[arg-type]
+            out.mutated += ("grad_output",)
+        for key, name in (("x", "dx"), ("weight", "dw"), ("bias", "db")):
+            value = grads.get(key)
+            if value is not None and not self._is_array(value):
+                out.problems.append(f"{name} is a {type(value).__name__}, not a {self.array_name}")
+            elif value is not None:
+                setattr(out, name, self._host(value))
+        if grads.get("x") is None:
+            out.problems.append("backward produced no gradient for the input")
+        return out
+
+    def _mutated(self, x: np.ndarray, given: object) -> tuple[str, ...]:
+        """``("x",)`` if the implementation wrote into (or, JAX, deleted by donation) the input it was given."""
+        try:
+            after = self._host(given)
+        except Exception:  # a deleted (donated) buffer cannot be read back
+            return ("x",)
+        return () if same_bits(x, after.reshape(x.shape)) else ("x",)
+
+    def device_is_healthy(self) -> bool:
+        """Whether the device still computes (always, on the CPU these frameworks run on here)."""
+        return True
+
+    def close(self) -> None:
+        """Nothing to release in this process (a worker process has)."""
