@@ -394,19 +394,19 @@ def round_bounded(start, stop, approx, lo, bound, p, emin, emax, maxf, out, deci
         b = bits[i]
         ab = b & _ABS
         e = (ab >> 52) - 1023
-        if lo is None:  # (a compile-time branch: numba prunes it)
-            low = 0.0
-        else:
-            low = lo[i]
+        low = 0.0 if lo is None else lo[i]
         if emin <= e <= emax and e >= -970:
             scale4 = 4.0 * _POW2[52 - e + 1022]  # quarter float64 ulps of approx per unit
-            l4 = low * scale4 if b >= 0 else -low * scale4  # positive: away from zero
             low4 = (ab & mask) << 2
             below = half4 >> 1 if (ab >> drop) & tmask == 0 else half4
-            d4 = min(abs(float(low4 - half4) + l4), abs(float(low4 + below) + l4))
+            if lo is None:  # (a compile-time branch: numba prunes it) integers only
+                d4 = float(min(abs(low4 - half4), low4 + below))
+            else:
+                l4 = low * scale4 * float((b >> 63) | 1)  # positive: away from zero (no branch on the sign)
+                d4 = min(abs(float(low4 - half4) + l4), abs(float(low4 + below) + l4))
+                if l4 != 0 and low4 == half4:
+                    ab += 1 if l4 > 0 else -1
             decided[i] = d4 > bound[i] * scale4 * _WIDEN
-            if l4 != 0 and low4 == half4:
-                ab += 1 if l4 > 0 else -1
             if direct:  # the store into float32 / float64 rounds to nearest even (normal range)
                 rbits[0] = ab | (b & ~_ABS)
                 out[i] = rval[0]
