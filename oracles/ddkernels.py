@@ -289,14 +289,14 @@ def rms_forward(start, stop, x, sh, sl, eps, c, y, y_lo, bound, proven):
 
 
 @Kernel
-def rms_backward(start, stop, x, g, sh, sl, eps, c, dx, dx_lo, bound_dx, proven, theta_rows, cols):
+def rms_backward(start, stop, x, g, sh, sl, eps, c, dx, dx_lo, bound_dx, proven, cols):
     """Chunks ``start:stop`` of grad_input as ``dx + dx_lo`` with its bound, and of grad_weight's column sums.
 
     ``c``: theta_v, d0, safety, theta_h (``h = g scale``), theta_mul (dd by dd),
     theta_mul1 (dd by float), dd_add, the dot's ``kappa`` and ``gamma`` (its abs
     sum), theta_div. ``cols`` (4, chunks, n; size 0: no weight) receives per chunk
     of 16 rows the double-word column sums of ``g x r`` (hi, lo), of their
-    magnitudes and of their error bounds; ``theta_rows[i]`` is row i's bound on r.
+    magnitudes and of their error bounds.
     """
     rows, n = x.shape
     safety, theta_h, theta_mul, theta_mul1 = c[2], c[3], c[4], c[5]
@@ -311,7 +311,6 @@ def rms_backward(start, stop, x, g, sh, sl, eps, c, dx, dx_lo, bound_dx, proven,
         eps_s, ok_eps = _scaled_eps(eps, ex)
         proven[i] = okx and okg and ok_eps
         rh, rl, theta_r = rms_stat(xs, eps_s, c, p, e)
-        theta_rows[i] = theta_r
         scaled_terms(gs, sh, sl, hh, hl)
         sum_h, sum_l, sum_abs = dd_dot(hh, hl, xs, p, e)
         # C = sum(h x) / n; the h's own errors reach it through sum |h x|.

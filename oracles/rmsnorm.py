@@ -244,7 +244,7 @@ def _backward_words(inp: NormInputs, st: _Rms, threads: int | None) -> tuple[_Ap
         ]
     )
     dx, dx_low, bound_dx = np.empty(inp.x.shape), np.empty(inp.x.shape), np.empty(inp.x.shape)
-    proven, theta_rows = np.empty(rows, dtype=bool), np.empty(rows)
+    proven = np.empty(rows, dtype=bool)
     with_dw = inp.weight is not None
     chunks = kernels.chunks(rows)
     cols = np.zeros((4, chunks, n) if with_dw else (0, 0, 0))
@@ -260,7 +260,6 @@ def _backward_words(inp: NormInputs, st: _Rms, threads: int | None) -> tuple[_Ap
         dx_low,
         bound_dx,
         proven,
-        theta_rows,
         cols,
         work=inp.x.size,
         threads=threads,
