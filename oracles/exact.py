@@ -29,6 +29,9 @@ class Exact:
 
     :attr:`approx` is a float64 approximation and :attr:`error_bound` a proven
     bound on its absolute error (``inf`` where the fast path does not apply).
+    Inside, the approximation may be a double word ``approx + low`` (from float64
+    inputs, so that float64 outputs are decided too), whose own proven bound
+    ``bound`` decides roundings, distances and ULP errors.
     """
 
     def __init__(
@@ -37,17 +40,22 @@ class Exact:
         bound: np.ndarray,
         element: Callable[[int], RootSum],
         undefined: np.ndarray,
+        low: np.ndarray | None = None,
+        threads: int | None = None,
     ) -> None:
         if undefined.any():
             approx, bound = approx.copy(), bound.copy()
             approx[undefined] = np.nan
             bound[undefined] = np.nan
         self._approx = approx
+        self._low = low
         self._bound = bound
+        self._threads = threads
+        self._public_bound: np.ndarray | None = bound if low is None else None
         self._element = element
         self._undefined = undefined
         self._rounded: dict[str, np.ndarray] = {}
-        for a in (self._approx, self._bound, self._undefined):
+        for a in (self._approx, self._bound, self._undefined, *([] if low is None else [low])):
             a.flags.writeable = False
 
     def __repr__(self) -> str:
@@ -66,7 +74,18 @@ class Exact:
     @property
     def error_bound(self) -> np.ndarray:
         """Proven bound on ``|approx - exact|`` per element (``inf`` where unknown)."""
-        return self._bound
+        if self._public_bound is None:
+            with np.errstate(invalid="ignore"):  # (the sum rounds: widened by far more than its rounding)
+                self._public_bound = (self._bound + np.abs(self._low)) * (1 + _SLACK)
+            self._public_bound.flags.writeable = False
+        return self._public_bound
+
+    @property
+    def words(self) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+        """``(approx, low, bound)`` where the fast path works in double words (float64 inputs):
+        ``|approx + low - exact| <= bound`` per element, ``approx`` the float64 nearest to the sum.
+        ``None`` where it works in float64."""
+        return None if self._low is None else (self._approx, self._low, self._bound)
 
     @property
     def undefined(self) -> np.ndarray:
@@ -104,7 +123,7 @@ class Exact:
         """
         f = resolve_format(fmt)
         if f.name not in self._rounded:
-            values, decided = round_bounded(self._approx, self._bound, f)
+            values, decided = round_bounded(self._approx, self._bound, f, self._low, self._threads)
             for i in np.flatnonzero(~decided & ~self._undefined.reshape(-1)):
                 values[i] = self._element(int(i)).refine(partial(_same_rounding, fmt=f), f.precision + 32)
             with np.errstate(all="ignore"):  # exact conversions; NaN where undefined
@@ -144,7 +163,7 @@ class Exact:
             raise ValueError(f"candidate has shape {cand.shape}, expected {self.shape}")
         limit = np.broadcast_to(np.asarray(allowed, dtype=np.float64), self.shape)
         with np.errstate(all="ignore"):
-            dist = np.abs(cand - self._approx)
+            dist = np.abs(_minus(cand, self._approx, self._low))
             widen = self._bound * (1 + _SLACK)
             over = dist * (1 - _SLACK) - widen > limit * (1 + _SLACK)
             within = dist * (1 + _SLACK) + widen <= limit * (1 - _SLACK)
@@ -163,7 +182,7 @@ class Exact:
         f = resolve_format(cand.dtype if fmt is None else fmt)
         c = cand.astype(np.float64)
         with np.errstate(all="ignore"):
-            err, accurate = _bounded_ulp_error(c, self._approx, self._bound, f)
+            err, accurate = _bounded_ulp_error(c, self._approx, self._low, self._bound, f)
         bad = ~np.isfinite(c) | self._undefined
         for i in np.flatnonzero(~accurate & ~bad):
             decide = partial(_exact_ulp_error, Fraction(float(c.flat[i])), fmt=f)
@@ -210,17 +229,30 @@ def _exact_ulp_error(c: Fraction, lo: Fraction, hi: Fraction, fmt: FloatFormat) 
         return math.inf if err > 0 else -math.inf
 
 
+def _minus(c: np.ndarray, approx: np.ndarray, low: np.ndarray | None) -> np.ndarray:
+    """``c - (approx + low)``: the first difference is exact near ``approx`` (Sterbenz), so
+    this errs by a few roundings relative to the result."""
+    return c - approx if low is None else (c - approx) - low
+
+
 def _bounded_ulp_error(
-    c: np.ndarray, approx: np.ndarray, bound: np.ndarray, fmt: FloatFormat
+    c: np.ndarray, approx: np.ndarray, low: np.ndarray | None, bound: np.ndarray, fmt: FloatFormat
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Signed ULP errors from a bounded approximation, and where they are accurate enough."""
+    """Signed ULP errors from a bounded approximation ``approx + low``, and where they are accurate enough.
+
+    The binade is certain where the approximation is farther than the bound from
+    both powers of two around ``|approx|``: ``|approx| - 2**e`` and ``2**(e+1) - |approx|``
+    are exact (Sterbenz), and the rounding of the rest is covered by a relative
+    widening far above it.
+    """
     mag = np.abs(approx)
     e = np.frexp(mag)[1] - 1
     uexp = quantum_exponents(mag, fmt)
-    # Widen the bound by the rounding of the comparisons below.
-    b = bound * (1 + 2.0**-40) + mag * 2.0**-50
-    one_binade = (mag - b >= np.ldexp(1.0, e)) & (mag + b < np.ldexp(1.0, e + 1))
-    below_normal = mag + b < np.ldexp(1.0, fmt.emin)
-    err = np.ldexp(c - approx, -uexp)
-    accurate = (one_binade | below_normal) & (np.ldexp(b, -uexp) <= ULP_ERROR_ACCURACY)
+    towards = 0.0 if low is None else np.where(approx < 0, -low, low)  # low, positive away from zero
+    b = bound * (1 + _SLACK)
+    inside_below = ((mag - np.ldexp(1.0, e)) + towards) * (1 - _SLACK) > b
+    inside_above = ((np.ldexp(1.0, e + 1) - mag) - towards) * (1 - _SLACK) > b
+    below_normal = (mag + np.abs(towards) + b) * (1 + _SLACK) < np.ldexp(1.0, fmt.emin)
+    err = np.ldexp(_minus(c, approx, low), -uexp)
+    accurate = ((inside_below & inside_above) | below_normal) & (np.ldexp(b, -uexp) <= ULP_ERROR_ACCURACY)
     return err, accurate

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from fractions import Fraction
+from functools import cached_property
 
 import ml_dtypes
 import numpy as np
@@ -23,7 +24,7 @@ class FloatFormat:
     emax: int
     dtype: np.dtype
 
-    @property
+    @cached_property  # (float64's takes milliseconds: 2**1023 as a Fraction)
     def max_finite(self) -> Fraction:
         """The largest finite value, ``(2 - 2**(1-p)) * 2**emax``."""
         return (2 - Fraction(1, 2 ** (self.precision - 1))) * Fraction(2) ** self.emax

@@ -14,6 +14,8 @@ from oracles.formats import FloatFormat, resolve_format
 #: path normal (no underflow, no overflow), so its relative error bounds hold.
 _FAST_RANGE = (2.0**-150, 2.0**150)
 _FAST_EPS_RANGE = (2.0**-300, 2.0**300)
+#: Nonzero scales in this range keep the double-word kernels' products far from underflow and overflow.
+_WORDS_SCALE_RANGE = (2.0**-300, 2.0**300)
 
 
 def as_float_array(name: str, value: object, compact: bool = False) -> tuple[np.ndarray, FloatFormat]:
@@ -146,6 +148,23 @@ class NormInputs:
         if self.eps != 0 and not (_FAST_EPS_RANGE[0] <= self.eps <= _FAST_EPS_RANGE[1]):
             ok[:] = False
         return ok
+
+    @cached_property
+    def scale_words(self) -> tuple[np.ndarray, np.ndarray, bool]:
+        """The scale as an exact double word ``(hi, lo)`` for ``oracles.ddkernels``, and whether its finite
+        values are in their proven range. ``lo`` is empty where ``hi`` is exact; both are empty without weight."""
+        if self.weight is None:
+            return np.empty(0), np.empty(0), True
+        w, lo = self.weight, np.empty(0)
+        hi = w
+        if self.offset:  # TwoSum(w, 1): hi + lo = w + 1 exactly
+            with np.errstate(invalid="ignore"):
+                hi = w + 1.0
+                bb = hi - w
+                lo = (w - (hi - bb)) + (1.0 - bb)
+        m = np.abs(hi[np.isfinite(hi)])
+        ok = bool(((m == 0) | ((m >= _WORDS_SCALE_RANGE[0]) & (m <= _WORDS_SCALE_RANGE[1]))).all())
+        return hi, lo, ok
 
     # Exact views -----------------------------------------------------------
 

@@ -6,17 +6,76 @@ order, ``psum``: chunks of 16 added in sequence, then pairwise; every term goes
 through at most ``fastpath.psum_depth(n)`` additions. Column sums over rows use
 the same order. The constants (relative bounds) are computed in Python and
 passed in; each kernel states which bound it applies.
+
+Every core: a :class:`Kernel` is a compiled loop over tasks (rows, chunks of 16
+rows whose column partial sums it keeps apart, or blocks of elements) that
+releases the GIL, so the tasks can be split among threads. Every task is
+computed by the same code in the same order whichever thread takes it, so the
+results are bit-identical for any number of threads. Inputs under
+:data:`PARALLEL_MIN_WORK` elements run on the calling thread (no thread is started).
 """
 
 from __future__ import annotations
 
 import math
+import threading
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 
+import numba
 import numpy as np
 from numba import njit
 
 _JIT = {"cache": True, "nogil": True, "error_model": "numpy"}  # IEEE: x / 0 is inf, not an exception
 _CHUNK = 16
+#: Inputs with fewer elements than this run on the calling thread alone.
+PARALLEL_MIN_WORK = 1 << 17
+_POOL: list[ThreadPoolExecutor] = []
+_POOL_LOCK = threading.Lock()
+
+
+def _pool() -> ThreadPoolExecutor:
+    """The threads that share large inputs with the calling one (started on first use)."""
+    with _POOL_LOCK:
+        if not _POOL:
+            workers = max(1, numba.config.NUMBA_NUM_THREADS - 1)
+            _POOL.append(ThreadPoolExecutor(workers, thread_name_prefix="oracles"))
+        return _POOL[0]
+
+
+def thread_count(threads: int | None) -> int:
+    """``threads``, or numba's thread count (``NUMBA_NUM_THREADS``, ``numba.set_num_threads``), at most
+    ``NUMBA_NUM_THREADS``."""
+    count = numba.get_num_threads() if threads is None else int(threads)
+    if count < 1:
+        raise ValueError(f"threads must be at least 1, got threads={threads}")
+    return min(count, numba.config.NUMBA_NUM_THREADS)
+
+
+class Kernel:
+    """A compiled loop ``fn(start, stop, *args)`` over tasks ``start <= t < stop``; a call splits the
+    tasks into one contiguous range per thread."""
+
+    def __init__(self, fn: Callable) -> None:
+        self.compiled = njit(**_JIT)(fn)
+        self.__doc__ = fn.__doc__
+
+    def __call__(self, tasks: int, *args: object, work: int, threads: int | None = None) -> None:
+        """Run tasks ``0 <= t < tasks`` on ``threads`` threads (see :func:`thread_count`); on the calling
+        thread alone below :data:`PARALLEL_MIN_WORK` elements of ``work``."""
+        parts = min(thread_count(threads), tasks)
+        if work < PARALLEL_MIN_WORK:
+            parts = 1
+        if parts <= 1:
+            self.compiled(0, tasks, *args)
+            return
+        edges = [tasks * k // parts for k in range(parts + 1)]
+        others = [_pool().submit(self.compiled, edges[k], edges[k + 1], *args) for k in range(1, parts)]
+        self.compiled(edges[0], edges[1], *args)
+        for f in others:
+            f.result()
+
+
 #: Powers of two 2**k for k in [-1022, 1023], indexed by k + 1022.
 _POW2 = np.ldexp(1.0, np.arange(-1022, 1024))
 _ABS = np.int64(0x7FFFFFFFFFFFFFFF)
@@ -56,18 +115,8 @@ def _load(src: np.ndarray, i: int, dst: np.ndarray) -> np.ndarray:
 
 
 @njit(**_JIT)
-def _column_push(acc: np.ndarray, partials: np.ndarray, row: int, rows: int) -> None:
-    """After adding row ``row`` into ``acc``: close a chunk of 16 rows into ``partials``."""
-    if row % _CHUNK == _CHUNK - 1 or row == rows - 1:
-        k = row // _CHUNK
-        for j in range(acc.size):
-            partials[k, j] = acc[j]
-            acc[j] = 0.0
-
-
-@njit(**_JIT)
-def _column_finish(partials: np.ndarray, out: np.ndarray) -> None:
-    """Pairwise sum of the chunk partials (rows of ``partials``) into ``out``."""
+def column_finish(partials: np.ndarray, out: np.ndarray) -> None:
+    """Pairwise sum of the chunk partials (rows of ``partials``, overwritten) into ``out``."""
     m = partials.shape[0]
     while m > 1:
         h = m // 2
@@ -86,9 +135,9 @@ def _column_finish(partials: np.ndarray, out: np.ndarray) -> None:
 
 
 @njit(**_JIT)
-def _column_partials(rows: int, n: int) -> np.ndarray:
-    """Scratch for :func:`_column_push`: one row per chunk of 16 rows."""
-    return np.zeros(((rows + _CHUNK - 1) // _CHUNK, n))
+def chunks(rows: int) -> int:
+    """Chunks of 16 rows: the tasks of the gradient kernels and the unit of their column sums."""
+    return (rows + _CHUNK - 1) // _CHUNK
 
 
 @njit(**_JIT)
@@ -101,13 +150,13 @@ def _rms_row(xr: np.ndarray, eps: float, t: np.ndarray, scratch: np.ndarray) -> 
     return v, 1.0 / math.sqrt(v)
 
 
-@njit(**_JIT)
-def rms_forward(x, scale, eps, rel, y, bound):
-    """``y = x * scale * r`` with ``|y - exact| <= rel * |y|`` (``scale`` empty: no weight)."""
-    rows, n = x.shape
+@Kernel
+def rms_forward(start, stop, x, scale, eps, rel, y, bound):
+    """Rows ``start:stop`` of ``y = x * scale * r`` with ``|y - exact| <= rel * |y|`` (``scale`` empty: no weight)."""
+    n = x.shape[1]
     t, xr = np.empty(n), np.empty(n)
     scratch = np.empty(n // _CHUNK + 2)
-    for i in range(rows):
+    for i in range(start, stop):
         _load(x, i, xr)
         _, r = _rms_row(xr, eps, t, scratch)
         for j in range(n):
@@ -117,21 +166,22 @@ def rms_forward(x, scale, eps, rel, y, bound):
             bound[i, j] = abs(yy) * rel
 
 
-@njit(**_JIT)
-def rms_backward(x, g, scale, eps, c, dx, bound_dx, dw, dw_abs):
-    """grad_input with its bound, and grad_weight column sums (``dw`` size 0: none).
+@Kernel
+def rms_backward(start, stop, x, g, scale, eps, c, dx, bound_dx, part):
+    """Chunks ``start:stop`` of grad_input with its bound, and of grad_weight's column sums.
 
-    ``c`` holds the constants (see ``rmsnorm._backward_constants``):
-    th, g1, k_ec, gl, theta_iv, rho_k, rho1, r_up_factor, safety.
+    ``c`` holds the constants (see ``rmsnorm._backward_float64``):
+    th, g1, k_ec, gl, theta_iv, rho_k, rho1, r_up_factor, safety. ``part[0, ch]``
+    and ``part[1, ch]`` (size 0: no weight) receive chunk ch's sums of ``g x r``
+    and of their magnitudes, for :func:`column_finish`.
     """
     th, g1, k_ec, gl, theta_iv, rho_k, rho1, r_up_factor, safety = c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7], c[8]
     rows, n = x.shape
     t, xr, gr = np.empty(n), np.empty(n), np.empty(n)
     scratch = np.empty(n // _CHUNK + 2)
-    with_dw = dw.size > 0
-    acc, acc_abs = np.zeros(n), np.zeros(n)
-    part, part_abs = _column_partials(rows, n), _column_partials(rows, n)
-    for i in range(rows):
+    with_dw = part.size > 0
+    for i in range(start * _CHUNK, min(rows, stop * _CHUNK)):
+        acc, acc_abs = part[0, i // _CHUNK], part[1, i // _CHUNK]
         _load(x, i, xr)
         _load(g, i, gr)
         v, r = _rms_row(xr, eps, t, scratch)
@@ -159,12 +209,6 @@ def rms_backward(x, g, scale, eps, c, dx, bound_dx, dw, dw_abs):
                 term = (gr[j] * xr[j]) * r
                 acc[j] += term
                 acc_abs[j] += abs(term)
-        if with_dw:
-            _column_push(acc, part, i, rows)
-            _column_push(acc_abs, part_abs, i, rows)
-    if with_dw:
-        _column_finish(part, dw)
-        _column_finish(part_abs, dw_abs)
 
 
 @njit(**_JIT)
@@ -200,17 +244,17 @@ def _ln_row(xr, eps, g1, gl, gv, safety, t, scratch):
     return mu, e_mu, v, theta_v, r, theta_r, r * (1 + theta_r / (1 - theta_r))
 
 
-@njit(**_JIT)
-def ln_forward(x, scale, bias, eps, c, y, bound, fast):
-    """``y = (x - mu) * scale * r + bias`` with its bound; ``fast[i]`` false where unproven.
+@Kernel
+def ln_forward(start, stop, x, scale, bias, eps, c, y, bound, fast):
+    """Rows ``start:stop`` of ``y = (x - mu) * scale * r + bias`` with its bound; ``fast[i]`` false where unproven.
 
     ``c``: g1, gl, gv, g_a (roundings of (x - mu) * scale * r), safety.
     """
     g1, gl, gv, g_a, safety = c[0], c[1], c[2], c[3], c[4]
-    rows, n = x.shape
+    n = x.shape[1]
     t, xr = np.empty(n), np.empty(n)
     scratch = np.empty(n // _CHUNK + 2)
-    for i in range(rows):
+    for i in range(start, stop):
         _load(x, i, xr)
         mu, e_mu, _, theta_v, r, theta_r, r_up = _ln_row(xr, eps, g1, gl, gv, safety, t, scratch)
         fast[i] = theta_v < math.inf
@@ -229,29 +273,26 @@ def ln_forward(x, scale, bias, eps, c, y, bound, fast):
             bound[i, j] = bnd * safety
 
 
-@njit(**_JIT)
-def ln_backward(x, g, scale, eps, c, dx, bound_dx, fast, cols, cols_abs, shift):
-    """grad_input with its bound, and column sums for grad_weight and grad_bias.
+@Kernel
+def ln_backward(start, stop, x, g, scale, eps, c, dx, bound_dx, fast, theta_rows, part):
+    """Chunks ``start:stop`` of grad_input with its bound, and of the column sums for grad_weight and grad_bias.
 
-    ``c``: g1, gl, gv, th, safety. ``cols[0]``/``cols_abs[0]`` receive the sums of
-    ``g * (x - mu) * r`` and of their magnitudes, ``cols[1]``/``cols_abs[1]`` those
-    of ``g``; ``shift`` the sum of ``|g| * r_up * e_mu`` (the effect of mu's error
-    on grad_weight). Returns the largest theta_r of the proven rows.
+    ``c``: g1, gl, gv, th, safety. Per chunk ch, ``part[0, ch]``/``part[1, ch]``
+    receive the sums of ``g * (x - mu) * r`` and of their magnitudes,
+    ``part[2, ch]``/``part[3, ch]`` those of ``g``, ``part[4, ch]`` the sum of
+    ``|g| * r_up * e_mu`` (the effect of mu's error on grad_weight), for
+    :func:`column_finish`. ``theta_rows[i]``: row i's bound on r.
     """
     g1, gl, gv, th, safety = c[0], c[1], c[2], c[3], c[4]
     rows, n = x.shape
     t, xr, gr = np.empty(n), np.empty(n), np.empty(n)
     scratch = np.empty(n // _CHUNK + 2)
-    acc = np.zeros((4, n))
-    part = np.zeros((4, (rows + _CHUNK - 1) // _CHUNK, n))
-    theta_r_max = 0.0
-    for i in range(rows):
+    for i in range(start * _CHUNK, min(rows, stop * _CHUNK)):
+        acc = part[:, i // _CHUNK]
         _load(x, i, xr)
         _load(g, i, gr)
         mu, e_mu, v, theta_v, r, theta_r, r_up = _ln_row(xr, eps, g1, gl, gv, safety, t, scratch)
-        fast[i] = theta_v < math.inf
-        if fast[i]:
-            theta_r_max = max(theta_r_max, theta_r)
+        fast[i], theta_rows[i] = theta_v < math.inf, theta_r
         for j in range(n):
             t[j] = gr[j] * scale[j] if scale.size else gr[j]
         mh = _psum(t, n, scratch) / n
@@ -289,14 +330,7 @@ def ln_backward(x, g, scale, eps, c, dx, bound_dx, fast, cols, cols_abs, shift):
             acc[1, j] += abs(term)
             acc[2, j] += gr[j]
             acc[3, j] += abs(gr[j])
-            shift[j] += abs(gr[j]) * (r_up * e_mu)
-        for q in range(4):
-            _column_push(acc[q], part[q], i, rows)
-    _column_finish(part[0], cols[0])
-    _column_finish(part[1], cols_abs[0])
-    _column_finish(part[2], cols[1])
-    _column_finish(part[3], cols_abs[1])
-    return theta_r_max
+            acc[4, j] += abs(gr[j]) * (r_up * e_mu)
 
 
 @njit(**_JIT)
@@ -322,47 +356,66 @@ def _round_slow(y, bound, p, emin, emax, maxf):
     return (-v if y < 0 else v), decided
 
 
-@njit(**_JIT)
-def round_bounded(approx, bound, p, emin, emax, maxf, out, decided):
-    """Round ``approx`` (error at most ``bound``) to ``p`` bits; ``decided`` where proven.
+#: Elements per task of the rounding kernel.
+ROUND_BLOCK = 4096
 
+
+@Kernel
+def round_bounded(start, stop, approx, lo, bound, p, emin, emax, maxf, out, decided):
+    """Round blocks ``start:stop`` of ``approx + lo`` (error at most ``bound``) to ``p`` bits; ``decided`` where proven.
+
+    ``lo`` is ``None`` (a plain float64 approximation) or the low parts of
+    double-word approximations: ``approx`` is the float64 nearest to
+    ``approx + lo``, so ``|lo|`` is at most half the spacing on its side.
     ``out`` is float64 for ``p = 53`` and float32 otherwise: for those two formats
     the store itself rounds (nearest even) in the normal range.
 
-    The common case works on the bits: the distance to the nearest midpoint, in
-    quarter float64 ulps, against the bound in the same unit. Just above a power
-    of two the midpoint below is a quarter quantum away (a quarter float64 ulp
-    for ``p = 53``). Zeros, values near the target's subnormal range or float64's
-    extremes take ``_round_slow``.
+    The common case works on the bits: the distance from ``approx + lo`` to the
+    nearest midpoint of the format, in quarter float64 ulps of ``approx``,
+    against the bound in the same unit. The midpoints around ``approx`` are the
+    one above its truncation to ``p`` bits and the one below (a quarter quantum
+    below a power of two); ``lo`` moves the value by less than half a float64 ulp,
+    so no other is nearer. Where ``approx`` lies on a midpoint and ``lo`` is not
+    zero, it is moved one float64 step towards ``approx + lo`` before rounding,
+    which then goes the way the double word does. Zeros, values near the target's
+    subnormal range or float64's extremes take ``_round_slow`` with the bound
+    widened by ``|lo|``.
     """
     bits = approx.view(np.int64)
-    rbits = np.empty(1, dtype=np.int64)
-    rval = rbits.view(np.float64)
     drop = 53 - p
     mask = (np.int64(1) << drop) - 1
     half2 = np.int64(1) << drop
     half4 = half2 << 1
     tmask = (np.int64(1) << (p - 1)) - 1
     direct = p == 53 or p == 24
-    for i in range(approx.size):
+    rbits = np.empty(1, dtype=np.int64)
+    rval = rbits.view(np.float64)
+    for i in range(start * ROUND_BLOCK, min(approx.size, stop * ROUND_BLOCK)):
         b = bits[i]
         ab = b & _ABS
         e = (ab >> 52) - 1023
+        low = 0.0 if lo is None else lo[i]
         if emin <= e <= emax and e >= -970:
+            scale4 = 4.0 * _POW2[52 - e + 1022]  # quarter float64 ulps of approx per unit
             low4 = (ab & mask) << 2
-            d4 = abs(low4 - half4)
-            if (ab >> drop) & tmask == 0:
-                d4 = min(d4, low4 + (half4 >> 1))
-            decided[i] = d4 > 4.0 * bound[i] * _POW2[52 - e + 1022] * _WIDEN
+            below = half4 >> 1 if (ab >> drop) & tmask == 0 else half4
+            if lo is None:  # (a compile-time branch: numba prunes it) integers only
+                d4 = float(min(abs(low4 - half4), low4 + below))
+            else:
+                l4 = low * scale4 * float((b >> 63) | 1)  # positive: away from zero (no branch on the sign)
+                d4 = min(abs(float(low4 - half4) + l4), abs(float(low4 + below) + l4))
+                if l4 != 0 and low4 == half4:
+                    ab += 1 if l4 > 0 else -1
+            decided[i] = d4 > bound[i] * scale4 * _WIDEN
             if direct:  # the store into float32 / float64 rounds to nearest even (normal range)
-                out[i] = approx[i]
+                rbits[0] = ab | (b & ~_ABS)
+                out[i] = rval[0]
                 continue
-            if drop > 0:
-                ab = (ab + (half2 >> 1) - 1 + ((ab >> drop) & 1)) & ~mask
+            ab = (ab + (half2 >> 1) - 1 + ((ab >> drop) & 1)) & ~mask
             rbits[0] = ab | (b & ~_ABS)
             v = rval[0]
             if abs(v) > maxf:
                 v = -math.inf if b < 0 else math.inf
             out[i] = v
         else:
-            out[i], decided[i] = _round_slow(approx[i], bound[i], p, emin, emax, maxf)
+            out[i], decided[i] = _round_slow(approx[i], bound[i] + abs(low), p, emin, emax, maxf)

@@ -59,6 +59,8 @@ def layer_norm(
     bias: object = None,
     eps: float = 1e-5,
     weight_offset: int = 0,
+    *,
+    threads: int | None = None,
 ) -> Exact:
     """Exact LayerNorm over the last axis of ``x`` (biased variance, eps inside the root).
 
@@ -73,7 +75,19 @@ def layer_norm(
     consts = np.array([st.g1, st.gl, st.gv, g_a, SAFETY])
     y, bound = np.empty(inp.x.shape), np.empty(inp.x.shape)
     with np.errstate(all="ignore"):
-        kernels.ln_forward(inp.x, _vector(inp.scale), _vector(inp.bias), inp.eps, consts, y, bound, st.fast)
+        kernels.ln_forward(
+            inp.rows,
+            inp.x,
+            _vector(inp.scale),
+            _vector(inp.bias),
+            inp.eps,
+            consts,
+            y,
+            bound,
+            st.fast,
+            work=inp.x.size,
+            threads=threads,
+        )
     bound[~st.proven_rows()] = np.inf
     undefined = st.bad_rows[:, None] | ~inp.finite_columns
 
@@ -87,7 +101,7 @@ def layer_norm(
         b = Fraction(0) if inp.bias_q is None else inp.bias_q[j]
         return RootSum(((scaled_row(row)[j], v),), b)
 
-    return Exact(y.reshape(inp.shape), bound.reshape(inp.shape), element, undefined.reshape(inp.shape))
+    return Exact(y.reshape(inp.shape), bound.reshape(inp.shape), element, undefined.reshape(inp.shape), threads=threads)
 
 
 def layer_norm_backward(
@@ -97,6 +111,8 @@ def layer_norm_backward(
     bias: object = None,
     eps: float = 1e-5,
     weight_offset: int = 0,
+    *,
+    threads: int | None = None,
 ) -> tuple[Exact, Exact | None, Exact | None]:
     """Exact gradients of :func:`layer_norm`: ``(grad_input, grad_weight, grad_bias)``.
 
@@ -112,12 +128,30 @@ def layer_norm_backward(
     theta_h = gamma(inp.scale_roundings)  # h = fl(g * scale)
     consts = np.array([st.g1, st.gl, st.gv, theta_h / (1 - theta_h), SAFETY])
     dx, bound_dx = np.empty(inp.x.shape), np.empty(inp.x.shape)
-    cols, cols_abs, shift = np.empty((2, n)), np.empty((2, n)), np.zeros(n)
+    chunks = kernels.chunks(inp.rows)
+    part, theta_r = np.zeros((5, chunks, n)), np.empty(inp.rows)
     with np.errstate(all="ignore"):
-        theta_r_max = kernels.ln_backward(
-            inp.x, inp.grad, _vector(inp.scale), inp.eps, consts, dx, bound_dx, st.fast, cols, cols_abs, shift
+        kernels.ln_backward(
+            chunks,
+            inp.x,
+            inp.grad,
+            _vector(inp.scale),
+            inp.eps,
+            consts,
+            dx,
+            bound_dx,
+            st.fast,
+            theta_r,
+            part,
+            work=inp.x.size,
+            threads=threads,
         )
+    # cols[0], cols_abs[0]: sum g (x - mu) r and of magnitudes; cols[1], cols_abs[1]: of g; shift: |g| r_up e_mu.
+    cols, cols_abs, shift = np.empty((2, n)), np.empty((2, n)), np.empty(n)
+    for q, out in enumerate((cols[0], cols_abs[0], cols[1], cols_abs[1], shift)):
+        kernels.column_finish(part[q], out)
     proven = st.proven_rows()
+    theta_r_max = float(theta_r[proven].max(initial=0.0))
     bound_dx[~proven] = np.inf
     undefined_dx = (st.bad_rows | ~inp.finite_grad.all(axis=-1))[:, None] | ~inp.finite_columns.all()
     undefined_dx = np.broadcast_to(undefined_dx, inp.x.shape)
@@ -135,7 +169,9 @@ def layer_norm_backward(
         ds, hs, v, mean_h, k_q = row_terms(row)
         return RootSum(((hs[j] - mean_h - ds[j] * k_q, v),))
 
-    grad_input = Exact(dx.reshape(inp.shape), bound_dx.reshape(inp.shape), dx_element, undefined_dx.reshape(inp.shape))
+    grad_input = Exact(
+        dx.reshape(inp.shape), bound_dx.reshape(inp.shape), dx_element, undefined_dx.reshape(inp.shape), threads=threads
+    )
     x_all, g_all = inp.x, inp.grad
     gr = gamma(psum_depth(inp.rows))
     grad_weight = grad_bias = None
@@ -154,7 +190,9 @@ def layer_norm_backward(
                 terms.append((Fraction(float(g_all[row, j])) * (Fraction(float(x_all[row, j])) - mu), v))
             return RootSum(tuple(terms))
 
-        grad_weight = Exact(cols[0], bound_dw, dw_element, st.bad_rows.any() | ~inp.finite_grad.all(axis=0))
+        grad_weight = Exact(
+            cols[0], bound_dw, dw_element, st.bad_rows.any() | ~inp.finite_grad.all(axis=0), threads=threads
+        )
     if inp.bias is not None:
         bound_db = gr * cols_abs[1] / (1 - gr) * SAFETY
         if not inp.fast_rows.all():
@@ -163,5 +201,5 @@ def layer_norm_backward(
         def db_element(j: int) -> RootSum:
             return RootSum((), dyadic_sum([Fraction(v) for v in g_all[:, j].tolist()]))
 
-        grad_bias = Exact(cols[1], bound_db, db_element, ~inp.finite_grad.all(axis=0))
+        grad_bias = Exact(cols[1], bound_db, db_element, ~inp.finite_grad.all(axis=0), threads=threads)
     return grad_input, grad_weight, grad_bias

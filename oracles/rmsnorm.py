@@ -7,9 +7,25 @@ from functools import cache
 
 import numpy as np
 
-from oracles import kernels
+from oracles import ddkernels, kernels
 from oracles.exact import Exact
-from oracles.fastpath import SAFETY, compose, gamma, psum_depth
+from oracles.fastpath import (
+    DD_ADD,
+    DD_DIV,
+    DD_R0,
+    DD_SCALED_TERM,
+    SAFETY,
+    U,
+    compose,
+    dd_column_depths,
+    dd_dot_depths,
+    dd_dot_error,
+    dd_mul_error,
+    dd_rms_theta_v,
+    dd_sum_error,
+    gamma,
+    psum_depth,
+)
 from oracles.inputs import NormInputs, dyadic_sum
 from oracles.rootsum import RootSum
 
@@ -38,11 +54,25 @@ def _scale(inp: NormInputs) -> np.ndarray:
     return np.empty(0) if inp.scale is None else inp.scale
 
 
-def rms_norm(x: object, weight: object = None, eps: float = 1e-6, weight_offset: int = 0) -> Exact:
+def _dd_constants(inp: NormInputs) -> list[float]:
+    """The constants every double-word RMSNorm kernel reads first (see ``ddkernels.rms_stat``)."""
+    return [dd_rms_theta_v(inp.n), DD_R0, SAFETY]
+
+
+def _words_proven(inp: NormInputs, proven: np.ndarray) -> np.ndarray:
+    """Rows the double-word kernels proved, given the scale's range."""
+    return proven & inp.scale_words[2] & (inp.n < 2**24)
+
+
+def rms_norm(
+    x: object, weight: object = None, eps: float = 1e-6, weight_offset: int = 0, *, threads: int | None = None
+) -> Exact:
     """Exact RMSNorm over the last axis of ``x``.
 
     ``y = x / sqrt(mean(x**2, -1) + eps) * (weight + weight_offset)``; no weight
-    means a scale of 1. ``eps`` is taken at its exact binary64 value.
+    means a scale of 1. ``eps`` is taken at its exact binary64 value. ``threads``:
+    how many threads the compiled fast path may use (default: numba's, which
+    follows ``NUMBA_NUM_THREADS``); every count gives the same bits.
 
     >>> import numpy as np
     >>> y = rms_norm(np.array([3.0, 4.0], np.float32), eps=0.0)  # rms = sqrt(12.5)
@@ -53,12 +83,24 @@ def rms_norm(x: object, weight: object = None, eps: float = 1e-6, weight_offset:
     """
     inp = NormInputs(x, weight=weight, eps=eps, weight_offset=weight_offset)
     st = _Rms(inp)
-    # y = fl(fl(x * scale) * r): the scale's roundings, one more, and r's error.
-    rho = compose(st.theta_r, gamma(inp.scale_roundings + 1))
     y, bound = np.empty(inp.x.shape), np.empty(inp.x.shape)
-    with np.errstate(all="ignore"):
-        kernels.rms_forward(inp.x, _scale(inp), inp.eps, rho / (1 - rho) * SAFETY, y, bound)
-    bound[~inp.fast_rows] = np.inf
+    low = None
+    if inp.wide:  # double words: float64 outputs are decided too
+        low, proven = np.empty(inp.x.shape), np.empty(inp.rows, dtype=bool)
+        sh, sl, _ = inp.scale_words
+        consts = np.array([*_dd_constants(inp), DD_SCALED_TERM if sl.size else 0.0, dd_mul_error(U, U)])
+        with np.errstate(all="ignore"):
+            ddkernels.rms_forward(
+                inp.rows, inp.x, sh, sl, inp.eps, consts, y, low, bound, proven, work=inp.x.size, threads=threads
+            )
+        bound[~_words_proven(inp, proven)] = np.inf
+    else:
+        # y = fl(fl(x * scale) * r): the scale's roundings, one more, and r's error.
+        rho = compose(st.theta_r, gamma(inp.scale_roundings + 1))
+        with np.errstate(all="ignore"):
+            rel = rho / (1 - rho) * SAFETY
+            kernels.rms_forward(inp.rows, inp.x, _scale(inp), inp.eps, rel, y, bound, work=inp.x.size, threads=threads)
+        bound[~inp.fast_rows] = np.inf
     undefined = st.bad_rows[:, None] | ~inp.finite_columns
 
     @cache
@@ -69,7 +111,14 @@ def rms_norm(x: object, weight: object = None, eps: float = 1e-6, weight_offset:
         row, j = divmod(i, inp.n)
         return RootSum(((scaled_row(row)[j], st.v_q(row)),))
 
-    return Exact(y.reshape(inp.shape), bound.reshape(inp.shape), element, undefined.reshape(inp.shape))
+    return Exact(
+        y.reshape(inp.shape),
+        bound.reshape(inp.shape),
+        element,
+        undefined.reshape(inp.shape),
+        None if low is None else low.reshape(inp.shape),
+        threads,
+    )
 
 
 def rms_norm_backward(
@@ -78,6 +127,8 @@ def rms_norm_backward(
     weight: object = None,
     eps: float = 1e-6,
     weight_offset: int = 0,
+    *,
+    threads: int | None = None,
 ) -> tuple[Exact, Exact | None]:
     """Exact gradients of :func:`rms_norm`: ``(grad_input, grad_weight)``.
 
@@ -88,6 +139,54 @@ def rms_norm_backward(
     inp = NormInputs(x, weight=weight, grad_output=grad_output, eps=eps, weight_offset=weight_offset)
     assert inp.grad is not None
     st = _Rms(inp)
+    n = inp.n
+    backward = _backward_words if inp.wide else _backward_float64
+    with np.errstate(all="ignore"):
+        (dx, dx_low, bound_dx), (dw, dw_low, bound_dw) = backward(inp, st, threads)
+    undefined_dx = (st.bad_rows | ~inp.finite_grad.all(axis=-1))[:, None] | ~inp.finite_columns.all()
+    undefined_dx = np.broadcast_to(undefined_dx, inp.x.shape)
+
+    @cache
+    def row_terms(row: int) -> tuple[list[Fraction], Fraction, Fraction]:
+        xs, hs = inp.x_q(row), inp.scaled_q(inp.g_q(row))
+        v = st.v_q(row)
+        return hs, v, dyadic_sum([a * b for a, b in zip(hs, xs)]) / n / v
+
+    def dx_element(i: int) -> RootSum:
+        row, j = divmod(i, n)
+        hs, v, k_q = row_terms(row)
+        return RootSum(((hs[j] - inp.x_q(row)[j] * k_q, v),))
+
+    grad_input = Exact(
+        dx.reshape(inp.shape),
+        bound_dx.reshape(inp.shape),
+        dx_element,
+        undefined_dx.reshape(inp.shape),
+        None if dx_low is None else dx_low.reshape(inp.shape),
+        threads,
+    )
+    if inp.weight is None:
+        return grad_input, None
+    undefined_dw = st.bad_rows.any() | ~inp.finite_grad.all(axis=0)
+    x_all, g_all = inp.x, inp.grad
+
+    def dw_element(j: int) -> RootSum:
+        return RootSum(
+            tuple(
+                (Fraction(float(g_all[row, j])) * Fraction(float(x_all[row, j])), st.v_q(row))
+                for row in range(inp.rows)
+            )
+        )
+
+    return grad_input, Exact(dw, bound_dw, dw_element, undefined_dw, dw_low, threads)
+
+
+_Approx = tuple[np.ndarray, np.ndarray | None, np.ndarray]  # float64 approximation, low parts, bound
+
+
+def _backward_float64(inp: NormInputs, st: _Rms, threads: int | None) -> tuple[_Approx, _Approx]:
+    """Float64 kernel: ``dx`` and ``dw`` with bounds of a few ``n u`` (16- and 32-bit inputs)."""
+    assert inp.grad is not None
     n, g1, gl = inp.n, gamma(1), gamma(psum_depth(inp.n))
     theta_h = gamma(inp.scale_roundings)  # h = fl(g * scale)
     th = theta_h / (1 - theta_h)
@@ -107,43 +206,74 @@ def rms_norm_backward(
     )
     dx, bound_dx = np.empty(inp.x.shape), np.empty(inp.x.shape)
     with_dw = inp.weight is not None
-    dw, dw_abs = np.empty(n if with_dw else 0), np.empty(n if with_dw else 0)
-    with np.errstate(all="ignore"):
-        kernels.rms_backward(inp.x, inp.grad, _scale(inp), inp.eps, consts, dx, bound_dx, dw, dw_abs)
+    chunks = kernels.chunks(inp.rows)
+    part = np.zeros((2, chunks, n) if with_dw else (0, 0, 0))
+    kernels.rms_backward(
+        chunks, inp.x, inp.grad, _scale(inp), inp.eps, consts, dx, bound_dx, part, work=inp.x.size, threads=threads
+    )
     bound_dx[~inp.fast_rows] = np.inf
-    undefined_dx = (st.bad_rows | ~inp.finite_grad.all(axis=-1))[:, None] | ~inp.finite_columns.all()
-    undefined_dx = np.broadcast_to(undefined_dx, inp.x.shape)
-
-    @cache
-    def row_terms(row: int) -> tuple[list[Fraction], Fraction, Fraction]:
-        xs, hs = inp.x_q(row), inp.scaled_q(inp.g_q(row))
-        v = st.v_q(row)
-        return hs, v, dyadic_sum([a * b for a, b in zip(hs, xs)]) / n / v
-
-    def dx_element(i: int) -> RootSum:
-        row, j = divmod(i, n)
-        hs, v, k_q = row_terms(row)
-        return RootSum(((hs[j] - inp.x_q(row)[j] * k_q, v),))
-
-    grad_input = Exact(dx.reshape(inp.shape), bound_dx.reshape(inp.shape), dx_element, undefined_dx.reshape(inp.shape))
-    if not with_dw:
-        return grad_input, None
-
+    dw, dw_abs = np.empty(n if with_dw else 0), np.empty(n if with_dw else 0)
+    if with_dw:
+        kernels.column_finish(part[0], dw)
+        kernels.column_finish(part[1], dw_abs)
     # Terms fl(fl(g * x) * r), summed over rows in psum order.
     gr = gamma(psum_depth(inp.rows))
     rho_t = compose(st.theta_r, gamma(int(inp.wide) + 1), gr)
     bound_dw = rho_t / (1 - rho_t) * dw_abs / (1 - gr) * SAFETY
     if not inp.fast_rows.all():
         bound_dw[:] = np.inf
-    undefined_dw = st.bad_rows.any() | ~inp.finite_grad.all(axis=0)
-    x_all, g_all = inp.x, inp.grad
+    return (dx, None, bound_dx), (dw, None, bound_dw)
 
-    def dw_element(j: int) -> RootSum:
-        return RootSum(
-            tuple(
-                (Fraction(float(g_all[row, j])) * Fraction(float(x_all[row, j])), st.v_q(row))
-                for row in range(inp.rows)
-            )
-        )
 
-    return grad_input, Exact(dw, bound_dw, dw_element, undefined_dw)
+def _backward_words(inp: NormInputs, st: _Rms, threads: int | None) -> tuple[_Approx, _Approx]:
+    """Double-word kernel: ``dx`` and ``dw`` with bounds of order ``n u**2`` (float64 inputs)."""
+    assert inp.grad is not None
+    n, rows = inp.n, inp.rows
+    sh, sl, _ = inp.scale_words
+    depth_a, _ = dd_dot_depths(n)
+    consts = np.array(
+        [
+            *_dd_constants(inp),
+            DD_SCALED_TERM if sl.size else 0.0,
+            dd_mul_error(U, U),
+            dd_mul_error(U, 0.0),
+            DD_ADD,
+            dd_dot_error(n, U),
+            gamma(depth_a),
+            DD_DIV,
+        ]
+    )
+    dx, dx_low, bound_dx = np.empty(inp.x.shape), np.empty(inp.x.shape), np.empty(inp.x.shape)
+    proven = np.empty(rows, dtype=bool)
+    with_dw = inp.weight is not None
+    chunks = kernels.chunks(rows)
+    cols = np.zeros((4, chunks, n) if with_dw else (0, 0, 0))
+    ddkernels.rms_backward(
+        chunks,
+        inp.x,
+        inp.grad,
+        sh,
+        sl,
+        inp.eps,
+        consts,
+        dx,
+        dx_low,
+        bound_dx,
+        proven,
+        cols,
+        work=inp.x.size,
+        threads=threads,
+    )
+    proven = _words_proven(inp, proven)
+    bound_dx[~proven] = np.inf
+    if not with_dw:
+        return (dx, dx_low, bound_dx), (np.empty(0), None, np.empty(0))
+    out = np.empty((4, n))
+    ddkernels.dd_column_finish(cols, out)
+    depth_a, depth_c = dd_column_depths(rows)
+    # The terms' own bounds (out[3], with their underflows scaling back) and the TwoSum tree over rows.
+    summation = dd_sum_error(depth_a, depth_c, U * (1 + U)) * out[2] / (1 - gamma(depth_a))
+    bound_dw = (out[3] + summation) * SAFETY
+    if not proven.all():
+        bound_dw[:] = np.inf
+    return (dx, dx_low, bound_dx), (out[0], out[1], bound_dw)

@@ -59,20 +59,42 @@ def quantum_exponents(mag: np.ndarray, fmt: FloatFormat) -> np.ndarray:
     return np.maximum(np.where(mag > 0, exponent - 1, fmt.emin), fmt.emin) - (fmt.precision - 1)
 
 
-def round_bounded(approx: np.ndarray, bound: np.ndarray, fmt: FloatFormat) -> tuple[np.ndarray, np.ndarray]:
+def round_bounded(
+    approx: np.ndarray,
+    bound: np.ndarray,
+    fmt: FloatFormat,
+    low: np.ndarray | None = None,
+    threads: int | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
     """Round float64 approximations with absolute error at most ``bound`` into ``fmt``.
 
-    Returns ``(values, decided)``: ``values`` (float32 or float64, exactly
-    representable in ``fmt``) is the correct rounding of the exact value wherever ``decided`` is
-    true, that is wherever no rounding boundary of ``fmt`` lies within ``bound``
-    of ``approx``. Elements with a non-finite approximation or bound are undecided.
-    Both results are flat.
+    ``low``, if given, holds the low parts of double-word approximations
+    ``approx + low`` (``approx`` the float64 nearest to the sum), and ``bound``
+    bounds their error. Returns ``(values, decided)``: ``values`` (float32 or
+    float64, exactly representable in ``fmt``) is the correct rounding of the
+    exact value wherever ``decided`` is true, that is wherever no rounding
+    boundary of ``fmt`` lies within ``bound`` of the approximation. Elements with
+    a non-finite approximation or bound are undecided. Both results are flat.
     """
     bound = np.ascontiguousarray(np.broadcast_to(bound, np.shape(approx)), dtype=np.float64).reshape(-1)
     approx = np.ascontiguousarray(approx, dtype=np.float64).reshape(-1)
+    low = None if low is None else np.ascontiguousarray(low, dtype=np.float64).reshape(-1)
     # float32 holds every value of the 16- and 32-bit formats exactly.
     values = np.empty(approx.shape, dtype=np.float64 if fmt.precision > 24 else np.float32)
     decided = np.empty(approx.shape, dtype=bool)
     with np.errstate(all="ignore"):
-        kernels.round_bounded(approx, bound, fmt.precision, fmt.emin, fmt.emax, float(fmt.max_finite), values, decided)
+        kernels.round_bounded(
+            -(-approx.size // kernels.ROUND_BLOCK),
+            approx,
+            low,
+            bound,
+            fmt.precision,
+            fmt.emin,
+            fmt.emax,
+            float(fmt.max_finite),
+            values,
+            decided,
+            work=approx.size,
+            threads=threads,
+        )
     return values, decided
