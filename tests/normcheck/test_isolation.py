@@ -72,9 +72,10 @@ def test_the_reproducer_of_a_crash_crashes_a_fresh_process_the_same_way(tmp_path
 
 
 def test_a_hang_inside_c_is_stopped_at_the_timeout_and_says_where_it_was_stuck():
-    result = audit(target("HangsInCOnLongRows"), kind="rmsnorm", dtype="float32", examples=5, timeout=1)
+    # 3 s, not less: on a loaded 2-core CI machine a correct call of a short row has taken over 1 s.
+    result = audit(target("HangsInCOnLongRows"), kind="rmsnorm", dtype="float32", examples=5, timeout=3)
     [hang] = [f for f in result.findings if f.check == "timeout"]
-    assert "no result within 1 s, stuck in misbehave (misbehaving.py:" in hang.message
+    assert "no result within 3 s, stuck in misbehave (misbehaving.py:" in hang.message
     assert hang.example.n >= LONG and "pbkdf2_hmac" not in hang.message
     assert checks(result) == {"timeout"}
     assert 1 <= result.restarts <= 4  # once per block past LONG at most: 4095-4096, 4097, 16385, 65537
