@@ -13,10 +13,15 @@ if TYPE_CHECKING:
     from normcheck.isolation import IsolatedCandidate
 
 
-def _tensor(a: np.ndarray, dtype: str) -> str:
+def _hex_values(a: np.ndarray) -> tuple[str, str]:
+    """The elements of ``a`` as exact hex floats (``h = float.fromhex`` in the snippet), and its shape."""
     values = ", ".join(f'h("{float(v).hex()}")' for v in np.asarray(a, dtype=np.float64).ravel())
-    shape = ", ".join(str(d) for d in a.shape)
-    return f"torch.tensor([{values}], dtype=torch.{dtype}).reshape({shape})"
+    return f"[{values}]", ", ".join(str(d) for d in a.shape)
+
+
+def _tensor(a: np.ndarray, dtype: str) -> str:
+    values, shape = _hex_values(a)
+    return f"torch.tensor({values}, dtype=torch.{dtype}).reshape({shape})"
 
 
 def snippet(
@@ -107,9 +112,9 @@ def snippet(
 
 
 def _array(a: np.ndarray) -> str:
-    values = ", ".join(f'h("{float(v).hex()}")' for v in np.asarray(a, dtype=np.float64).ravel())
+    values, shape = _hex_values(a)
     dtype = "ml_dtypes.bfloat16" if str(a.dtype) == "bfloat16" else f"np.{a.dtype}"
-    return f"np.array([{values}], dtype={dtype}).reshape({', '.join(str(d) for d in a.shape)})"
+    return f"np.array({values}, dtype={dtype}).reshape({shape})"
 
 
 def array_snippet(
