@@ -228,7 +228,7 @@ class Candidate:
             raise UsageError(f"{self.name} is audited as a fused residual-add: every call needs a residual")
         if self.fused and self.fused_style is None:  # auto: a first call without gradients tells the style
             probe = self._run(x, weight, bias, None, strided, residual)
-            if self.fused_style is None or grad is None:
+            if self.fused_style != "return" or grad is None:  # in place, the probe is the forward-only answer
                 return probe
         if self.fused_style == "inplace":
             grad = None  # autograd refuses in-place writes into inputs that need gradients
