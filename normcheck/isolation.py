@@ -6,7 +6,9 @@ outputs and gradients. A worker that dies (segfault, abort, ``exit``, an
 out-of-memory kill, a broken CUDA context) or does not answer in time (a hang in
 Python, in C or on the GPU) is stopped and replaced, and the call comes back as a
 :class:`~normcheck.candidate.Run` whose failure is ``crash`` or ``timeout``, with
-the signal and the worker's last words (Python's ``faulthandler`` stack).
+the signal and the worker's last words (Python's ``faulthandler`` stack). From
+the first loss on a spare worker loads in the background, so the next loss is
+replaced at once rather than after torch's import.
 
 A worker is a fresh interpreter (``python -c``, never a fork of the auditor): it
 owns its CUDA context, inherits no threads or locks, and does not re-run the
@@ -27,6 +29,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from pathlib import Path
 
@@ -60,7 +63,7 @@ class IsolatedCandidate:
 
     It answers like :class:`~normcheck.candidate.Candidate` (``describe``, ``run``),
     but a call that kills or stalls the worker is a :class:`Run` with failure
-    ``crash`` or ``timeout``; the next call starts a fresh worker.
+    ``crash`` or ``timeout``, and a fresh worker takes the next call.
     """
 
     def __init__(
@@ -87,29 +90,25 @@ class IsolatedCandidate:
         self.restarts = 0  #: workers started after the first (one per crash or timeout)
         self._payload = _payload(target, name)
         self._layouts: dict[tuple[int, str], Layout] = {}
-        self._process: subprocess.Popen | None = None
-        self._conn: Connection | None = None
-        self._hello: dict | None = None
-        fd, self._log = tempfile.mkstemp(prefix="normcheck-worker-", suffix=".log")
-        os.close(fd)
-        self._launch()
+        self._worker: _Worker | None = self._spawn()
+        self._spare: _Worker | None = None
 
     @property
     def style(self) -> str:
         """``module``, ``factory`` or ``function``: how the target is called."""
-        return self._ready()["style"]
+        return self._ready().hello["style"]
 
     @property
     def framework(self) -> str:
         """``torch``, ``jax`` or ``numpy``: as named, or as the worker detected it (known after a close)."""
         if self._framework is None:
-            self._framework = self._ready()["framework"]
+            self._framework = self._ready().hello["framework"]
         return self._framework
 
     @property
     def function_parameters(self) -> tuple[str, ...]:
         """A function target's parameter names (empty for modules)."""
-        return self._ready()["function_parameters"]
+        return self._ready().hello["function_parameters"]
 
     # -- the Candidate interface ------------------------------------------------
 
@@ -139,16 +138,17 @@ class IsolatedCandidate:
         return run
 
     def close(self) -> None:
-        """Stop the worker (at once: it holds nothing to save, and tearing torch down takes a second)."""
-        if self._process is not None:
-            self._process.kill()
-            self._stop()
-        Path(self._log).unlink(missing_ok=True)
+        """Stop the workers (at once: they hold nothing to save, and tearing torch down takes a second)."""
+        for worker in (self._worker, self._spare):
+            if worker is not None:
+                worker.process.kill()
+                worker.stop()
+        self._worker = self._spare = None
 
-    # -- the worker ----------------------------------------------------------------
+    # -- the workers ---------------------------------------------------------------
 
-    def _launch(self) -> None:
-        """Start a worker in the background; :meth:`_ready` waits for it."""
+    def _spawn(self) -> _Worker:
+        """Start a worker process and send it the target; it loads in the background."""
         ours, theirs = socket.socketpair()
         env = dict(os.environ, **{WORKER_ENV: "1"})
         # Idle OpenMP threads sleep instead of spinning (results are the same): spinning ones took a core
@@ -156,8 +156,9 @@ class IsolatedCandidate:
         env.setdefault("OMP_WAIT_POLICY", "PASSIVE")
         root = str(Path(normcheck.__file__).resolve().parent.parent)  # normcheck importable from a checkout too
         env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH")) if p)
-        with open(self._log, "wb") as log:
-            self._process = subprocess.Popen(
+        fd, log = tempfile.mkstemp(prefix="normcheck-worker-", suffix=".log")
+        with os.fdopen(fd, "wb") as out:
+            process = subprocess.Popen(
                 [
                     sys.executable,
                     "-c",
@@ -166,49 +167,60 @@ class IsolatedCandidate:
                 ],
                 pass_fds=(theirs.fileno(),),
                 stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=log,
+                stdout=out,
+                stderr=out,
                 env=env,
             )
         theirs.close()
-        self._conn = Connection(ours.detach())
+        conn = Connection(ours.detach())
         options = {"device": self.device, "eps": self.eps_override, "compile": self.compile}
         options.update(param_dtype=self.param_dtype, fused=self.fused)
-        self._conn.send((list(sys.path), self._payload, self.name, self._framework, options))
-        self._hello = None
+        conn.send((list(sys.path), self._payload, self.name, self._framework, options))
+        return _Worker(process, conn, log)
 
-    def _ready(self) -> dict:
-        """The worker's greeting (its target's style), starting a fresh worker if the last one was lost."""
-        if self._process is None:
-            self._launch()
-            self.restarts += 1
-        if self._hello is None:
-            assert self._conn is not None
-            if not self._conn.poll(START_TIMEOUT):
-                self._stop()
+    def _replace(self, *, hung: bool = False) -> tuple[str, str | None]:
+        """Stop the lost worker (see :meth:`_Worker.stop`) and put a loaded one in its place.
+
+        After a first loss more are likely (a kernel that crashes on a class of inputs), so from then
+        on a spare worker loads in the background: the next loss does not wait for torch to import.
+        """
+        assert self._worker is not None
+        error, detail = self._worker.stop(hung=hung)
+        self._worker, self._spare = self._spare or self._spawn(), self._spawn()
+        self.restarts += 1
+        return error, detail
+
+    def _ready(self) -> _Worker:
+        """The worker, once it has loaded the target (its greeting tells the target's style)."""
+        worker = self._worker
+        if worker is None:
+            raise RuntimeError(f"the audit of {self.name} is closed")
+        if worker.hello is None:
+            if not worker.conn.poll(START_TIMEOUT):
+                self.close()
                 raise UsageError(f"the worker process did not load {self.name} within {START_TIMEOUT:g} s")
             try:
-                status, value, *_ = self._conn.recv()
+                status, value, *_ = worker.conn.recv()
             except (OSError, EOFError):
-                error, detail = self._stop()
+                error, detail = worker.stop()
+                self.close()
                 last = (detail or "").strip().splitlines()[-1:] or [""]
                 raise UsageError(f"{error} while loading {self.name}: {last[0]}".rstrip(": ")) from None
             if status != "ok":
-                self._stop()
+                self.close()
                 raise UsageError(value)
-            self._hello = value
-        return self._hello
+            worker.hello = value
+        return worker
 
     def _request(self, message: tuple) -> object:
-        self._ready()
-        assert self._conn is not None
+        conn = self._ready().conn
         try:
-            self._conn.send(message)
-            answered = self._conn.poll(self.timeout if self.timeout > 0 else None)
+            conn.send(message)
+            answered = conn.poll(self.timeout if self.timeout > 0 else None)
         except (OSError, EOFError):  # the worker died while reading the message
             answered = True
         if not answered:
-            _, detail = self._stop(hung=True)
+            _, detail = self._replace(hung=True)
             where = _where(detail)
             raise WorkerLost(
                 "timeout",
@@ -216,37 +228,44 @@ class IsolatedCandidate:
                 detail,
             )
         try:
-            status, value, *restart = self._conn.recv()
+            status, value, *restart = conn.recv()
         except (OSError, EOFError):
-            error, detail = self._stop()
+            error, detail = self._replace()
             raise WorkerLost("crash", error, detail) from None
         if restart:  # the device is broken (a sticky CUDA error): the next call gets a fresh worker
-            self._stop()
+            self._replace()
         if status == "usage":
             raise UsageError(value)
         if status != "ok":
             raise RuntimeError(f"normcheck's worker process failed: {value}")
         return value
 
-    def _stop(self, *, hung: bool = False) -> tuple[str, str | None]:
-        """End the worker and return how it ended and its last output.
+
+@dataclass
+class _Worker:
+    """A worker process, the auditor's connection to it, the file its output goes to, and its greeting."""
+
+    process: subprocess.Popen
+    conn: Connection
+    log: str
+    hello: dict | None = None
+
+    def stop(self, *, hung: bool = False) -> tuple[str, str | None]:
+        """End the worker and return how it ended and its last output (its log is removed).
 
         A worker that is waiting for work exits when its connection closes; one
         that crashed is given a moment to finish dying; a hung one is asked for its
         Python stack (faulthandler prints it even from inside C) and killed.
         """
-        process, conn = self._process, self._conn
-        self._process = self._conn = None
-        assert process is not None
-        if conn is not None:
-            conn.close()
+        process = self.process
+        self.conn.close()
         stopped = hung and process.poll() is None
         if stopped:
             if hasattr(signal, "SIGUSR1"):
-                size = os.path.getsize(self._log)
+                size = os.path.getsize(self.log)
                 process.send_signal(signal.SIGUSR1)
                 deadline = time.monotonic() + 2.0
-                while os.path.getsize(self._log) == size and time.monotonic() < deadline:
+                while os.path.getsize(self.log) == size and time.monotonic() < deadline:
                     time.sleep(0.02)
                 time.sleep(0.05)
             process.kill()
@@ -255,7 +274,8 @@ class IsolatedCandidate:
         except subprocess.TimeoutExpired:
             process.kill()
             code, stopped = process.wait(), True
-        detail = _tail(self._log)
+        detail = _tail(self.log)
+        Path(self.log).unlink(missing_ok=True)
         if stopped:
             error = "the worker process was stopped"
         elif code < 0:
