@@ -47,6 +47,7 @@ K_MIN = 2.0
 class Bound:
     """What a correct implementation can do on one output, per element (absolute errors, float64)."""
 
+    fmt: FloatFormat  #: F: the output's format (the parameters' for dw and db), its final rounding's
     scale: np.ndarray  #: S: the magnitude of the terms the element is computed from; errors are read in ulp_F(S)
     base: np.ndarray  #: the roundings correct conventions make in the output format (final casts, Llama's)
     intermediate: np.ndarray  #: the worst case of those inside a gradient (part of base; the sharp tier measures it)
@@ -138,8 +139,13 @@ def bounds(
     grad: np.ndarray | None,
     eps: float,
     offset: int,
+    param_fmt: FloatFormat | None = None,
 ) -> dict[str, Bound]:
-    """The scale and the rigorous bound of every output in ``exact`` (keys ``y``, ``dx``, ``dw``, ``db``)."""
+    """The scale and the rigorous bound of every output in ``exact`` (keys ``y``, ``dx``, ``dw``, ``db``).
+
+    ``fmt`` is the input's format, ``param_fmt`` the parameters' (default ``fmt``): ``dw`` and ``db``
+    round into it at the end; intermediate roundings happen in the input's format.
+    """
     comp = compute_format(fmt)
     uf, uc = unit_roundoff(fmt), unit_roundoff(comp)
     s = _scales(kind, x, weight, grad, eps, offset)
@@ -150,7 +156,8 @@ def bounds(
     out: dict[str, Bound] = {}
     with np.errstate(all="ignore"):
         for name, ex in exact.items():
-            ulp_y = exact_ulp(ex, fmt)
+            out_fmt = param_fmt if param_fmt is not None and name in ("dw", "db") else fmt
+            ulp_y = exact_ulp(ex, out_fmt)
             ulp_y = ulp_y.reshape(-1, ex.shape[-1]) if ulp_y.ndim else ulp_y
             intermediate = 0.0
             if name == "y":
@@ -203,7 +210,7 @@ def bounds(
             scale, base, intermediate, rigorous = (
                 _shaped(a, ulp_y, ex.shape) for a in (scale, base, intermediate, base + rigorous)
             )
-            out[name] = Bound(scale, base, intermediate, rigorous, why)
+            out[name] = Bound(out_fmt, scale, base, intermediate, rigorous, why)
     return out
 
 
@@ -212,7 +219,7 @@ def sharpen(
     fmt: FloatFormat,
     exact: dict[str, oracles.Exact],
     computed: list[dict],
-    conventions: list[dict],
+    conventions: list[dict] | None,
 ) -> dict[str, Bound]:
     """Add the sharp tier: ``FACTOR`` times the largest error, relative to each element's scale, that
     a correct computation makes on this very input (docs/bounds.md).
@@ -221,31 +228,38 @@ def sharpen(
     conventions run in the dtype under audit. Where the output format is narrower, the final roundings
     into it are allowed as in the rigorous bound, and the conventions count by what they err beyond
     their own final rounding: the intermediate roundings they make on this input, measured instead of
-    the rigorous bound's worst case.
+    the rigorous bound's worst case. ``conventions=None``: not run in that dtype (a fused kernel's sum
+    kept in the compute precision), so the worst case of the intermediate roundings stays.
     """
     comp = compute_format(fmt)
     uc = unit_roundoff(comp)
-    narrower = fmt.precision < comp.precision
     out = {}
     for name, b in limits.items():
         ex = exact[name]
         k = K_MIN * uc
+        narrower = b.fmt.precision < comp.precision
         with np.errstate(all="ignore"):
             resolved = (b.scale > 0) & (ex.error_bound <= 2.0**-40 * b.scale)  # the oracle pins the error down
-            final = 0.5 * exact_ulp(ex, fmt) if narrower else 0.0
-            for ref, beyond in [(r, 0.0) for r in computed] + [(r, final) for r in conventions]:
+            final = 0.5 * exact_ulp(ex, b.fmt) if narrower else 0.0
+            for ref, beyond in [(r, 0.0) for r in computed] + [(r, final) for r in conventions or []]:
                 got = ref.get(name)
                 if got is not None and got.shape == ex.shape:
                     rel = np.maximum(np.abs(got - ex.approx) + ex.error_bound - beyond, 0.0) / b.scale
                     rel = rel[resolved & np.isfinite(rel)]
                     k = max(k, float(rel.max(initial=0.0)))
-            sharp = (b.base - b.intermediate if narrower else 0.0) + FACTOR * k * b.scale
-        rounding = f" + the final roundings into {fmt.name} (as rigorous)" if narrower else ""
-        conv = " beyond their final rounding" if narrower else ""
+            measured = b.intermediate if conventions is not None else 0.0
+            sharp = (b.base - measured if narrower else 0.0) + FACTOR * k * b.scale
+        rounding = f" + the final roundings into {b.fmt.name} (as rigorous)" if narrower else ""
+        if narrower and conventions is None:
+            rounding += f" and the worst case of the intermediate ones into {fmt.name}"
+        conv = ""
+        if conventions is not None:
+            conv = f" and of torch's correct conventions in {fmt.name}" + (
+                " beyond their final rounding" if narrower else ""
+            )
         why = (
             f"{FACTOR:g} K S{rounding}: K = the largest |error| / S of correct {comp.name} computations of this "
-            f"input (sums sequential, pairwise, blocked by 256, in 32 lanes) and of torch's correct conventions "
-            f"in {fmt.name}{conv}, at least {K_MIN:g} u_{comp.name}"
+            f"input (sums sequential, pairwise, blocked by 256, in 32 lanes){conv}, at least {K_MIN:g} u_{comp.name}"
         )
         out[name] = replace(b, sharp=np.where(np.isfinite(sharp), sharp, b.rigorous), sharp_reason=why, unit=k)
     return out

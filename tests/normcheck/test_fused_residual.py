@@ -28,6 +28,7 @@ def fused_audit(name: str, **options: object):
     [
         ("add_rms_norm", "return", "rounded to bfloat16"),
         ("FusedAddRMSNorm", "return", "kept in float32"),
+        ("FusedAddLlamaRMSNorm", "return", "kept in float32"),  # half roundings in its backward
         ("fused_add_rms_norm_", "inplace", "rounded to bfloat16"),
     ],
 )

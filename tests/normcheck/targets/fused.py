@@ -36,6 +36,16 @@ class FusedAddRMSNorm(nn.Module):
         return _normalize(s, self.weight, self.eps, x.dtype), s.to(x.dtype)
 
 
+class FusedAddLlamaRMSNorm(FusedAddRMSNorm):
+    """The sum kept in float32, then Llama's cast order: xhat cast to the input dtype, times the weight in it
+    (autograd rounds ``grad * weight`` and the cast's gradient in that dtype: intermediate roundings)."""
+
+    def forward(self, x: torch.Tensor, residual: torch.Tensor):
+        s = x.float() + residual.float()
+        xhat = s * torch.rsqrt(s.pow(2).mean(-1, keepdim=True) + self.eps)
+        return self.weight.to(x.dtype) * xhat.to(x.dtype), s.to(x.dtype)
+
+
 @torch.no_grad()
 def fused_add_rms_norm_(x: torch.Tensor, residual: torch.Tensor, weight: torch.Tensor, eps: float = 1e-6) -> None:
     """vLLM's in-place convention: residual becomes x + residual, x its norm."""
