@@ -19,6 +19,7 @@ float16 keeps its whole range: its squares overflow past 256 and underflow below
 
 from __future__ import annotations
 
+import hashlib
 import math
 from dataclasses import dataclass, field
 
@@ -107,6 +108,15 @@ class Source:
         if size > _ELEMENTWISE:
             return np.random.default_rng(self.integer(0, 2**32 - 1)).integers(lo, hi, size=size, endpoint=True)
         return np.array(self._draw(st.lists(st.integers(lo, hi), min_size=size, max_size=size)), dtype=np.int64)
+
+    def derived(self, data: np.ndarray) -> Source:
+        """A source for values that need not shrink (a gradient, a bias): under hypothesis, a numpy
+        generator seeded by ``data``'s bytes, so they cost the search and the shrinker no choices and
+        change whenever ``data`` shrinks; a numpy source is itself."""
+        if self._draw is None:
+            return self
+        seed = int.from_bytes(hashlib.blake2b(np.ascontiguousarray(data).tobytes(), digest_size=8).digest(), "little")
+        return Source(rng=np.random.default_rng(seed))
 
     def choice(self, options: tuple | list) -> object:
         return options[self.integer(0, len(options) - 1)]
@@ -238,8 +248,9 @@ def make_input(
         x = x.reshape(2, rows // 2, n)
     wfmt = resolve_format(weight_dtype or fmt)
     w, wreg = make_weights(src, wfmt, n, weight_offset, weight_regime)
-    b, _ = make_weights(src, wfmt, n, regime="normal")
-    g = make_rows(src, fmt, n, "normal", count=int(np.prod(x.shape[:-1]))).reshape(x.shape)
+    derived = src.derived(np.asarray(x, np.float64))
+    b, _ = make_weights(derived, wfmt, n, regime="normal")
+    g = make_rows(derived, fmt, n, "normal", count=int(np.prod(x.shape[:-1]))).reshape(x.shape)
     bias = _cast(np.asarray(b, np.float64) - 1, wfmt)
     residual = None
     if residual_regime is not None:
