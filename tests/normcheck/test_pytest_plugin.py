@@ -89,7 +89,16 @@ def test_under_xdist_every_worker_reaches_the_summary_and_the_report_folder(outs
     pytest.importorskip("xdist")
     reports = tmp_path / "reports"
     result = outside_repo.runpytest_subprocess(
-        "-n", "2", "--normcheck-dtype", "float16", "--normcheck-dtype", "bfloat16", "--normcheck-report", str(reports)
+        "-n",
+        "2",
+        "--normcheck-dtype",
+        "float16",
+        "--normcheck-dtype",
+        "bfloat16",
+        "--normcheck-examples",
+        "0",
+        "--normcheck-report",
+        str(reports),
     )
     result.assert_outcomes(passed=2, failed=2)
     result.stdout.fnmatch_lines(["*= normcheck =*"])
