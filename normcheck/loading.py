@@ -103,7 +103,7 @@ def construct_module(
     The hidden size goes to the first of :data:`SIZE_NAMES` it takes (else, with
     ``positional_size``, to its first positional parameter); ``eps``, when given, to
     the first of :data:`EPS_NAMES` it takes (a constructor without one keeps the eps
-    it hard-codes); each of ``extra`` (Flax's ``param_dtype``, ``rngs``) where it takes that name.
+    it hard-codes); each of ``extra`` (Flax's ``param_dtype``, ``rngs``) where it takes that name or ``**kwargs``.
     """
     try:
         if inspect.isclass(maker):
@@ -127,7 +127,8 @@ def construct_module(
     eps_name = next((n for n in EPS_NAMES if n in names), None)
     if eps is not None and eps_name is not None:  # an eps the module hard-codes is stated, not passed
         kwargs[eps_name] = eps
-    kwargs.update({k: v for k, v in (extra or {}).items() if k in names})
+    passes_on = any(p.kind == p.VAR_KEYWORD for p in params)  # a subclass's **kwargs, for its base class
+    kwargs.update({k: v for k, v in (extra or {}).items() if k in names or passes_on})
     try:
         return maker(*args, **kwargs)  # type: ignore[operator]
     except Exception as exc:

@@ -161,6 +161,19 @@ def test_flax_nnx_layernorm_fails_on_rows_with_a_large_mean():
 
 
 @needs_jax
+def test_flax_layernorm_with_the_two_pass_variance_passes_where_the_default_fails():
+    """examples/flax_norms.py: a subclass passing its arguments on through **kwargs gets rngs and param_dtype."""
+    sys.path.insert(0, str(HERE.parents[1] / "examples"))
+    try:
+        from flax_norms import TwoPassLayerNorm
+    finally:
+        sys.path.pop(0)
+    candidate = make_candidate(TwoPassLayerNorm, "TwoPassLayerNorm")
+    assert candidate.describe(8, "float32").parameter_dtype == "float32"
+    assert small_findings(candidate, "layernorm", "float32", regimes=("offset",)) == []
+
+
+@needs_jax
 def test_flax_default_float32_parameters_promote_a_half_input_to_a_float32_output():
     from flax import nnx
 
