@@ -5,7 +5,8 @@ torch.nn.functional.rms_norm, torch.nn.LayerNorm, the Llama, Gemma and T5 norms
 as the installed transformers package writes them, a MiniMind-style RMSNorm
 before and after its fp32-upcast fix, and flax.nnx.RMSNorm and flax.nnx.LayerNorm
 (needs ``pip install normcheck[jax]``), with parameters in the input dtype and in
-float32 (Flax's default), and LayerNorm with its two-pass variance (examples/flax_norms.py); ``--only NAME`` (repeatable) runs the named audits alone.
+float32 (Flax's default), and LayerNorm with its two-pass variance (examples/flax_norms.py);
+``--only NAME`` (repeatable) runs the named audits alone.
 Writes one JSON per implementation into reports/json/ and renders them side by side into reports/rmsnorm/ and
 reports/layernorm/ (report.md with plots, report.html), and prints README's table
 (``python reports/generate.py --table`` prints it from the committed JSON alone).
