@@ -201,7 +201,7 @@ def scaled_row(src: np.ndarray, i: int, sqrt_eps: float, dst: np.ndarray) -> tup
     row = src[i]
     top, least = np.int64(0), _ABS
     for j in range(row.size):
-        ab = bitcast(float(row[j])) & _ABS
+        ab = bitcast(np.float64(row[j])) & _ABS
         top = max(top, ab)
         least = min(least, ab if ab != 0 else _ABS)
     m = bitcast(top)
