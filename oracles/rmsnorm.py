@@ -101,7 +101,7 @@ def rms_norm(
             rel = rho / (1 - rho) * SAFETY
             kernels.rms_forward(inp.rows, inp.x, _scale(inp), inp.eps, rel, y, bound, work=inp.x.size, threads=threads)
         bound[~inp.fast_rows] = np.inf
-    undefined = st.bad_rows[:, None] | ~inp.finite_columns
+    undefined = inp.undefined(st.bad_rows)
 
     @cache
     def scaled_row(row: int) -> list[Fraction]:
@@ -115,7 +115,7 @@ def rms_norm(
         y.reshape(inp.shape),
         bound.reshape(inp.shape),
         element,
-        undefined.reshape(inp.shape),
+        undefined,
         None if low is None else low.reshape(inp.shape),
         threads,
     )
@@ -143,8 +143,7 @@ def rms_norm_backward(
     backward = _backward_words if inp.wide else _backward_float64
     with np.errstate(all="ignore"):
         (dx, dx_low, bound_dx), (dw, dw_low, bound_dw) = backward(inp, st, threads)
-    undefined_dx = (st.bad_rows | ~inp.finite_grad.all(axis=-1))[:, None] | ~inp.finite_columns.all()
-    undefined_dx = np.broadcast_to(undefined_dx, inp.x.shape)
+    undefined_dx = inp.undefined(st.bad_rows, gradient=True)
 
     @cache
     def row_terms(row: int) -> tuple[list[Fraction], Fraction, Fraction]:
@@ -161,7 +160,7 @@ def rms_norm_backward(
         dx.reshape(inp.shape),
         bound_dx.reshape(inp.shape),
         dx_element,
-        undefined_dx.reshape(inp.shape),
+        undefined_dx,
         None if dx_low is None else dx_low.reshape(inp.shape),
         threads,
     )
