@@ -380,47 +380,59 @@ def _round_slow(y, bound, p, emin, emax, maxf):
 ROUND_BLOCK = 4096
 
 
-@njit(**_JIT)
-def _round_range(approx, lo, bound, p, emin, emax, maxf, out, decided):
-    """:func:`round_bounded` of whole arrays."""
+@njit(**_JIT, inline="always")  # (inlined into loops: no call, so they are vectorized)
+def round_element(approx, lo, bound, p, emin, emax, maxf):
+    """The common case of :func:`round_bounded` for one element: ``(value, decided, slow)``.
+
+    Where ``slow`` (zero, near the target's subnormal range or float64's extremes,
+    where ``2**(54 - e)`` is not a float64), the other two are meaningless and
+    :func:`round_slow_elements` does the element. ``lo = 0`` for a plain float64.
+    """
     drop = 53 - p
     mask = (np.int64(1) << drop) - 1
     half2 = np.int64(1) << drop
     half4 = half2 << 1
     half4f = float(half4)
-    tmask = (np.int64(1) << (p - 1)) - 1
-    direct = p == 53 or p == 24
-    slow = 0
-    for i in range(approx.size):
-        b = bitcast(approx[i])
-        ab = b & _ABS
-        e = (ab >> 52) - 1023
-        slow += not ((emin <= e) & (e <= emax) & (e >= -969))  # (no short circuit: no branch)
-        scale4 = bitcast((1077 - e) << 52)  # 2**(54 - e): quarter float64 ulps of approx per unit
-        low4 = (ab & mask) << 2
-        low4f = bitcast(low4 | _TWO52_BITS) - 2.0**52  # float(low4), exactly (low4 < 2**47)
-        below = 0.5 * half4f if (ab >> drop) & tmask == 0 else half4f
-        if lo is None:  # (a compile-time branch: numba prunes it)
-            d4 = min(abs(low4f - half4f), low4f + below)
-        else:
-            l4 = bitcast(bitcast(lo[i]) ^ (b & _SIGN)) * scale4  # positive: away from zero
-            d4 = min(abs((low4f - half4f) + l4), abs((low4f + below) + l4))
-            if low4 == half4:
-                ab += (l4 > 0) - (l4 < 0)
-        decided[i] = d4 > bound[i] * scale4 * _WIDEN
-        if direct:  # the store into float32 / float64 rounds to nearest even (normal range)
-            out[i] = bitcast(ab | (b & _SIGN))
-        else:
-            ab = (ab + (half2 >> 1) - 1 + ((ab >> drop) & 1)) & ~mask
-            v = bitcast(ab | (b & _SIGN))
-            out[i] = v if abs(v) <= maxf else (-math.inf if b < 0 else math.inf)
-    if not slow:
-        return
+    b = bitcast(approx)
+    ab = b & _ABS
+    e = (ab >> 52) - 1023
+    slow = not ((emin <= e) & (e <= emax) & (e >= -969))  # (no short circuit: no branch)
+    scale4 = bitcast((1077 - e) << 52)  # 2**(54 - e): quarter float64 ulps of approx per unit
+    low4 = (ab & mask) << 2
+    low4f = bitcast(low4 | _TWO52_BITS) - 2.0**52  # float(low4), exactly (low4 < 2**47)
+    below = 0.5 * half4f if (ab >> drop) & ((np.int64(1) << (p - 1)) - 1) == 0 else half4f
+    l4 = bitcast(bitcast(lo) ^ (b & _SIGN)) * scale4  # positive: away from zero
+    d4 = min(abs((low4f - half4f) + l4), abs((low4f + below) + l4))
+    if low4 == half4:
+        ab += (l4 > 0) - (l4 < 0)
+    decided = d4 > bound * scale4 * _WIDEN
+    if p == 53 or p == 24:  # the store into float64 / float32 rounds to nearest even (normal range)
+        return bitcast(ab | (b & _SIGN)), decided, slow
+    ab = (ab + (half2 >> 1) - 1 + ((ab >> drop) & 1)) & ~mask
+    v = bitcast(ab | (b & _SIGN))
+    return (v if abs(v) <= maxf else (-math.inf if b < 0 else math.inf)), decided, slow
+
+
+@njit(**_JIT)
+def round_slow_elements(approx, lo, bound, p, emin, emax, maxf, out, decided):
+    """:func:`round_bounded` of the elements that :func:`round_element` calls slow, by ``_round_slow`` (with the
+    bound widened by ``|lo|``)."""
     for i in range(approx.size):
         e = ((bitcast(approx[i]) & _ABS) >> 52) - 1023
         if not (emin <= e <= emax and e >= -969):
             low = 0.0 if lo is None else lo[i]
             out[i], decided[i] = _round_slow(approx[i], bound[i] + abs(low), p, emin, emax, maxf)
+
+
+@njit(**_JIT)
+def _round_range(approx, lo, bound, p, emin, emax, maxf, out, decided):
+    """:func:`round_bounded` of whole arrays."""
+    slow = 0
+    for i in range(approx.size):
+        out[i], decided[i], s = round_element(approx[i], 0.0 if lo is None else lo[i], bound[i], p, emin, emax, maxf)
+        slow += s
+    if slow:
+        round_slow_elements(approx, lo, bound, p, emin, emax, maxf, out, decided)
 
 
 @Kernel
@@ -440,11 +452,10 @@ def round_bounded(start, stop, approx, lo, bound, p, emin, emax, maxf, out, deci
     below a power of two); ``lo`` moves the value by less than half a float64 ulp,
     so no other is nearer. Where ``approx`` lies on a midpoint and ``lo`` is not
     zero, it is moved one float64 step towards ``approx + lo`` before rounding,
-    which then goes the way the double word does. Every quantity of that case is
-    an exact float (integers below ``2**53``, powers of two) built from bits, and
-    the loop has no call, so it is vectorized. Zeros, values near the target's
-    subnormal range or float64's extremes (where ``2**(54 - e)`` is not a float64)
-    are done again after it by ``_round_slow``, with the bound widened by ``|lo|``.
+    which then goes the way the double word does (:func:`round_element`; every
+    quantity there is an exact float, integers below ``2**53`` or powers of two,
+    built from bits). Zeros, values near the target's subnormal range or float64's
+    extremes are done again after it (:func:`round_slow_elements`).
     """
     first, end = start * ROUND_BLOCK, min(approx.size, stop * ROUND_BLOCK)
     part = slice(first, end)  # (views: indices from 0 are known nonnegative, so no wraparound check)
