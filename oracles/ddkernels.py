@@ -13,7 +13,7 @@ Rows are scaled by powers of two first (exact: RMSNorm's ``x * r`` does not chan
 when ``x`` is scaled and ``eps`` with it, and ``dx`` scales back exactly), so that
 ``max(|x'|, sqrt(eps')) in [1/2, 1)``: the statistic is near 1, every product of
 the inputs lies far above the underflow threshold and far below overflow. A row is
-*proven* where the scaling is exact: nonzero ``|x'| >= 2**-300`` (likewise the
+*proven* where the scaling is exact: ``|x'| >= 2**-300`` for every nonzero x (likewise the
 gradient), ``eps' = 0`` or ``>= 2**-960``, and the scale ``2**e`` representable;
 the caller sends the other rows to the exact path.
 """
@@ -27,7 +27,7 @@ from numba import njit
 from numba.core import types as nbtypes
 from numba.extending import intrinsic
 
-from oracles.kernels import _CHUNK, _JIT, _POW2, Kernel
+from oracles.kernels import _ABS, _CHUNK, _JIT, _POW2, Kernel, bitcast
 
 _U = 2.0**-53
 #: An upper bound on the error of one product or quotient that underflows (half the smallest subnormal, doubled).
@@ -112,27 +112,40 @@ def products(ah: np.ndarray, al: np.ndarray, b: np.ndarray, p: np.ndarray, e: np
             e[j] = fma(ah[j], b[j], -pj)
 
 
-@njit(**_JIT)
-def dd_sum(p: np.ndarray, e: np.ndarray) -> tuple[float, float, float]:
-    """``sum(p + e)`` as a normalized double word, and ``sum |p|`` in float64.
+@njit(**_JIT, inline="always")
+def _dot_term(ah: np.ndarray, al: np.ndarray, b: np.ndarray, k: int) -> tuple[float, float]:
+    """``(p, e)`` for ``(ah[k] + al[k]) b[k]``: exact TwoProd of ``ah b``; ``al b`` (``al`` size 0: none) rounds
+    into e."""
+    p = ah[k] * b[k]
+    e = fma(ah[k], b[k], -p)
+    if al.size:
+        e = e + al[k] * b[k]
+    return p, e
 
-    :data:`LANES` lanes (element j into lane ``j mod LANES``), each a TwoSum chain
-    of the ``p`` whose errors and the ``e`` collect in a float64 companion, then
-    the lanes in turn. Error: ``fastpath.dd_dot_error``.
+
+@njit(**_JIT)
+def dd_dot(ah: np.ndarray, al: np.ndarray, b: np.ndarray) -> tuple[float, float, float]:
+    """``sum((ah + al) * b)`` as a normalized double word and ``sum |fl(ah * b)|`` in float64.
+
+    The terms ``p + e`` (:func:`_dot_term`) go into :data:`LANES` lanes (element j
+    into lane ``j mod LANES``), each a TwoSum chain of the ``p`` whose errors and
+    the ``e`` collect in a float64 companion, then the lanes in turn. Error:
+    ``fastpath.dd_dot_error``.
     """
-    n = p.size
+    n = b.size
     s, c, a = np.zeros(LANES), np.zeros(LANES), np.zeros(LANES)
     m = n - n % LANES
     for j in range(0, m, LANES):
         for lane in range(LANES):
-            x = p[j + lane]
+            x, ex = _dot_term(ah, al, b, j + lane)
             s[lane], t = two_sum(s[lane], x)
-            c[lane] += t + e[j + lane]
+            c[lane] += t + ex
             a[lane] += abs(x)
     for lane in range(n - m):
-        s[lane], t = two_sum(s[lane], p[m + lane])
-        c[lane] += t + e[m + lane]
-        a[lane] += abs(p[m + lane])
+        x, ex = _dot_term(ah, al, b, m + lane)
+        s[lane], t = two_sum(s[lane], x)
+        c[lane] += t + ex
+        a[lane] += abs(x)
     hi, lo, total = s[0], c[0], a[0]
     for lane in range(1, LANES):
         hi, t = two_sum(hi, s[lane])
@@ -140,13 +153,6 @@ def dd_sum(p: np.ndarray, e: np.ndarray) -> tuple[float, float, float]:
         total += a[lane]
     hi, lo = two_sum(hi, lo)
     return hi, lo, total
-
-
-@njit(**_JIT)
-def dd_dot(ah: np.ndarray, al: np.ndarray, b: np.ndarray, p: np.ndarray, e: np.ndarray) -> tuple[float, float, float]:
-    """``sum((ah + al) * b)`` as a normalized double word and ``sum |fl(ah * b)|`` (``p``, ``e``: scratch)."""
-    products(ah, al, b, p, e)
-    return dd_sum(p, e)
 
 
 @njit(**_JIT)
@@ -186,23 +192,27 @@ def scale_by_pow2(hi: np.ndarray, lo: np.ndarray, bound: np.ndarray, k: int) -> 
 def scaled_row(src: np.ndarray, i: int, sqrt_eps: float, dst: np.ndarray) -> tuple[int, bool]:
     """Row ``i`` of ``src`` times ``2**-e`` in ``dst``, with ``max(|x|, sqrt_eps) 2**-e`` in [1/2, 1).
 
-    Returns ``(e, exact)``: ``exact`` where every nonzero scaled value is at least
-    ``2**-300`` (so normal, and the scaling exact) and ``2**e`` in range. An all-zero
-    row (with ``sqrt_eps = 0``) keeps ``e = 0``.
+    Returns ``(e, exact)``: ``exact`` where every nonzero value, scaled, is at least
+    ``2**-300`` (so normal, and the scaling exact; not flushed to zero) and ``2**e`` in range. An all-zero
+    row (with ``sqrt_eps = 0``) keeps ``e = 0``. The largest and the least nonzero
+    magnitude come from one pass over the bits (ordered as the magnitudes are, NaN
+    above inf): the scaling is monotonic, so the least decides for every element.
     """
-    m = sqrt_eps
-    for j in range(dst.size):
-        a = abs(src[i, j])
-        if not a <= m:  # NaN and inf make the row unproven
-            m = a
+    row = src[i]
+    top, least = np.int64(0), _ABS
+    for j in range(row.size):
+        ab = bitcast(np.float64(row[j])) & _ABS
+        top = max(top, ab)
+        least = min(least, ab if ab != 0 else _ABS)
+    m = bitcast(top)
+    if m <= sqrt_eps:  # (NaN stays: the row is then unproven)
+        m = sqrt_eps
     ok = m == 0.0 or _SCALE_RANGE[0] <= m <= _SCALE_RANGE[1]
     e = math.frexp(m)[1] if ok else 0
     f = _POW2[1022 - e]
-    for j in range(dst.size):
-        dst[j] = src[i, j] * f
-    for j in range(dst.size):
-        if dst[j] != 0.0 and not abs(dst[j]) >= _SMALLEST_SCALED:
-            ok = False
+    ok = ok and (least == _ABS or bitcast(least) * f >= _SMALLEST_SCALED)
+    for j in range(row.size):
+        dst[j] = row[j] * f
     return e, ok
 
 
@@ -215,17 +225,17 @@ def _scaled_eps(eps: float, e: int) -> tuple[float, bool]:
 
 
 @njit(**_JIT)
-def rms_stat(xs: np.ndarray, eps_s: float, c: np.ndarray, p: np.ndarray, e: np.ndarray) -> tuple[float, float, float]:
+def rms_stat(xs: np.ndarray, eps_s: float, c: np.ndarray) -> tuple[float, float, float]:
     """``r = 1/sqrt(mean(xs**2) + eps_s)`` of a scaled row as ``(rh, rl, theta_r)``: ``|rh + rl - r| <= theta_r r``.
 
     ``c``: theta_v (the relative bound of the double-word ``v``, see
-    ``fastpath.dd_rms_theta_v``), d0 (of ``r0 = fl(1/fl(sqrt(vh)))``), safety;
-    ``p``, ``e``: scratch. One Newton step from ``r0``: ``r1 = r0 + r0 rho / 2``
+    ``fastpath.dd_rms_theta_v``), d0 (of ``r0 = fl(1/fl(sqrt(vh)))``), safety.
+    One Newton step from ``r0``: ``r1 = r0 + r0 rho / 2``
     with the residual ``rho = 1 - v r0**2`` computed to a few ``u**2``
     (docs/theory.md, section 8).
     """
     theta_v, d0, safety = c[0], c[1], c[2]
-    sh, sl, _ = dd_dot(xs, xs[:0], xs, p, e)
+    sh, sl, _ = dd_dot(xs, xs[:0], xs)
     qh, ql = dd_div_int(sh, sl, xs.size)
     vh, t = two_sum(qh, eps_s)
     vh, vl = fast_two_sum(vh, t + ql)
@@ -276,7 +286,7 @@ def rms_forward(start, stop, x, sh, sl, eps, c, y, y_lo, bound, proven):
         e, ok = scaled_row(x, i, sqrt_eps, xs)
         eps_s, ok_eps = _scaled_eps(eps, e)
         proven[i] = ok and ok_eps
-        rh, rl, theta_r = rms_stat(xs, eps_s, c, ah, al)
+        rh, rl, theta_r = rms_stat(xs, eps_s, c)
         rel = compose(compose(theta_a, theta_r), theta_mul)
         rel = rel / (1 - rel) * (1 + _U) * safety
         scaled_terms(xs, sh, sl, ah, al)
@@ -304,15 +314,15 @@ def rms_backward(start, stop, x, g, sh, sl, eps, c, dx, dx_lo, bound_dx, proven,
     with_dw = cols.size > 0
     sqrt_eps = math.sqrt(eps)
     rho_t = theta_mul / (1 - theta_mul)
-    xs, gs, hh, hl, p, e = np.empty(n), np.empty(n), np.empty(n), np.empty(n), np.empty(n), np.empty(n)
+    xs, gs, hh, hl = np.empty(n), np.empty(n), np.empty(n), np.empty(n)
     for i in range(start * _CHUNK, min(rows, stop * _CHUNK)):
         ex, okx = scaled_row(x, i, sqrt_eps, xs)
         eg, okg = scaled_row(g, i, 0.0, gs)
         eps_s, ok_eps = _scaled_eps(eps, ex)
         proven[i] = okx and okg and ok_eps
-        rh, rl, theta_r = rms_stat(xs, eps_s, c, p, e)
+        rh, rl, theta_r = rms_stat(xs, eps_s, c)
         scaled_terms(gs, sh, sl, hh, hl)
-        sum_h, sum_l, sum_abs = dd_dot(hh, hl, xs, p, e)
+        sum_h, sum_l, sum_abs = dd_dot(hh, hl, xs)
         # C = sum(h x) / n; the h's own errors reach it through sum |h x|.
         mh, ml = dd_div_int(sum_h, sum_l, n)
         e_c = (kappa + theta_h * (1 + 4 * _U)) * sum_abs / (1 - gamma_abs) / n + theta_div * abs(mh) * (1 + _U)

@@ -124,8 +124,10 @@ class Exact:
         f = resolve_format(fmt)
         if f.name not in self._rounded:
             values, decided = round_bounded(self._approx, self._bound, f, self._low, self._threads)
-            for i in np.flatnonzero(~decided & ~self._undefined.reshape(-1)):
-                values[i] = self._element(int(i)).refine(partial(_same_rounding, fmt=f), f.precision + 32)
+            if not decided.all():  # (a cheap test spares the common case two passes)
+                undecided = np.flatnonzero(~decided)
+                for i in undecided[~self._undefined.flat[undecided]]:
+                    values[i] = self._element(int(i)).refine(partial(_same_rounding, fmt=f), f.precision + 32)
             with np.errstate(all="ignore"):  # exact conversions; NaN where undefined
                 rounded = values.astype(f.dtype, copy=False).reshape(self.shape)
             if self._undefined.any():

@@ -77,7 +77,7 @@ def dd_sum_error(depth_two_sum: int, depth_low: int, low_share: float) -> float:
 
 
 def dd_dot_depths(n: int) -> tuple[int, int]:
-    """TwoSum steps and float64 roundings any term goes through in ``ddkernels.dd_sum`` of ``n`` terms.
+    """TwoSum steps and float64 roundings any term goes through in ``ddkernels.dd_dot`` of ``n`` terms.
 
     16 lanes of at most ``ceil(n / 16)`` terms, then 15 lane additions in turn; a
     low part goes through ``t + e``, its lane's later additions and at most 16 in

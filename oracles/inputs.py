@@ -133,6 +133,22 @@ class NormInputs:
                 ok &= np.isfinite(v)
         return ok
 
+    def undefined(self, bad_rows: np.ndarray, *, gradient: bool = False) -> np.ndarray:
+        """Elements (shape of x) whose result is undefined: those of the rows ``bad_rows`` and of the channels with a
+        non-finite weight or bias. For grad_input (``gradient``): the rows ``bad_rows``, those with a non-finite
+        grad_output, and every row if a channel is non-finite (each element mixes the whole row).
+
+        (Set in place: numpy's broadcast ``bad_rows[:, None] | bad_columns`` is far slower.)
+        """
+        bad_columns = ~self.finite_columns
+        if gradient:
+            bad_rows = bad_rows | ~self.finite_grad.all(axis=-1) | bad_columns.any()
+        mask = np.zeros((self.rows, self.n), dtype=bool)
+        mask[bad_rows] = True
+        if not gradient:
+            mask[:, bad_columns] = True
+        return mask.reshape(self.shape)
+
     @cached_property
     def fast_rows(self) -> np.ndarray:
         """Rows on which the float64 fast path's error bounds are proven to hold."""

@@ -25,6 +25,8 @@ from concurrent.futures import ThreadPoolExecutor
 import numba
 import numpy as np
 from numba import njit
+from numba.core import types as nbtypes
+from numba.extending import intrinsic
 
 _JIT = {"cache": True, "nogil": True, "error_model": "numpy"}  # IEEE: x / 0 is inf, not an exception
 _CHUNK = 16
@@ -76,9 +78,27 @@ class Kernel:
             f.result()
 
 
+@intrinsic
+def bitcast(typingctx, v):
+    """The bits of a float64 as an int64, or the float64 whose bits an int64 holds."""
+    if v == nbtypes.float64:
+        sig = nbtypes.int64(v)
+    elif isinstance(v, nbtypes.Integer) and v.bitwidth == 64:
+        sig = nbtypes.float64(v)
+    else:
+        return None
+
+    def codegen(context, builder, signature, args):
+        return builder.bitcast(args[0], context.get_value_type(signature.return_type))
+
+    return sig, codegen
+
+
 #: Powers of two 2**k for k in [-1022, 1023], indexed by k + 1022.
 _POW2 = np.ldexp(1.0, np.arange(-1022, 1024))
 _ABS = np.int64(0x7FFFFFFFFFFFFFFF)
+_SIGN = ~_ABS
+_TWO52_BITS = np.int64(0x4330000000000000)  # the bits of 2.0**52
 _WIDEN = 1 + 2.0**-40  # covers the rounding of the slack computations
 
 
@@ -360,6 +380,61 @@ def _round_slow(y, bound, p, emin, emax, maxf):
 ROUND_BLOCK = 4096
 
 
+@njit(**_JIT, inline="always")  # (inlined into loops: no call, so they are vectorized)
+def round_element(approx, lo, bound, p, emin, emax, maxf):
+    """The common case of :func:`round_bounded` for one element: ``(value, decided, slow)``.
+
+    Where ``slow`` (zero, near the target's subnormal range or float64's extremes,
+    where ``2**(54 - e)`` is not a float64), the other two are meaningless and
+    :func:`round_slow_elements` does the element. ``lo = 0`` for a plain float64.
+    """
+    drop = 53 - p
+    mask = (np.int64(1) << drop) - 1
+    half2 = np.int64(1) << drop
+    half4 = half2 << 1
+    half4f = float(half4)
+    b = bitcast(approx)
+    ab = b & _ABS
+    e = (ab >> 52) - 1023
+    slow = not ((emin <= e) & (e <= emax) & (e >= -969))  # (no short circuit: no branch)
+    scale4 = bitcast((1077 - e) << 52)  # 2**(54 - e): quarter float64 ulps of approx per unit
+    low4 = (ab & mask) << 2
+    low4f = bitcast(low4 | _TWO52_BITS) - 2.0**52  # float(low4), exactly (low4 < 2**47)
+    below = 0.5 * half4f if (ab >> drop) & ((np.int64(1) << (p - 1)) - 1) == 0 else half4f
+    l4 = bitcast(bitcast(lo) ^ (b & _SIGN)) * scale4  # positive: away from zero
+    d4 = min(abs((low4f - half4f) + l4), abs((low4f + below) + l4))
+    if low4 == half4:
+        ab += (l4 > 0) - (l4 < 0)
+    decided = d4 > bound * scale4 * _WIDEN
+    if p == 53 or p == 24:  # the store into float64 / float32 rounds to nearest even (normal range)
+        return bitcast(ab | (b & _SIGN)), decided, slow
+    ab = (ab + (half2 >> 1) - 1 + ((ab >> drop) & 1)) & ~mask
+    v = bitcast(ab | (b & _SIGN))
+    return (v if abs(v) <= maxf else (-math.inf if b < 0 else math.inf)), decided, slow
+
+
+@njit(**_JIT)
+def round_slow_elements(approx, lo, bound, p, emin, emax, maxf, out, decided):
+    """:func:`round_bounded` of the elements that :func:`round_element` calls slow, by ``_round_slow`` (with the
+    bound widened by ``|lo|``)."""
+    for i in range(approx.size):
+        e = ((bitcast(approx[i]) & _ABS) >> 52) - 1023
+        if not (emin <= e <= emax and e >= -969):
+            low = 0.0 if lo is None else lo[i]
+            out[i], decided[i] = _round_slow(approx[i], bound[i] + abs(low), p, emin, emax, maxf)
+
+
+@njit(**_JIT)
+def _round_range(approx, lo, bound, p, emin, emax, maxf, out, decided):
+    """:func:`round_bounded` of whole arrays."""
+    slow = 0
+    for i in range(approx.size):
+        out[i], decided[i], s = round_element(approx[i], 0.0 if lo is None else lo[i], bound[i], p, emin, emax, maxf)
+        slow += s
+    if slow:
+        round_slow_elements(approx, lo, bound, p, emin, emax, maxf, out, decided)
+
+
 @Kernel
 def round_bounded(start, stop, approx, lo, bound, p, emin, emax, maxf, out, decided):
     """Round blocks ``start:stop`` of ``approx + lo`` (error at most ``bound``) to ``p`` bits; ``decided`` where proven.
@@ -377,45 +452,13 @@ def round_bounded(start, stop, approx, lo, bound, p, emin, emax, maxf, out, deci
     below a power of two); ``lo`` moves the value by less than half a float64 ulp,
     so no other is nearer. Where ``approx`` lies on a midpoint and ``lo`` is not
     zero, it is moved one float64 step towards ``approx + lo`` before rounding,
-    which then goes the way the double word does. Zeros, values near the target's
-    subnormal range or float64's extremes take ``_round_slow`` with the bound
-    widened by ``|lo|``.
+    which then goes the way the double word does (:func:`round_element`; every
+    quantity there is an exact float, integers below ``2**53`` or powers of two,
+    built from bits). Zeros, values near the target's subnormal range or float64's
+    extremes are done again after it (:func:`round_slow_elements`).
     """
-    bits = approx.view(np.int64)
-    drop = 53 - p
-    mask = (np.int64(1) << drop) - 1
-    half2 = np.int64(1) << drop
-    half4 = half2 << 1
-    tmask = (np.int64(1) << (p - 1)) - 1
-    direct = p == 53 or p == 24
-    rbits = np.empty(1, dtype=np.int64)
-    rval = rbits.view(np.float64)
-    for i in range(start * ROUND_BLOCK, min(approx.size, stop * ROUND_BLOCK)):
-        b = bits[i]
-        ab = b & _ABS
-        e = (ab >> 52) - 1023
-        low = 0.0 if lo is None else lo[i]
-        if emin <= e <= emax and e >= -970:
-            scale4 = 4.0 * _POW2[52 - e + 1022]  # quarter float64 ulps of approx per unit
-            low4 = (ab & mask) << 2
-            below = half4 >> 1 if (ab >> drop) & tmask == 0 else half4
-            if lo is None:  # (a compile-time branch: numba prunes it) integers only
-                d4 = float(min(abs(low4 - half4), low4 + below))
-            else:
-                l4 = low * scale4 * float((b >> 63) | 1)  # positive: away from zero (no branch on the sign)
-                d4 = min(abs(float(low4 - half4) + l4), abs(float(low4 + below) + l4))
-                if l4 != 0 and low4 == half4:
-                    ab += 1 if l4 > 0 else -1
-            decided[i] = d4 > bound[i] * scale4 * _WIDEN
-            if direct:  # the store into float32 / float64 rounds to nearest even (normal range)
-                rbits[0] = ab | (b & ~_ABS)
-                out[i] = rval[0]
-                continue
-            ab = (ab + (half2 >> 1) - 1 + ((ab >> drop) & 1)) & ~mask
-            rbits[0] = ab | (b & ~_ABS)
-            v = rval[0]
-            if abs(v) > maxf:
-                v = -math.inf if b < 0 else math.inf
-            out[i] = v
-        else:
-            out[i], decided[i] = _round_slow(approx[i], bound[i] + abs(low), p, emin, emax, maxf)
+    first, end = start * ROUND_BLOCK, min(approx.size, stop * ROUND_BLOCK)
+    part = slice(first, end)  # (views: indices from 0 are known nonnegative, so no wraparound check)
+    _round_range(
+        approx[part], lo if lo is None else lo[part], bound[part], p, emin, emax, maxf, out[part], decided[part]
+    )

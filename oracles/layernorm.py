@@ -89,7 +89,7 @@ def layer_norm(
             threads=threads,
         )
     bound[~st.proven_rows()] = np.inf
-    undefined = st.bad_rows[:, None] | ~inp.finite_columns
+    undefined = inp.undefined(st.bad_rows)
 
     @cache
     def scaled_row(row: int) -> list[Fraction]:
@@ -101,7 +101,7 @@ def layer_norm(
         b = Fraction(0) if inp.bias_q is None else inp.bias_q[j]
         return RootSum(((scaled_row(row)[j], v),), b)
 
-    return Exact(y.reshape(inp.shape), bound.reshape(inp.shape), element, undefined.reshape(inp.shape), threads=threads)
+    return Exact(y.reshape(inp.shape), bound.reshape(inp.shape), element, undefined, threads=threads)
 
 
 def layer_norm_backward(
@@ -153,8 +153,7 @@ def layer_norm_backward(
     proven = st.proven_rows()
     theta_r_max = float(theta_r[proven].max(initial=0.0))
     bound_dx[~proven] = np.inf
-    undefined_dx = (st.bad_rows | ~inp.finite_grad.all(axis=-1))[:, None] | ~inp.finite_columns.all()
-    undefined_dx = np.broadcast_to(undefined_dx, inp.x.shape)
+    undefined_dx = inp.undefined(st.bad_rows, gradient=True)
 
     @cache
     def row_terms(row: int) -> tuple[list[Fraction], list[Fraction], Fraction, Fraction, Fraction]:
@@ -169,9 +168,7 @@ def layer_norm_backward(
         ds, hs, v, mean_h, k_q = row_terms(row)
         return RootSum(((hs[j] - mean_h - ds[j] * k_q, v),))
 
-    grad_input = Exact(
-        dx.reshape(inp.shape), bound_dx.reshape(inp.shape), dx_element, undefined_dx.reshape(inp.shape), threads=threads
-    )
+    grad_input = Exact(dx.reshape(inp.shape), bound_dx.reshape(inp.shape), dx_element, undefined_dx, threads=threads)
     x_all, g_all = inp.x, inp.grad
     gr = gamma(psum_depth(inp.rows))
     grad_weight = grad_bias = None

@@ -55,6 +55,12 @@ def test_float64_outputs_of_random_float64_rows_are_decided_without_the_exact_pa
         assert decided.all(), f"{int((~decided).sum())} undecided"
 
 
+def test_an_element_that_the_row_scaling_flushes_to_zero_leaves_its_row_to_the_exact_path():
+    # Scaled by 2**-41, 2**-1060 underflows to 0: a double word 0 with bound 0 would call y exactly 0.
+    y = oracles.rms_norm(np.array([2.0**40, 2.0**-1060]), eps=0.0)
+    assert y.exceeds(np.zeros(2), 0.0).tolist() == [True, True]
+
+
 def test_a_double_word_on_a_midpoint_rounds_the_way_its_low_part_says():
     tie = 1 + 2.0**-24  # halfway between the float32 neighbours 1 and 1 + 2**-23
     for low, expected in ((2.0**-80, 1 + 2.0**-23), (-(2.0**-80), 1.0)):
