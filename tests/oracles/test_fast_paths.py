@@ -61,6 +61,16 @@ def test_an_element_that_the_row_scaling_flushes_to_zero_leaves_its_row_to_the_e
     assert y.exceeds(np.zeros(2), 0.0).tolist() == [True, True]
 
 
+def test_float32_rows_beside_a_float64_weight_take_the_double_words_and_agree_with_float64_rows():
+    rng = np.random.default_rng(5)
+    x, g = rng.standard_normal((2, 3, 40)).astype(np.float32)
+    w = rng.standard_normal(40)
+    mixed, wide = oracles.rms_norm_backward(x, g, w), oracles.rms_norm_backward(x.astype(np.float64), g, w)
+    for a, b in zip((oracles.rms_norm(x, w), *mixed), (oracles.rms_norm(x.astype(np.float64), w), *wide)):
+        assert a.words is not None
+        np.testing.assert_array_equal(a.round("float64"), b.round("float64"))
+
+
 def test_a_double_word_on_a_midpoint_rounds_the_way_its_low_part_says():
     tie = 1 + 2.0**-24  # halfway between the float32 neighbours 1 and 1 + 2**-23
     for low, expected in ((2.0**-80, 1 + 2.0**-23), (-(2.0**-80), 1.0)):
