@@ -41,6 +41,12 @@ def exact_row(a: np.ndarray) -> list[Fraction]:
     return [Fraction(v) for v in a.tolist()]
 
 
+def exact_channels(a: np.ndarray) -> list[Fraction]:
+    """:func:`exact_row` of a parameter vector, with 0 in its non-finite channels: every result that
+    reads such a channel is undefined (NaN) and never evaluated, while the other channels' are."""
+    return [Fraction(v) if math.isfinite(v) else Fraction(0) for v in a.tolist()]
+
+
 def dyadic_sum(values: list[Fraction]) -> Fraction:
     """Exact sum of rationals whose denominators are powers of two (fast path of ``sum``)."""
     if not values:
@@ -193,11 +199,11 @@ class NormInputs:
         """Exact scale per channel: ``weight + weight_offset`` (``None`` for no weight)."""
         if self.weight is None:
             return None
-        return [w + self.offset for w in exact_row(self.weight)]
+        return [w + self.offset for w in exact_channels(self.weight)]
 
     @cached_property
     def bias_q(self) -> list[Fraction] | None:
-        return None if self.bias is None else exact_row(self.bias)
+        return None if self.bias is None else exact_channels(self.bias)
 
     @lru_cache(maxsize=256)  # noqa: B019 - the cache lives and dies with the inputs
     def x_q(self, row: int) -> list[Fraction]:

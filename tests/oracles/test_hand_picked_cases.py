@@ -95,6 +95,19 @@ def test_non_finite_inputs_give_nan_where_they_reach_and_never_raise():
     assert np.isnan(dw.round("float32")).all()  # every dw depends on every row of x
 
 
+@pytest.mark.parametrize("kind", ["rms_norm", "layer_norm"])
+def test_a_non_finite_parameter_leaves_the_exact_path_of_the_other_channels_intact(kind):
+    # 2**-1060 scaled by the row's 2**-2 flushes to zero, so that row takes the exact path.
+    x = np.array([[1.0, 2.0**-1060, 3.0]])
+    finite, infinite = np.array([1.0, 2.0, 5.0]), np.array([1.0, 2.0, np.inf])
+    fn = getattr(oracles, kind)
+    for args in ((infinite,), (finite, infinite)) if kind == "layer_norm" else ((infinite,),):
+        y = fn(x, *args, eps=0.0).round("float64")
+        expected = fn(x, *(finite,) * len(args), eps=0.0).round("float64")
+        np.testing.assert_array_equal(y[0, :2], expected[0, :2])
+        assert np.isnan(y[0, 2])
+
+
 def test_rational_sums_of_square_roots_are_recognised_exactly():
     # sqrt(2) - sqrt(8)/2 = 0: irrational terms that cancel exactly.
     s = RootSum(((Fraction(1), Fraction(1, 2)), (Fraction(-1, 2), Fraction(1, 8))), Fraction(3, 2**12))
