@@ -202,6 +202,7 @@ class IsolatedCandidate:
             try:
                 status, value, *_ = worker.conn.recv()
             except (OSError, EOFError):
+                self._worker = None
                 error, detail = worker.stop()
                 self.close()
                 last = (detail or "").strip().splitlines()[-1:] or [""]

@@ -196,6 +196,17 @@ def test_a_script_without_a_main_guard_gets_told_to_add_one(tmp_path):
     assert done.returncode == 0 and "audited" in done.stdout, done.stderr
 
 
+def test_a_module_that_kills_the_worker_while_loading_is_a_one_line_usage_error(tmp_path, capsys):
+    from normcheck.cli import main
+
+    target = tmp_path / "dies_at_import.py"
+    target.write_text("import os\n\nos.abort()\n\n\nclass Norm:\n    pass\n")
+    assert main(["audit", f"{target}:Norm", "--examples", "0", "--dtype", "float32"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("normcheck: error: the worker process was killed by SIGABRT") and "\n" not in err
+    assert "while loading" in err and "dies_at_import.py:3" in err
+
+
 def test_olmos_layernorm_with_its_hard_coded_eps_audits_and_passes(capsys):
     pytest.importorskip("transformers")
     from normcheck.cli import main
