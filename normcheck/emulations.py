@@ -178,6 +178,19 @@ def ln_half_affine(x, w, b, eps, off):
     return _affine(y, w, b, off, x.dtype)
 
 
+def ln_statistics_cast_apart(x, w, b, eps, off):
+    """Flax: the statistics from one fp32 cast of x and ``x - mean`` from another, times ``rstd * w``; autograd
+    casts the gradients of the two casts to the input dtype separately and adds them there."""
+    torch = require_torch()
+    xs = _up(x)
+    n = xs.shape[-1]
+    mu = xs.sum(-1, keepdim=True) / n
+    r = torch.rsqrt((xs - mu).pow(2).sum(-1, keepdim=True) / n + eps)
+    scale = r if w is None else r * (_up(w) + off)
+    y = (_up(x) - mu) * scale
+    return (y if b is None else y + _up(b)).to(x.dtype)
+
+
 def ln_missing_upcast(x, w, b, eps, off):
     return _affine(_ln(x, eps), w, b, off, x.dtype)
 
@@ -398,6 +411,13 @@ EMULATIONS: tuple[Emulation, ...] = (
     Emulation("all-fp32", "layernorm", True, "upcast, compute in fp32, cast once (F.layer_norm)", ln_all_fp32),
     Emulation(
         "half affine", "layernorm", True, "normalize in fp32, cast, scale and shift in the input dtype", ln_half_affine
+    ),
+    Emulation(
+        "statistics cast apart",
+        "layernorm",
+        True,
+        "statistics and x - mean from separate fp32 casts of x, times rstd * w (Flax)",
+        ln_statistics_cast_apart,
     ),
     Emulation("missing fp32 upcast", "layernorm", False, "everything in the input dtype", ln_missing_upcast),
     Emulation("eps outside sqrt", "layernorm", False, "(x - mu) / (std + eps)", ln_eps_outside_sqrt),

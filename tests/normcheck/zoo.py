@@ -93,6 +93,18 @@ class TwoPassLayerNorm(nn.Module):
         return (y * self.weight.float() + self.bias.float()).to(x.dtype)
 
 
+class CastApartLayerNorm(TwoPassLayerNorm):
+    """Flax's order: statistics from one fp32 cast of x, ``x - mean`` from another, times ``rstd * w`` (autograd
+    rounds the two casts' gradients to the input dtype apart: an error far above all-fp32's on offset rows)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        stats = x.float()
+        mean = stats.mean(-1, keepdim=True)
+        var = (stats - mean).pow(2).mean(-1, keepdim=True)
+        y = (x.float() - mean) * (torch.rsqrt(var + self.eps) * self.weight.float())
+        return (y + self.bias.float()).to(x.dtype)
+
+
 def functional_rms(x: torch.Tensor, weight: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
     """A plain function in the DeepSeek style: all fp32, one cast."""
     xf = x.float()
@@ -322,6 +334,7 @@ CORRECT = [
     ("tests.normcheck.zoo:T5LayerNorm", "rmsnorm", 0),
     ("tests.normcheck.zoo:MiniMindFixedRMSNorm", "rmsnorm", 0),
     ("tests.normcheck.zoo:TwoPassLayerNorm", "layernorm", 0),
+    ("tests.normcheck.zoo:CastApartLayerNorm", "layernorm", 0),
     ("tests.normcheck.zoo:functional_rms", "rmsnorm", 0),
 ]
 
