@@ -10,6 +10,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
+from functools import partial
 
 import numpy as np
 from hypothesis import HealthCheck, Phase, given, seed, settings
@@ -245,6 +246,10 @@ class AuditResult:
     def stat(self, dtype: str, output: str, regime: str) -> ErrorStats:
         return self.stats.setdefault((dtype, output, regime), ErrorStats())
 
+    def add_errors(self, dtype: str, output: str, regime: str, *errors: np.ndarray) -> None:
+        """:meth:`ErrorStats.add` on the statistics of one output, dtype and regime."""
+        self.stat(dtype, output, regime).add(*errors)
+
 
 #: Where an audit's time goes: calls of the implementation (``kernels``: inside its forward and
 #: backward, device synchronized; the rest of ``implementation`` is copies to and from the device and
@@ -440,16 +445,22 @@ class Auditor:
     # -- a fused residual-add ---------------------------------------------------------
 
     def normalized(self, case: NormInput, dtype: str, y: np.ndarray | None = None) -> tuple[NormInput, str | None]:
-        """What the norm of ``case`` normalizes: ``x`` itself, or a fused residual-add's sum, and which sum.
+        """What the norm of ``case`` most likely normalizes (the first of :meth:`sums`), and which sum."""
+        which, option = self.sums(case, dtype, y)[0]
+        return option, which
+
+    def sums(self, case: NormInput, dtype: str, y: np.ndarray | None = None) -> list[tuple[str | None, NormInput]]:
+        """What the norm of ``case`` may normalize: ``x`` itself, or a fused residual-add's sums, named.
 
         Correct fused kernels normalize the sum rounded to the dtype (the unfused composition) or the
-        sum kept in their compute precision. Given the implementation's ``y``, the sum whose exact norm
-        it is nearer to in its worst element, in ulps, is taken (the one a correct implementation passes
-        against: the two norms may differ by less than the roundings a correct convention makes, as
-        Llama's cast of xhat), and named where the two sums differ; else the rounded one, unnamed.
+        sum kept in their compute precision. Where the two differ and the implementation's ``y`` is
+        given, both come back, the one whose exact norm ``y``'s worst element is nearer to (in ulps)
+        first; else the rounded one alone, unnamed. :meth:`judge` judges against the first that a
+        correct implementation passes (the two norms may differ by less than the roundings a correct
+        convention makes, as Llama's cast of xhat, so nearness alone can pick the wrong one).
         """
         if case.residual is None:
-            return case, None
+            return [(None, case)]
         fmt = resolve_format(dtype)
         total = oracles.residual_sum(case.x, case.residual)
         comp = compute_format(fmt)
@@ -457,17 +468,16 @@ class Auditor:
         options = {name: replace(case, x=np.array(s), residual=None) for name, s in sums.items()}
         rounded = next(iter(options))
         if y is None or y.shape != case.x.shape or np.array_equal(*sums.values(), equal_nan=True):
-            return options[rounded], None
+            return [(None, options[rounded])]
         yd = np.asarray(y, np.float64)
 
-        def distance(option: NormInput) -> float:
-            exact = self._exact(option, dtype, grad=False)["y"].approx
+        def distance(name: str) -> float:
+            exact = self._exact(options[name], dtype, grad=False)["y"].approx
             with np.errstate(all="ignore"):
                 d = np.abs(yd - exact) / ulp(exact, fmt)
             return float(d.max(initial=0.0, where=np.isfinite(d)))
 
-        name = min(options, key=lambda k: distance(options[k]))
-        return options[name], name
+        return [(name, options[name]) for name in sorted(options, key=distance)]
 
     def _residual_out(self, case: NormInput, dtype: str) -> tuple[oracles.Exact, Bound]:
         """The exact ``x + residual`` and what a correct residual_out may be off by: half an ulp, and a
@@ -501,17 +511,42 @@ class Auditor:
         got = {"y": run.y, "dx": run.dx, "dw": run.dw, "db": run.db, "residual_out": run.residual_out}
         if run.fused_style is not None:
             self.result.fused_style = run.fused_style
-        normalized, which = self.normalized(case, dtype, run.y)
+        if case.residual is not None:
+            got["dresidual"] = run.dresidual
+        tried = []
+        for which, option in self.sums(case, dtype, run.y):
+            records: list[Callable[[], None]] = []
+            found = self._judge_outputs(got, option, case, dtype, self.grad and run.dx is not None, records)
+            tried.append((which, found, records))
+            if not any(f.check == "accuracy" for f in found):
+                break
+        which, found, records = next((t for t in tried if not any(f.check == "accuracy" for f in t[1])), tried[0])
+        for record in records:
+            record()
         if which is not None and self._collecting:
             counts = self.result.residual_sums.setdefault(dtype, {})
             counts[which] = counts.get(which, 0) + 1
-        exact, limits = self._measure(normalized, dtype, self.grad and run.dx is not None)
+        return findings + found
+
+    def _judge_outputs(
+        self,
+        got: dict[str, np.ndarray | None],
+        normalized: NormInput,
+        case: NormInput,
+        dtype: str,
+        grad: bool,
+        records: list[Callable[[], None]],
+    ) -> list[Finding]:
+        """Every output in ``got`` against the exact outputs on ``normalized`` (``case``'s x, or a fused
+        sum); what they would record (bound reasons, statistics) goes into ``records``, for :meth:`judge`
+        to keep or drop."""
+        exact, limits = self._measure(normalized, dtype, grad)
         if case.residual is not None:  # the residual's gradient is x's: both reach the norm through the sum
-            got["dresidual"] = run.dresidual
             for table in (exact, limits):
                 if "dx" in table:
                     table["dresidual"] = table["dx"]
             exact["residual_out"], limits["residual_out"] = self._residual_out(case, dtype)
+        findings = []
         for name, ex in exact.items():
             cand = got.get(name)
             if cand is None:
@@ -529,9 +564,9 @@ class Auditor:
                 )
                 continue
             limit = limits[name]
-            self.result.bound_reasons[(dtype, name)] = {"rigorous": limit.reason, "sharp": limit.sharp_reason}
-            out_fmt = self._output_format(name, case, dtype)
-            findings += self._judge_output(name, cand, ex, limit, out_fmt, case, dtype)
+            reasons = {"rigorous": limit.reason, "sharp": limit.sharp_reason}
+            records.append(partial(self.result.bound_reasons.__setitem__, (dtype, name), reasons))
+            findings += self._judge_output(name, cand, ex, limit, case, dtype, records)
         return findings
 
     def _measure(self, case: NormInput, dtype: str, grad: bool) -> tuple[dict[str, oracles.Exact], dict[str, Bound]]:
@@ -606,10 +641,11 @@ class Auditor:
         cand: np.ndarray,
         ex: oracles.Exact,
         limit: Bound,
-        fmt: FloatFormat,
         case: NormInput,
         dtype: str,
+        records: list[Callable[[], None]],
     ) -> list[Finding]:
+        fmt = limit.fmt  # the output's format: the parameters' for dw and db
         c = np.asarray(cand, dtype=np.float64)
         defined = ~ex.undefined
         findings = []
@@ -647,13 +683,19 @@ class Auditor:
         if self._collecting:
             with np.errstate(divide="ignore"):
                 binade = np.floor(np.log2(np.abs(ex.approx[judged])))
-            self.result.stat(dtype, name, case.regime).add(
-                signed[judged],
-                sharp_ulps[judged],
-                rigorous_ulps[judged],
-                plain[judged],
-                np.nan_to_num(binade, neginf=fmt.emin - fmt.precision),
-                np.full(int(judged.sum()), case.n),
+            records.append(
+                partial(
+                    self.result.add_errors,
+                    dtype,
+                    name,
+                    case.regime,
+                    signed[judged],
+                    sharp_ulps[judged],
+                    rigorous_ulps[judged],
+                    plain[judged],
+                    np.nan_to_num(binade, neginf=fmt.emin - fmt.precision),
+                    np.full(int(judged.sum()), case.n),
+                )
             )
         over_sharp = ex.exceeds(c, sharp) & judged
         if not over_sharp.any():
@@ -716,7 +758,7 @@ class Auditor:
             errors = ""
             exact, limits = self._measure(case, dtype, grad=name != "y")
             if name in exact and exact[name].shape == a.shape:
-                approx, unit = exact[name].approx, ulp(limits[name].scale, self._output_format(name, case, dtype))
+                approx, unit = exact[name].approx, ulp(limits[name].scale, limits[name].fmt)
                 with np.errstate(all="ignore"):
                     e1, e2 = (float(np.nanmax(np.abs(v.astype(np.float64) - approx) / unit)) for v in (a, c))
                 errors = f": max error {e1:.3g} ulp on the first call, {e2:.3g} ulp on the second"
