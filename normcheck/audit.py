@@ -34,7 +34,7 @@ from normcheck.strategies import (
     make_residual,
     norm_inputs,
 )
-from oracles import FloatFormat, resolve_format
+from oracles import FloatFormat, resolve_format, round_floats
 
 OUTPUTS = ("y", "dx", "dw", "db", "residual_out", "dresidual")
 #: What an audit checks; a finding names one.
@@ -390,9 +390,9 @@ class Auditor:
     def _params(self, case: NormInput, dtype: str) -> tuple[np.ndarray | None, np.ndarray | None]:
         """The weight and bias the implementation gets for ``case``, in the dtype it stores them in."""
         layout = self.c.describe(case.n, dtype)
-        pdt = resolve_format(layout.parameter_dtype).dtype
-        w = case.weight.astype(pdt) if layout.has_weight else None
-        b = case.bias.astype(pdt) if layout.has_bias and self.kind == "layernorm" else None
+        pfmt = resolve_format(layout.parameter_dtype)
+        w = round_floats(case.weight, pfmt) if layout.has_weight else None
+        b = round_floats(case.bias, pfmt) if layout.has_bias and self.kind == "layernorm" else None
         return w, b
 
     def _run(self, case: NormInput, dtype: str, *, grad: bool) -> Run | None:

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from hypothesis import strategies as st
 
-from oracles import FloatFormat, resolve_format
+from oracles import FloatFormat, resolve_format, round_floats
 
 REGIMES = (
     "normal",
@@ -176,7 +176,7 @@ def make_rows(src: Source, fmt: FloatFormat, n: int, regime: str, eps: float = 1
     elif regime == "outlier":
         big = 2.0 ** exponent_range(fmt, n, "huge")[1]
         x[:, src.integer(0, n - 1)] = np.clip(x[:, 0] * 1e4, -big, big)
-    return _cast(x, fmt)
+    return round_floats(x, fmt)
 
 
 def make_residual(src: Source, fmt: FloatFormat, x: np.ndarray, regime: str) -> tuple[np.ndarray, np.ndarray]:
@@ -200,7 +200,7 @@ def make_residual(src: Source, fmt: FloatFormat, x: np.ndarray, regime: str) -> 
         sign = np.where(xd < 0, -1.0, 1.0)
         xd = np.where(where, sign * top, xd)
         r = np.where(where, sign * top, r)
-    return _cast(xd, fmt).reshape(x.shape), _cast(r, fmt).reshape(x.shape)
+    return round_floats(xd, fmt).reshape(x.shape), round_floats(r, fmt).reshape(x.shape)
 
 
 def make_weights(src: Source, fmt: FloatFormat, n: int, offset: int = 0, regime: str | None = None) -> tuple:
@@ -215,7 +215,7 @@ def make_weights(src: Source, fmt: FloatFormat, n: int, offset: int = 0, regime:
         w = -np.abs(w) - (1 - offset)
     elif regime == "near_minus_one":
         w = -1 + w * 2.0**-6
-    return _cast(w, fmt), regime
+    return round_floats(w, fmt), regime
 
 
 def make_input(
@@ -251,7 +251,7 @@ def make_input(
     derived = src.derived(np.asarray(x, np.float64))
     b, _ = make_weights(derived, wfmt, n, regime="normal")
     g = make_rows(derived, fmt, n, "normal", count=int(np.prod(x.shape[:-1]))).reshape(x.shape)
-    bias = _cast(np.asarray(b, np.float64) - 1, wfmt)
+    bias = round_floats(np.asarray(b, np.float64) - 1, wfmt)
     residual = None
     if residual_regime is not None:
         x, residual = make_residual(src, fmt, x, residual_regime)
@@ -304,12 +304,3 @@ def norm_inputs(
         residual_regime=str(src.choice(RESIDUAL_REGIMES)) if residual else None,
     )
 
-
-def _cast(values: np.ndarray, fmt: FloatFormat) -> np.ndarray:
-    """Exactly representable float64 values as an array of ``fmt`` (rounding any stragglers)."""
-    with np.errstate(over="ignore"):
-        return (
-            np.asarray(values, dtype=np.float64)
-            .astype(np.float32 if fmt.precision <= 24 else np.float64)
-            .astype(fmt.dtype)
-        )

@@ -10,7 +10,7 @@ from oracles.layernorm import layer_norm, layer_norm_backward
 from oracles.residual import residual_sum
 from oracles.rmsnorm import rms_norm, rms_norm_backward
 from oracles.rootsum import RootSum
-from oracles.rounding import round_rational
+from oracles.rounding import round_floats, round_rational
 
 __all__ = [
     "BFLOAT16",
@@ -28,5 +28,6 @@ __all__ = [
     "resolve_format",
     "rms_norm",
     "rms_norm_backward",
+    "round_floats",
     "round_rational",
 ]

@@ -53,6 +53,31 @@ def round_rational(q: Fraction, fmt: FloatFormat) -> float:
     return sign * math.ldexp(m, qexp)
 
 
+def round_floats(values: object, fmt: FloatFormat) -> np.ndarray:
+    """Float64 values (or anything ``np.asarray`` takes) correctly rounded into ``fmt``, as its numpy dtype.
+
+    numpy's conversions into float16 and float32 are IEEE's, correctly rounded. ml_dtypes' float64 ->
+    bfloat16 conversion is not the same in every version (up to 0.6 it goes through float32 and rounds
+    twice; 0.7 rounds once), so bfloat16 goes through float32 rounded to odd (truncated, with the last
+    bit set where anything was cut off), which float32 -> bfloat16 then rounds correctly: float32 keeps
+    16 more bits than bfloat16, and rounding to odd keeps the sticky information a tie needs.
+
+    >>> from oracles.formats import BFLOAT16
+    >>> float(round_floats([1 + 2**-8 + 2**-30], BFLOAT16)[0])  # just above a tie: rounds up
+    1.0078125
+    """
+    v = np.asarray(values, dtype=np.float64)
+    if fmt.precision != 8 or fmt.emax != 127:
+        with np.errstate(over="ignore"):
+            return v.astype(fmt.dtype)
+    with np.errstate(over="ignore", invalid="ignore"):
+        f = v.astype(np.float32)
+        inexact = (f != v) & ~np.isnan(v)
+        truncated = np.where(np.abs(f) > np.abs(v), np.nextafter(f, np.float32(0)), f)
+    odd = np.where(inexact, (truncated.view(np.uint32) | np.uint32(1)).view(np.float32), f)
+    return odd.astype(fmt.dtype)
+
+
 def quantum_exponents(mag: np.ndarray, fmt: FloatFormat) -> np.ndarray:
     """Exponent of ``ulp_fmt`` at each nonnegative float64 ``mag`` (zero counts as subnormal)."""
     _, exponent = np.frexp(mag)
