@@ -261,8 +261,8 @@ def scaled_terms(v: np.ndarray, sh: np.ndarray, sl: np.ndarray, hi: np.ndarray, 
     product rounds (``fastpath.DD_SCALED_TERM``).
     """
     if not sh.size:
-        hi[:] = v
-        lo[:] = 0.0
+        for j in range(v.size):
+            hi[j], lo[j] = v[j], 0.0
         return
     products(v, v[:0], sh, hi, lo)
     if sl.size:
@@ -382,7 +382,9 @@ def dd_column_finish(cols: np.ndarray, out: np.ndarray) -> None:
                 cols[2, i, j] = cols[2, 2 * i, j] + cols[2, 2 * i + 1, j]
                 cols[3, i, j] = cols[3, 2 * i, j] + cols[3, 2 * i + 1, j]
         if m % 2:
-            cols[:, h, :] = cols[:, m - 1, :]
+            for k in range(cols.shape[0]):
+                for j in range(n):
+                    cols[k, h, j] = cols[k, m - 1, j]
             m = h + 1
         else:
             m = h
@@ -391,7 +393,8 @@ def dd_column_finish(cols: np.ndarray, out: np.ndarray) -> None:
             out[0, j], out[1, j] = two_sum(cols[0, 0, j], cols[1, 0, j])
             out[2, j], out[3, j] = cols[2, 0, j], cols[3, 0, j]
         else:
-            out[:, j] = 0.0
+            for k in range(out.shape[0]):
+                out[k, j] = 0.0
 
 
 __all__ = ["ETA", "_CHUNK", "dd_column_finish", "rms_backward", "rms_forward"]

@@ -29,6 +29,8 @@ from numba.core import types as nbtypes
 from numba.extending import intrinsic
 
 _JIT = {"cache": True, "nogil": True, "error_model": "numpy"}  # IEEE: x / 0 is inf, not an exception
+# Copies into arrays are written as loops, not slice assignments: numba compiles a shape-mismatch
+# error message for each slice assignment, which was nearly half of the kernels' first compile.
 _CHUNK = 16
 #: Inputs with fewer elements than this run on the calling thread alone.
 PARALLEL_MIN_WORK = 1 << 17
@@ -144,14 +146,13 @@ def column_finish(partials: np.ndarray, out: np.ndarray) -> None:
             for j in range(out.size):
                 partials[i, j] = partials[2 * i, j] + partials[2 * i + 1, j]
         if m % 2:
-            partials[h, :] = partials[m - 1, :]
+            for j in range(out.size):
+                partials[h, j] = partials[m - 1, j]
             m = h + 1
         else:
             m = h
-    if partials.shape[0]:
-        out[:] = partials[0, :]
-    else:
-        out[:] = 0.0
+    for j in range(out.size):
+        out[j] = partials[0, j] if partials.shape[0] else 0.0
 
 
 @njit(**_JIT)
