@@ -415,5 +415,10 @@ def open_candidate(
         impl = load_target(target) if isinstance(target, str) else target
         return make_candidate(impl, name, framework=framework, **options)  # type: ignore[return-value]
     candidate = IsolatedCandidate(target, name, framework=framework, **options)  # type: ignore[arg-type]
-    require_torch()  # the diagnosis's emulations run here: import torch while the worker starts
+    # While the worker starts: import torch (the diagnosis's emulations run here) and compile the oracles'
+    # kernels (a machine's first audit) or load them from numba's cache.
+    require_torch()
+    from oracles.warmup import warm_up  # (not at the top: the worker, which imports this module, needs no oracle)
+
+    warm_up()
     return candidate
