@@ -405,14 +405,32 @@ def function_eps(params: Mapping[str, inspect.Parameter], dtype: str, override: 
 
 
 def module_eps(module: object, name: str, dtype: str, override: float | None) -> float:
-    """The eps a module uses: the stated one, else its first eps-like attribute (None: torch's)."""
+    """The eps a module uses: the stated one, else its first eps-like attribute, or that of the one
+    norm it wraps (``self.ln = nn.LayerNorm(...)``); None means torch's."""
     if override is not None:
         return float(override)
-    for attr in EPS_NAMES:
-        if hasattr(module, attr):
-            value = getattr(module, attr)
-            return torch_default_eps(dtype) if value is None else float(value)
-    raise UsageError(f"cannot find the eps of {name} (no attribute {', '.join(EPS_NAMES)}): pass --eps")
+    holder = module if _eps_attribute(module) is not None else _wrapped_norm(module)
+    attr = None if holder is None else _eps_attribute(holder)
+    if attr is None:
+        raise UsageError(
+            f"cannot find the eps of {name} (no attribute {', '.join(EPS_NAMES)}, on it or on one norm it wraps): "
+            "pass --eps"
+        )
+    value = getattr(holder, attr)
+    return torch_default_eps(dtype) if value is None else float(value)
+
+
+def _eps_attribute(obj: object) -> str | None:
+    """The first of :data:`EPS_NAMES` ``obj`` has as an attribute, or None."""
+    return next((attr for attr in EPS_NAMES if hasattr(obj, attr)), None)
+
+
+def _wrapped_norm(module: object) -> object | None:
+    """The one submodule of a torch module with an eps attribute (the norm it wraps); None if none or several."""
+    if not is_module_class(type(module)):
+        return None
+    held = [m for m in module.modules() if m is not module and _eps_attribute(m) is not None]  # type: ignore[attr-defined]
+    return held[0] if len(held) == 1 else None
 
 
 def output_problems(shape: tuple[int, ...], dtype: str, x: np.ndarray, name: str = "output") -> list[str]:

@@ -30,3 +30,8 @@ def test_a_constructor_taking_only_eps_gets_no_hidden_size(tmp_path, stated, eps
 def test_a_constructor_that_indexes_its_size_gets_a_shape(tmp_path):
     status, data = _audit(tmp_path, "ShapeLayerNorm", *FAST)
     assert status == 0 and data["kind"] == "layernorm", [f["message"] for f in data["findings"]]
+
+
+def test_the_eps_of_a_wrapped_norm_is_read(tmp_path):
+    status, data = _audit(tmp_path, "WrappedUnitOffsetLayerNorm", *FAST, "--dtype", "bfloat16")
+    assert status == 1 and data["eps"] == {"float16": 1e-3, "bfloat16": 1e-3} and data["weight_offset"] == 1

@@ -30,3 +30,17 @@ class ShapeLayerNorm(nn.LayerNorm):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = F.layer_norm(x.float(), self.normalized_shape, None, None, eps=self.eps)
         return (y * self.weight.float() + self.bias.float()).to(x.dtype)
+
+
+class WrappedUnitOffsetLayerNorm(nn.Module):
+    """Wraps an affine-free nn.LayerNorm (the eps is the child's) and scales by ``gamma + 1`` in the input
+    dtype: the offset is rounded to half precision (MoonshineStreamingLayerNorm)."""
+
+    def __init__(self, dim: int, unit_offset: bool = True) -> None:
+        super().__init__()
+        self.unit_offset = float(unit_offset)
+        self.ln = nn.LayerNorm(dim, eps=1e-3, elementwise_affine=False)
+        self.gamma = nn.Parameter(torch.zeros(dim))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.ln(x) * (self.gamma + self.unit_offset)
