@@ -435,7 +435,12 @@ EMULATIONS: tuple[Emulation, ...] = (
     ),
     Emulation("all-fp32", "layernorm", True, "upcast, compute in fp32, cast once (F.layer_norm)", ln_all_fp32),
     Emulation(
-        "half affine", "layernorm", True, "normalize in fp32, cast, scale and shift in the input dtype", ln_half_affine
+        "half affine",
+        "layernorm",
+        True,
+        "normalize in fp32, cast, scale and shift in the input dtype",
+        ln_half_affine,
+        plain_only=True,  # with an offset, 1 + w rounded to the input dtype: the bug below
     ),
     Emulation(
         "statistics cast apart",
@@ -490,6 +495,15 @@ EMULATIONS: tuple[Emulation, ...] = (
         ln_offset_in_low_precision,
         offset_only=True,
         rounds_to="parameter",
+    ),
+    Emulation(
+        "weight offset in low precision (half affine)",
+        "layernorm",
+        False,
+        "normalize in fp32, cast, scale by 1 + w and shift in the input dtype",
+        ln_half_affine,
+        offset_only=True,
+        rounds_to="input",
     ),
     Emulation(
         "padding / block-size divisor", "layernorm", False, "mean and variance over the padded block", ln_block_divisor

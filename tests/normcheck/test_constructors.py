@@ -40,9 +40,12 @@ def test_a_constructor_that_indexes_its_size_gets_a_shape(tmp_path):
     assert status == 0 and data["kind"] == "layernorm", [f["message"] for f in data["findings"]]
 
 
-def test_the_eps_of_a_wrapped_norm_is_read(tmp_path):
+def test_the_eps_of_a_wrapped_norm_is_read_and_its_offset_rounded_in_half_precision_named(tmp_path):
     status, data = _audit(tmp_path, "WrappedUnitOffsetLayerNorm", *FAST, "--dtype", "bfloat16")
     assert status == 1 and data["eps"] == {"float16": 1e-3, "bfloat16": 1e-3} and data["weight_offset"] == 1
+    named = {f["diagnosis"]["bug"] for f in data["findings"] if f["diagnosis"] and f["diagnosis"]["bug"]}
+    assert named and all(bug.startswith("weight offset in low precision") for bug in named), named
+    assert {f["dtype"] for f in data["findings"] if f["check"] == "bias"} == {"float16", "bfloat16"}
 
 
 def _float32_outputs(
