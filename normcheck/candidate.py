@@ -108,7 +108,8 @@ class Candidate:
     backend ("inductor", "aot_eager", ...) to audit the compiled implementation with.
     ``fused`` (one of :data:`FUSED_STYLES`) audits a fused residual-add + norm, called
     as ``f(x, residual, ...)`` or ``module(x, residual)``.
-    ``param_dtype`` is the dtype its parameters are kept in (default: the input dtype).
+    ``param_dtype`` is the dtype its parameters are kept in (default: the input dtype, or
+    what :meth:`keep_parameters` set for it).
     """
 
     framework = "torch"
@@ -136,6 +137,7 @@ class Candidate:
         self.fused = fused
         self._modules: dict[tuple[int, str], object] = {}
         self._layouts: dict[tuple[int, str], Layout] = {}
+        self._kept: dict[str, str | None] = {}  #: input dtype -> the dtype its parameters are kept in instead
         self._dtypes_ok: set[str] = set()
         if is_module_class(target):
             self.style = "module"
@@ -162,9 +164,19 @@ class Candidate:
             mod = construct_module(self.target, n, self.eps_override)
             if not isinstance(mod, self.torch.nn.Module):
                 raise UsageError(f"{self.name}({n}) returned a {type(mod).__name__}, not a torch.nn.Module")
-            mod = mod.to(device=self.device, dtype=getattr(self.torch, self.param_dtype or dtype))
+            mod = mod.to(device=self.device, dtype=getattr(self.torch, self._parameter_dtype(dtype)))
             self._modules[key] = mod
         return self._modules[key]
+
+    def _parameter_dtype(self, dtype: str) -> str:
+        """The dtype the parameters for ``dtype`` inputs are kept in."""
+        return self.param_dtype or self._kept.get(dtype) or dtype
+
+    def keep_parameters(self, dtype: str, param_dtype: str | None) -> None:
+        """From now on keep the parameters for ``dtype`` inputs in ``param_dtype`` (None: in ``dtype``)."""
+        self._kept[dtype] = param_dtype
+        self._modules = {k: v for k, v in self._modules.items() if k[1] != dtype}
+        self._layouts = {k: v for k, v in self._layouts.items() if k[1] != dtype}
 
     def parameters(self, n: int, dtype: str) -> tuple[object | None, object | None]:
         """The (weight, bias) tensors the implementation scales and shifts with, or None."""
@@ -183,7 +195,7 @@ class Candidate:
             self._require_dtype(dtype)
             if self.style == "function":
                 has_w, has_b = "weight" in self._fn_params, "bias" in self._fn_params
-                pdtype = self.param_dtype or dtype
+                pdtype = self._parameter_dtype(dtype)
             else:
                 w, b = self.parameters(n, dtype)
                 has_w, has_b = w is not None, b is not None

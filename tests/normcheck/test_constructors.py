@@ -94,3 +94,27 @@ def test_rstd_stored_in_bfloat16_is_still_named_on_float32_inputs():
     arrays, outs = _float32_outputs(bf16_rstd, 61, layernorm=False)
     d = diagnose("rmsnorm", "y", outs["y"], resolve_format("float32"), eps=1e-6, offset=0, **arrays)
     assert d.bug == "low-precision statistic (bf16)", d.evidence
+
+
+def test_parameters_refused_in_half_precision_are_kept_in_float32_and_the_report_says_so(tmp_path, capsys):
+    status, data = _audit(tmp_path, "Float32LayerNorm", *FAST)
+    assert status == 0, [f["message"] for f in data["findings"]]
+    assert "mixed dtype" in data["kept_parameters"]["float16"]
+    assert "float16: parameters kept in float32: the implementation refuses float16 ones" in capsys.readouterr().out
+    assert any(s["output"] == "dw" for s in data["stats"])
+
+
+def test_the_reproducer_keeps_the_parameters_in_float32_too(tmp_path, capsys):
+    """Audited as a Gemma-style (1 + w) norm, which it is not, it fails; its reproducer builds it as the audit did."""
+    options = ["--kind", "layernorm", "--weight-offset", "1", "--dtype", "float16", "--examples", "0", "--no-grad"]
+    status, data = _audit(tmp_path, "Float32LayerNorm", *options)
+    assert status == 1 and data["kept_parameters"]
+    capsys.readouterr()
+    exec(compile(data["findings"][0]["reproducer"], "<reproducer>", "exec"), {})
+    assert "max ulp error" in capsys.readouterr().out
+
+
+def test_a_stated_parameter_dtype_is_kept_even_where_the_module_refuses_it(tmp_path):
+    status, data = _audit(tmp_path, "Float32LayerNorm", *FAST, "--param-dtype", "float16", "--kind", "layernorm")
+    assert status == 1 and not data["kept_parameters"]
+    assert {f["check"] for f in data["findings"]} == {"exception"}

@@ -44,3 +44,11 @@ class WrappedUnitOffsetLayerNorm(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.ln(x) * (self.gamma + self.unit_offset)
+
+
+class Float32LayerNorm(nn.LayerNorm):
+    """Computes in float32 with its weight and bias kept in float32 (EsmFold2LayerNorm): half-precision
+    parameters make F.layer_norm raise "mixed dtype"."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.layer_norm(x.float(), self.normalized_shape, self.weight, self.bias, self.eps).to(x.dtype)
