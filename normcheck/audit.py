@@ -6,6 +6,7 @@ errors against the bound -> findings (diagnosed, with a reproducer) -> result.
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -70,6 +71,11 @@ LONGEST = 65537
 MANY_ROWS = (32768, 16)
 #: The regimes an exact ``--shape`` is audited in: random rows, and rows whose mean hides the signal.
 SHAPE_REGIMES = ("normal", "offset")
+#: How torch refuses parameters of another dtype than it computes in ("mixed dtype (CPU): expect parameter
+#: to have scalar type of Float", "expected scalar type Float but found Half").
+PARAMETER_DTYPE_ERROR = re.compile(r"dtype|scalar type", re.IGNORECASE)
+#: The dtype parameters are kept in where a module refuses them in the input dtype.
+KEPT_DTYPE = "float32"
 
 
 @dataclass
@@ -226,6 +232,8 @@ class AuditResult:
     #: Inputs not run per dtype, because of crashes or timeouts at their hidden size (see ``MAX_LOST``).
     skipped: dict[str, int] = field(default_factory=dict)
     restarts: int = 0  #: worker processes started again after a crash or timeout
+    #: Per dtype whose parameters were kept in float32 instead (the module refused them in that dtype): why.
+    kept_parameters: dict[str, str] = field(default_factory=dict)
     isolation: str = "worker process"  #: where the implementation ran: "worker process" or "in-process"
     #: Seconds spent per part of the audit (see :data:`TIMED`); the rest of :attr:`seconds` is the search's own.
     timing: dict[str, float] = field(default_factory=dict)
@@ -381,6 +389,8 @@ class Auditor:
         self.progress = progress or (lambda _msg: None)
         self._collecting = True
         self._lost: dict[str, _Lost] = {}
+        #: Dtypes whose parameter dtype is settled: a call answered, or float32 parameters were tried.
+        self._settled: set[str] = set()
         self.result = AuditResult(spec, kind, candidate.device, weight_offset, list(dtypes), {}, False, seed, examples)
         self.result.isolation = "worker process" if isinstance(candidate, IsolatedCandidate) else "in-process"
         self.fused = candidate.fused is not None
@@ -421,7 +431,35 @@ class Auditor:
             lost.events += 1
         else:
             lost.returned += 1
+        if run.failure is None:
+            self._settled.add(dtype)
+        elif self._refuses_parameters(run, dtype):
+            return self._keep_parameters(case, dtype, run, grad=grad)
         return run
+
+    def _refuses_parameters(self, run: Run, dtype: str) -> bool:
+        """Whether ``run``, before any answer in ``dtype``, is a torch module refusing parameters in ``dtype``."""
+        return (
+            run.failure == "exception"
+            and dtype not in self._settled
+            and dtype != KEPT_DTYPE
+            and self.c.framework == "torch"
+            and PARAMETER_DTYPE_ERROR.search(run.error or "") is not None
+        )
+
+    def _keep_parameters(self, case: NormInput, dtype: str, refused: Run, *, grad: bool) -> Run:
+        """Call again with the parameters in float32 (as transformers keeps modules that compute in float32
+        with float32 weights): where that answers, they stay in float32 for ``dtype``, and the report says so."""
+        self._settled.add(dtype)
+        self.c.keep_parameters(dtype, KEPT_DTYPE)
+        run = self._run(case, dtype, grad=grad)
+        if run is not None and run.failure is None:
+            self.result.kept_parameters[dtype] = (
+                f"parameters kept in {KEPT_DTYPE}: the implementation refuses {dtype} ones ({refused.error})"
+            )
+            return run
+        self.c.keep_parameters(dtype, None)
+        return refused
 
     def _exact(self, case: NormInput, dtype: str, grad: bool) -> dict[str, oracles.Exact]:
         w, b = self._params(case, dtype)

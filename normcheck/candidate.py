@@ -108,7 +108,8 @@ class Candidate:
     backend ("inductor", "aot_eager", ...) to audit the compiled implementation with.
     ``fused`` (one of :data:`FUSED_STYLES`) audits a fused residual-add + norm, called
     as ``f(x, residual, ...)`` or ``module(x, residual)``.
-    ``param_dtype`` is the dtype its parameters are kept in (default: the input dtype).
+    ``param_dtype`` is the dtype its parameters are kept in (default: the input dtype, or
+    what :meth:`keep_parameters` set for it).
     """
 
     framework = "torch"
@@ -136,6 +137,7 @@ class Candidate:
         self.fused = fused
         self._modules: dict[tuple[int, str], object] = {}
         self._layouts: dict[tuple[int, str], Layout] = {}
+        self._kept: dict[str, str | None] = {}  #: input dtype -> the dtype its parameters are kept in instead
         self._dtypes_ok: set[str] = set()
         if is_module_class(target):
             self.style = "module"
@@ -162,9 +164,19 @@ class Candidate:
             mod = construct_module(self.target, n, self.eps_override)
             if not isinstance(mod, self.torch.nn.Module):
                 raise UsageError(f"{self.name}({n}) returned a {type(mod).__name__}, not a torch.nn.Module")
-            mod = mod.to(device=self.device, dtype=getattr(self.torch, self.param_dtype or dtype))
+            mod = mod.to(device=self.device, dtype=getattr(self.torch, self._parameter_dtype(dtype)))
             self._modules[key] = mod
         return self._modules[key]
+
+    def _parameter_dtype(self, dtype: str) -> str:
+        """The dtype the parameters for ``dtype`` inputs are kept in."""
+        return self.param_dtype or self._kept.get(dtype) or dtype
+
+    def keep_parameters(self, dtype: str, param_dtype: str | None) -> None:
+        """From now on keep the parameters for ``dtype`` inputs in ``param_dtype`` (None: in ``dtype``)."""
+        self._kept[dtype] = param_dtype
+        self._modules = {k: v for k, v in self._modules.items() if k[1] != dtype}
+        self._layouts = {k: v for k, v in self._layouts.items() if k[1] != dtype}
 
     def parameters(self, n: int, dtype: str) -> tuple[object | None, object | None]:
         """The (weight, bias) tensors the implementation scales and shifts with, or None."""
@@ -183,7 +195,7 @@ class Candidate:
             self._require_dtype(dtype)
             if self.style == "function":
                 has_w, has_b = "weight" in self._fn_params, "bias" in self._fn_params
-                pdtype = self.param_dtype or dtype
+                pdtype = self._parameter_dtype(dtype)
             else:
                 w, b = self.parameters(n, dtype)
                 has_w, has_b = w is not None, b is not None
@@ -405,14 +417,32 @@ def function_eps(params: Mapping[str, inspect.Parameter], dtype: str, override: 
 
 
 def module_eps(module: object, name: str, dtype: str, override: float | None) -> float:
-    """The eps a module uses: the stated one, else its first eps-like attribute (None: torch's)."""
+    """The eps a module uses: the stated one, else its first eps-like attribute, or that of the one
+    norm it wraps (``self.ln = nn.LayerNorm(...)``); None means torch's."""
     if override is not None:
         return float(override)
-    for attr in EPS_NAMES:
-        if hasattr(module, attr):
-            value = getattr(module, attr)
-            return torch_default_eps(dtype) if value is None else float(value)
-    raise UsageError(f"cannot find the eps of {name} (no attribute {', '.join(EPS_NAMES)}): pass --eps")
+    holder = module if _eps_attribute(module) is not None else _wrapped_norm(module)
+    attr = None if holder is None else _eps_attribute(holder)
+    if attr is None:
+        raise UsageError(
+            f"cannot find the eps of {name} (no attribute {', '.join(EPS_NAMES)}, on it or on one norm it wraps): "
+            "pass --eps"
+        )
+    value = getattr(holder, attr)
+    return torch_default_eps(dtype) if value is None else float(value)
+
+
+def _eps_attribute(obj: object) -> str | None:
+    """The first of :data:`EPS_NAMES` ``obj`` has as an attribute, or None."""
+    return next((attr for attr in EPS_NAMES if hasattr(obj, attr)), None)
+
+
+def _wrapped_norm(module: object) -> object | None:
+    """The one submodule of a torch module with an eps attribute (the norm it wraps); None if none or several."""
+    if not is_module_class(type(module)):
+        return None
+    held = [m for m in module.modules() if m is not module and _eps_attribute(m) is not None]  # type: ignore[attr-defined]
+    return held[0] if len(held) == 1 else None
 
 
 def output_problems(shape: tuple[int, ...], dtype: str, x: np.ndarray, name: str = "output") -> list[str]:

@@ -186,6 +186,8 @@ def _print_result(result, console: Console) -> None:
         by_regime.add_row(regime, *cells)
     console.print(by_regime)
     console.print(f"{UNITS_NOTE}; formulas of both bounds in the JSON report", style="dim")
+    for dtype, note in result.kept_parameters.items():
+        console.print(f"{dtype}: {note}", highlight=False)
     for dtype, conv in result.conventions.items():
         if conv:
             best = max(conv, key=conv.get)

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from normcheck.bounds import ulp
-from normcheck.emulations import Emulation, emulations_for, run_emulation
+from normcheck.emulations import Emulation, emulations_for, rounds_here, run_emulation
 from oracles import FloatFormat
 
 #: A bug class is named only if its emulation reproduces at least this fraction of the output.
@@ -72,10 +72,14 @@ def diagnose(
     A bug is named only when its emulation reproduces at least ``MIN_AGREEMENT``
     of the output and agrees with the implementation better than every correct
     convention and every other bug class does (on all-zero rows several bug
-    classes give the same NaNs: such an input singles out none).
+    classes give the same NaNs: such an input singles out none). A bug class that
+    rounds to the input or parameter dtype is not tried where that dtype is the
+    compute dtype (:func:`rounds_here`): there it is only another summation order.
     """
     matches = []
     for emu in emulations_for(kind, offset):
+        if not rounds_here(emu, x, weight):
+            continue
         try:
             outs = run_emulation(emu, x, weight, bias, grad if output != "y" else None, eps, offset)
         except Exception:

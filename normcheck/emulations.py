@@ -28,6 +28,9 @@ class Emulation:
     forward: Callable
     offset_only: bool = False  # meaningful only with weight_offset=1
     plain_only: bool = False  # meaningful only with weight_offset=0
+    #: "input" or "parameter": the bug is a rounding to that tensor's dtype (a no-op where it is float32 or
+    #: float64, the compute dtype: see :func:`rounds_here`); None for bugs that round to a named dtype or none.
+    rounds_to: str | None = None
 
 
 def _next_pow2(n: int) -> int:
@@ -366,11 +369,24 @@ EMULATIONS: tuple[Emulation, ...] = (
         False,
         "everything in the input dtype (MiniMind before bf81fd5)",
         rms_missing_upcast,
+        rounds_to="input",
     ),
     Emulation("eps outside sqrt", "rmsnorm", False, "x / (sqrt(mean(x^2)) + eps)", rms_eps_outside_sqrt),
-    Emulation("eps rounded to input dtype", "rmsnorm", False, "eps held in the input dtype", rms_eps_in_input_dtype),
     Emulation(
-        "low-precision statistic", "rmsnorm", False, "rstd stored in the input dtype", rms_low_precision_statistic
+        "eps rounded to input dtype",
+        "rmsnorm",
+        False,
+        "eps held in the input dtype",
+        rms_eps_in_input_dtype,
+        rounds_to="input",
+    ),
+    Emulation(
+        "low-precision statistic",
+        "rmsnorm",
+        False,
+        "rstd stored in the input dtype",
+        rms_low_precision_statistic,
+        rounds_to="input",
     ),
     Emulation("low-precision statistic (bf16)", "rmsnorm", False, "rstd stored in bfloat16", rms_bf16_statistic),
     Emulation("low-precision statistic (fp16)", "rmsnorm", False, "rstd stored in float16", rms_fp16_statistic),
@@ -391,12 +407,20 @@ EMULATIONS: tuple[Emulation, ...] = (
         "1 + w computed in the weight dtype",
         rms_offset_in_low_precision,
         offset_only=True,
+        rounds_to="parameter",
     ),
     Emulation("padding / block-size divisor", "rmsnorm", False, "mean over the padded block, not n", rms_block_divisor),
     Emulation(
         "finfo eps of the wrong dtype", "rmsnorm", False, "eps = finfo(input dtype).eps", rms_finfo_of_input_dtype
     ),
-    Emulation("truncating cast", "rmsnorm", False, "final cast truncates toward zero", truncating(rms_all_fp32)),
+    Emulation(
+        "truncating cast",
+        "rmsnorm",
+        False,
+        "final cast truncates toward zero",
+        truncating(rms_all_fp32),
+        rounds_to="input",
+    ),
     Emulation(
         "wrong gradient (detached statistic)", "rmsnorm", False, "rstd detached from the graph", rms_detached_statistic
     ),
@@ -407,10 +431,16 @@ EMULATIONS: tuple[Emulation, ...] = (
         False,
         "weight gradient summed over rows in the weight dtype",
         _low_precision_accumulator("rmsnorm"),
+        rounds_to="parameter",
     ),
     Emulation("all-fp32", "layernorm", True, "upcast, compute in fp32, cast once (F.layer_norm)", ln_all_fp32),
     Emulation(
-        "half affine", "layernorm", True, "normalize in fp32, cast, scale and shift in the input dtype", ln_half_affine
+        "half affine",
+        "layernorm",
+        True,
+        "normalize in fp32, cast, scale and shift in the input dtype",
+        ln_half_affine,
+        plain_only=True,  # with an offset, 1 + w rounded to the input dtype: the bug below
     ),
     Emulation(
         "statistics cast apart",
@@ -419,13 +449,32 @@ EMULATIONS: tuple[Emulation, ...] = (
         "statistics and x - mean from separate fp32 casts of x, times rstd * w (Flax)",
         ln_statistics_cast_apart,
     ),
-    Emulation("missing fp32 upcast", "layernorm", False, "everything in the input dtype", ln_missing_upcast),
+    Emulation(
+        "missing fp32 upcast",
+        "layernorm",
+        False,
+        "everything in the input dtype",
+        ln_missing_upcast,
+        rounds_to="input",
+    ),
     Emulation("eps outside sqrt", "layernorm", False, "(x - mu) / (std + eps)", ln_eps_outside_sqrt),
-    Emulation("eps rounded to input dtype", "layernorm", False, "eps held in the input dtype", ln_eps_in_input_dtype),
+    Emulation(
+        "eps rounded to input dtype",
+        "layernorm",
+        False,
+        "eps held in the input dtype",
+        ln_eps_in_input_dtype,
+        rounds_to="input",
+    ),
     Emulation("unbiased variance", "layernorm", False, "variance divided by n - 1 (x.std())", ln_unbiased_variance),
     Emulation("one-pass variance", "layernorm", False, "E[x^2] - E[x]^2", ln_one_pass_variance),
     Emulation(
-        "low-precision statistic", "layernorm", False, "rstd stored in the input dtype", ln_low_precision_statistic
+        "low-precision statistic",
+        "layernorm",
+        False,
+        "rstd stored in the input dtype",
+        ln_low_precision_statistic,
+        rounds_to="input",
     ),
     Emulation("low-precision statistic (bf16)", "layernorm", False, "rstd stored in bfloat16", ln_bf16_statistic),
     Emulation("low-precision statistic (fp16)", "layernorm", False, "rstd stored in float16", ln_fp16_statistic),
@@ -436,6 +485,7 @@ EMULATIONS: tuple[Emulation, ...] = (
         False,
         "mean and rstd saved for the backward in the input dtype (torch's CPU LayerNorm with half parameters)",
         ln_saved_statistics,
+        rounds_to="input",
     ),
     Emulation(
         "weight offset in low precision",
@@ -444,11 +494,28 @@ EMULATIONS: tuple[Emulation, ...] = (
         "1 + w computed in the weight dtype",
         ln_offset_in_low_precision,
         offset_only=True,
+        rounds_to="parameter",
+    ),
+    Emulation(
+        "weight offset in low precision (half affine)",
+        "layernorm",
+        False,
+        "normalize in fp32, cast, scale by 1 + w and shift in the input dtype",
+        ln_half_affine,
+        offset_only=True,
+        rounds_to="input",
     ),
     Emulation(
         "padding / block-size divisor", "layernorm", False, "mean and variance over the padded block", ln_block_divisor
     ),
-    Emulation("truncating cast", "layernorm", False, "final cast truncates toward zero", truncating(ln_all_fp32)),
+    Emulation(
+        "truncating cast",
+        "layernorm",
+        False,
+        "final cast truncates toward zero",
+        truncating(ln_all_fp32),
+        rounds_to="input",
+    ),
     Emulation("float64 computed in float32", "layernorm", False, "x.float() downcasts float64 inputs", ln_downcast),
     Emulation(
         "low-precision dW accumulator",
@@ -456,6 +523,7 @@ EMULATIONS: tuple[Emulation, ...] = (
         False,
         "weight and bias gradients summed over rows in the parameter dtype",
         _low_precision_accumulator("layernorm"),
+        rounds_to="parameter",
     ),
     Emulation(
         "wrong gradient (detached mean)",
@@ -477,6 +545,13 @@ def emulations_for(kind: str, offset: int) -> list[Emulation]:
         for e in EMULATIONS
         if e.kind == kind and not (e.offset_only and offset == 0) and not (e.plain_only and offset == 1)
     ]
+
+
+def rounds_here(emu: Emulation, x: np.ndarray, weight: np.ndarray | None) -> bool:
+    """Whether an emulation's bug rounds anything on this input: a cast to the input (or parameter) dtype
+    is a no-op where that is the compute dtype (a float32 input), so such a bug class says nothing there."""
+    held = {"input": x, "parameter": weight}.get(emu.rounds_to or "")
+    return held is None or str(held.dtype) in ("float16", "bfloat16")
 
 
 def run_emulation(

@@ -90,6 +90,7 @@ class IsolatedCandidate:
         self.restarts = 0  #: workers started after the first (one per crash or timeout)
         self._payload = _payload(target, name)
         self._layouts: dict[tuple[int, str], Layout] = {}
+        self._kept: dict[str, str | None] = {}  #: as :meth:`Candidate.keep_parameters` set, for every worker
         self._worker: _Worker | None = self._spawn()
         self._spare: _Worker | None = None
 
@@ -118,6 +119,12 @@ class IsolatedCandidate:
         if key not in self._layouts:
             self._layouts[key] = self._request(("describe", n, dtype))
         return self._layouts[key]
+
+    def keep_parameters(self, dtype: str, param_dtype: str | None) -> None:
+        """As :meth:`Candidate.keep_parameters`, in this worker and the ones that replace it."""
+        self._kept[dtype] = param_dtype
+        self._layouts = {k: v for k, v in self._layouts.items() if k[1] != dtype}
+        self._request(("keep_parameters", dtype, param_dtype))
 
     def run(
         self,
@@ -211,6 +218,8 @@ class IsolatedCandidate:
                 self.close()
                 raise UsageError(value)
             worker.hello = value
+            for dtype, param_dtype in self._kept.items():  # a worker that replaces one keeps its parameter dtypes
+                self._request(("keep_parameters", dtype, param_dtype))
         return worker
 
     def _request(self, message: tuple) -> object:
@@ -374,8 +383,8 @@ def worker_main() -> None:
             return
         restart = False
         try:
-            if op == "describe":
-                reply: tuple = ("ok", candidate.describe(*args))
+            if op in ("describe", "keep_parameters"):
+                reply: tuple = ("ok", getattr(candidate, op)(*args))
             else:
                 run = candidate.run(*args)
                 restart = run.failure == "exception" and not candidate.device_is_healthy()

@@ -101,39 +101,60 @@ def construct_module(
     """Call a module class or factory the way third-party code spells its constructor.
 
     The hidden size goes to the first of :data:`SIZE_NAMES` it takes (else, with
-    ``positional_size``, to its first positional parameter); ``eps``, when given, to
-    the first of :data:`EPS_NAMES` it takes (a constructor without one keeps the eps
-    it hard-codes); each of ``extra`` (Flax's ``param_dtype``, ``rngs``) where it takes that name or ``**kwargs``.
+    ``positional_size``, to its first positional parameter, unless that is named like an
+    eps: a constructor that takes no size gets none), as ``(hidden,)`` where an int is
+    refused with a TypeError (a shape such as ``normalized_shape[-1]``); ``eps``, when
+    given, to the first of :data:`EPS_NAMES` it takes (a constructor without one keeps the
+    eps it hard-codes); each of ``extra`` (Flax's ``param_dtype``, ``rngs``) where it takes
+    that name or ``**kwargs``.
     """
     try:
         if inspect.isclass(maker):
-            params = list(inspect.signature(maker.__init__).parameters.values())[1:]
+            params: list[inspect.Parameter] | None = list(inspect.signature(maker.__init__).parameters.values())[1:]
         else:
             params = list(inspect.signature(maker).parameters.values())  # type: ignore[arg-type]
     except (TypeError, ValueError):
-        params = []
+        params = None  # unknown: the size goes first
     name = getattr(maker, "__name__", repr(maker))
-    names = [p.name for p in params]
+    names = [p.name for p in params or ()]
     kwargs: dict[str, object] = {}
-    size_name = next((n for n in SIZE_NAMES if n in names), None)
     args: list[object] = []
-    positional = (params and params[0].kind in (params[0].POSITIONAL_ONLY, params[0].POSITIONAL_OR_KEYWORD)) or (
-        not params or any(p.kind == p.VAR_POSITIONAL for p in params)
-    )
+    size_name = next((n for n in SIZE_NAMES if n in names), None)
     if size_name is not None:
         kwargs[size_name] = hidden
-    elif positional_size and positional:
+    elif positional_size and _takes_size_first(params):
         args.append(hidden)
     eps_name = next((n for n in EPS_NAMES if n in names), None)
     if eps is not None and eps_name is not None:  # an eps the module hard-codes is stated, not passed
         kwargs[eps_name] = eps
-    passes_on = any(p.kind == p.VAR_KEYWORD for p in params)  # a subclass's **kwargs, for its base class
+    passes_on = any(p.kind == p.VAR_KEYWORD for p in params or ())  # a subclass's **kwargs, for its base class
     kwargs.update({k: v for k, v in (extra or {}).items() if k in names or passes_on})
-    try:
-        return maker(*args, **kwargs)  # type: ignore[operator]
-    except Exception as exc:
-        shown = ", ".join([*map(repr, args), *(f"{k}={v!r}" for k, v in kwargs.items())])
-        raise UsageError(f"cannot construct {name}({shown}): {type(exc).__name__}: {exc}") from None
+    attempts = [(args, kwargs)]
+    if size_name is not None:  # an int refused with a TypeError may be wanted as a shape (``hidden_size[-1]``)
+        attempts.append((args, {**kwargs, size_name: (hidden,)}))
+    elif args:
+        attempts.append(([(hidden,)], kwargs))
+    errors: list[Exception] = []
+    for call_args, call_kwargs in attempts:
+        try:
+            return maker(*call_args, **call_kwargs)  # type: ignore[operator]
+        except Exception as exc:
+            errors.append(exc)
+            if not isinstance(exc, TypeError):
+                break
+    shown = ", ".join([*map(repr, args), *(f"{k}={v!r}" for k, v in kwargs.items())])
+    raise UsageError(f"cannot construct {name}({shown}): {type(errors[0]).__name__}: {errors[0]}") from None
+
+
+def _takes_size_first(params: list[inspect.Parameter] | None) -> bool:
+    """Whether a constructor with these parameters (None: unknown) takes the hidden size first, by position:
+    its first parameter is positional and not named like an eps, or it takes ``*args``."""
+    if params is None:
+        return True
+    first = params[0] if params else None
+    if first is not None and first.kind in (first.POSITIONAL_ONLY, first.POSITIONAL_OR_KEYWORD):
+        return first.name not in EPS_NAMES
+    return any(p.kind == p.VAR_POSITIONAL for p in params)
 
 
 def input_parameter(fn: object) -> str | None:

@@ -77,7 +77,7 @@ def snippet(
         args = [*first, *(f"{k}={v if isinstance(v, str) else repr(v)}" for k, v in kwargs.items())]
         lines.append(f"{out} = target({', '.join(args)})")
     else:
-        to = candidate.param_dtype or dtype
+        to = candidate.param_dtype or wdt  # the weight's dtype: kept in float32 where the module refuses others
         lines.append(f"m = construct_module(target, {n}, {candidate.eps_override!r}).to(torch.{to})")
         if weight is not None or bias is not None:
             lines.append("with torch.no_grad():")
