@@ -155,6 +155,12 @@ def bounds(
     n, rows = s.n, s.rows
     out: dict[str, Bound] = {}
     with np.errstate(all="ignore"):
+        if ln:  # the mean's error e, amplified by r: |e| r <= delta; r's own change, 1 - r_c/r, is at most eta
+            delta = (n + 4) * uc * s.r * s.mean_abs_x
+            shift = delta / np.sqrt(1 + delta * delta)  # |e| r_c: how far xhat moves, at most 1
+            eta = shift * delta / (1 + np.sqrt(1 + delta * delta))  # 1 - 1/sqrt(1 + delta^2)
+            moved = shift + s.xhat * eta  # |xhat_c - xhat|
+            moved_m = shift * s.mean_h + eta * s.mean_hx  # |mean(h * (xhat_c - xhat))|
         for name, ex in exact.items():
             out_fmt = param_fmt if param_fmt is not None and name in ("dw", "db") else fmt
             ulp_y = exact_ulp(ex, out_fmt)
@@ -173,8 +179,11 @@ def bounds(
                         base = base + 0.5 * ulp(core, fmt)
                     cond = s.r * s.scale * s.mean_abs_x  # the terms x_i and mu behind x_i - mu
                     scale = core + cond + b_abs
-                    rigorous = rigorous + MARGIN * uc * (b_abs + (n + 4) * cond)
-                    why += f" + {MARGIN}*(n+4)*u_{comp.name}*r*|w|*mean|x| (the mean's error; conditioning)"
+                    rigorous = rigorous + MARGIN * (uc * (b_abs + (n + 4) * cond) + core * eta)
+                    why += (
+                        f" + {MARGIN}*(n+4)*u_{comp.name}*r*|w|*mean|x| (the mean's error; conditioning)"
+                        f" + {MARGIN}*|y|*eta (its second order)"
+                    )
             elif name == "dx":
                 scale = s.r * (s.h + (s.mean_h if ln else 0) + s.xhat * s.mean_hx)
                 intermediate = MARGIN * c_f * uf * scale
@@ -187,8 +196,14 @@ def bounds(
                 if ln:  # an error d in the mean moves xhat by d*r and mean(h*xhat) by d*r*mean(h)
                     cond = s.r * s.r * s.mean_abs_x * (s.mean_hx + s.xhat * s.mean_h)
                     scale = scale + cond
-                    rigorous = rigorous + MARGIN * (n + 4) * uc * cond
-                    why += f" + {MARGIN}*(n+4)*u_{comp.name}*r^2*mean|x|*(mean|h*xhat| + |xhat|*mean|h|)"
+                    # ... and to second order: r_c - r, and the parts of xhat's and mean(h*xhat)'s moves beyond e*r
+                    second = eta * (s.h + s.mean_h + (s.xhat + moved) * (s.mean_hx + moved_m))
+                    second += moved * moved_m + eta * ((delta + 2 * s.xhat) * s.mean_hx + s.xhat * delta * s.mean_h)
+                    rigorous = rigorous + MARGIN * ((n + 4) * uc * cond + s.r * second)
+                    why += (
+                        f" + {MARGIN}*(n+4)*u_{comp.name}*r^2*mean|x|*(mean|h*xhat| + |xhat|*mean|h|)"
+                        f" + {MARGIN}*r*(its second order in delta, docs/bounds.md)"
+                    )
             elif name == "dw":
                 scale = np.sum(s.g * s.xhat, axis=0)
                 intermediate = MARGIN * c_f * uf * scale
@@ -201,7 +216,12 @@ def bounds(
                 if ln:
                     cond = np.sum(s.g * s.r * s.mean_abs_x, axis=0)
                     scale = scale + cond
-                    rigorous = rigorous + MARGIN * (n + 4) * uc * cond
+                    second = np.sum(s.g * eta * (delta + s.xhat), axis=0)  # xhat's move beyond e*r
+                    rigorous = rigorous + MARGIN * ((n + 4) * uc * cond + second)
+                    why += (
+                        f" + {MARGIN}*(n+4)*u_{comp.name}*sum|g|*r*mean|x| (the mean's error)"
+                        f" + {MARGIN}*sum|g|*eta*(delta + |xhat|) (its second order)"
+                    )
             else:  # db
                 scale = np.sum(s.g, axis=0)
                 base = ROUNDINGS * ulp_y
@@ -259,7 +279,8 @@ def sharpen(
             )
         why = (
             f"{FACTOR:g} K S{rounding}: K = the largest |error| / S of correct {comp.name} computations of this "
-            f"input (sums sequential, pairwise, blocked by 256, in 32 lanes){conv}, at least {K_MIN:g} u_{comp.name}"
+            f"input (sums sequential, pairwise, blocked by 256, in 32 lanes; LayerNorm's mean also one ulp off)"
+            f"{conv}, at least {K_MIN:g} u_{comp.name}"
         )
         out[name] = replace(b, sharp=np.where(np.isfinite(sharp), sharp, b.rigorous), sharp_reason=why, unit=k)
     return out

@@ -6,7 +6,9 @@ computations actually run: the analytic formulas of docs/theory.md, sections 1
 and 2, in the compute precision (float32, or float64 for float64 inputs), with
 the row sums done sequentially (a plain loop), pairwise (numpy), in blocks of
 256 with their partial sums added in turn (a split reduction), and in 32 lanes
-added at the end (a warp or a vector unit). The torch emulations of the correct
+added at the end (a warp or a vector unit); for LayerNorm also pairwise with the mean one ulp
+up and down (a correct mean, from another order or a running update, is only known within its
+rounding, and a tiny eps lets rstd amplify that into xhat on near-constant rows). The torch emulations of the correct
 conventions run too, in the dtype under audit (autograd's gradients): in float16 and
 bfloat16 they show the intermediate roundings correct conventions make on this input.
 ``normcheck.bounds`` takes the largest of their errors as the sharp bound's unit.
@@ -83,15 +85,20 @@ def formula(
     eps: float,
     offset: int,
     dtype: type,
+    mean_step: int = 0,
 ) -> dict[str, np.ndarray]:
     """``y`` (and ``dx``, ``dw``, ``db`` given ``grad``) by the analytic formulas in ``dtype``, rows summed by
-    ``total``; arrays shaped like the inputs."""
+    ``total``; arrays shaped like the inputs. ``mean_step`` (LayerNorm) moves the mean to the next value of
+    ``dtype`` up (1) or down (-1)."""
     shape, n = x.shape, x.shape[-1]
     xf = x.reshape(-1, n).astype(dtype)
     inv_n = dtype(1) / dtype(n)
     scale = np.ones(n, dtype) if weight is None else weight.astype(dtype) + dtype(offset)
     if kind == "layernorm":
-        centered = xf - total(xf) * inv_n
+        mean = total(xf) * inv_n
+        if mean_step:
+            mean = np.nextafter(mean, dtype(mean_step * np.inf))
+        centered = xf - mean
     else:
         centered = xf
     r = dtype(1) / np.sqrt(total(centered * centered) * inv_n + dtype(eps))
@@ -129,6 +136,8 @@ def correct_outputs(
     dtype = np.float64 if np.dtype(x.dtype) == np.float64 else np.float32
     with np.errstate(all="ignore"):  # a row with an infinity (a residual sum past the format) is NaN
         computed = [formula(kind, total, x, weight, bias, grad, eps, offset, dtype) for total in SUMMATIONS.values()]
+        if kind == "layernorm":  # a correct mean is only known within its rounding: rstd amplifies that
+            computed += [formula(kind, pairwise, x, weight, bias, grad, eps, offset, dtype, s) for s in (-1, 1)]
     conventions = [
         run_emulation(emu, x, weight, bias, grad, eps, offset) for emu in emulations_for(kind, offset) if emu.correct
     ]

@@ -1,0 +1,56 @@
+"""Tiny eps on near-constant rows: correct float32 code amplifies the mean's rounding error by rstd."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+pytest.importorskip("torch")
+
+from normcheck.api import audit
+from normcheck.bounds import bounds
+from normcheck.strategies import Source, make_input
+from oracles import layer_norm, layer_norm_backward, resolve_format
+
+NEAR_CONSTANT = {"constant", "near_constant", "offset"}
+
+
+@pytest.mark.parametrize("eps", [1e-12, 1e-7])
+@pytest.mark.parametrize(
+    "spec, kind",
+    [
+        ("tests.normcheck.zoo:TwoPassLayerNorm", "layernorm"),
+        ("torch.nn.LayerNorm", "layernorm"),
+        ("torch.nn.RMSNorm", "rmsnorm"),
+    ],
+)
+def test_correct_float32_norms_pass_tiny_eps_on_constant_and_near_constant_rows(spec, kind, eps):
+    """The structured cases hold constant, constant plus one ulp, and offset rows at n = 61 and 16385."""
+    result = audit(spec, kind=kind, dtype="float32", eps=eps, examples=0, in_process=True)
+    assert result.passed, [f.message for f in result.findings]
+    outputs = {"y", "dx", "dw", "db"} if kind == "layernorm" else {"y", "dx", "dw"}
+    for output in outputs:
+        regimes = {regime for (_, out, regime) in result.stats if out == output}
+        assert regimes >= NEAR_CONSTANT, (output, regimes)
+
+
+@pytest.mark.parametrize("n", [61, 16385])
+def test_the_rigorous_dx_bound_covers_the_mean_error_times_rstd_on_a_constant_row(n):
+    """A float32 two-pass dx on a constant row (exact xhat = 0, rstd = 1e6) is off by percents of r*|h|:
+    the computed mean's error e, times r_c, moves every xhat by up to 1. The bound must hold that."""
+    torch = pytest.importorskip("torch")
+    fmt = resolve_format("float32")
+    case = make_input(Source(rng=np.random.default_rng(1)), fmt, n=n, rows=1, regime="constant", eps=1e-12)
+    case.x[:] = np.float32(3.3)  # (torch's float32 mean of this row is off by 1 to 3 ulps at both sizes)
+    x, w, b, g = (torch.tensor(a, requires_grad=True) for a in (case.x, case.weight, case.bias, case.grad))
+    mean = x.mean(-1, keepdim=True)
+    xhat = (x - mean) * torch.rsqrt(((x - mean) ** 2).mean(-1, keepdim=True) + 1e-12)
+    (xhat * w + b).backward(g)
+    exact_dx = layer_norm_backward(case.x, case.grad, case.weight, case.bias, 1e-12)[0]
+    exact = {"y": layer_norm(case.x, case.weight, case.bias, 1e-12), "dx": exact_dx}
+    limit = bounds(
+        "layernorm", fmt, case.x, exact, weight=case.weight, bias=case.bias, grad=case.grad, eps=1e-12, offset=0
+    )["dx"]
+    err = np.abs(x.grad.numpy().astype(np.float64) - exact_dx.approx)
+    assert err.max() > 1e-2 * np.abs(exact_dx.approx).max()  # the effect is real and large
+    assert (err <= limit.rigorous).all()
