@@ -36,6 +36,7 @@ REGIMES = (
     "offset",
     "eps_dominant",
     "constant",
+    "near_constant",
     "zero",
     "one_hot",
     "outlier",
@@ -167,8 +168,11 @@ def make_rows(src: Source, fmt: FloatFormat, n: int, regime: str, eps: float = 1
         floor = 2.0 ** (2 * exponent_range(fmt, n, "tiny")[0] + 12)  # keeps squares in the compute range
         scale = math.sqrt(max(eps, floor)) * 2.0 ** -src.integer(0, 6)
         x = np.clip(x / 2.0**hi, -2, 2) * scale
-    elif regime == "constant":
+    elif regime in ("constant", "near_constant"):
         x[:] = x[:, :1]
+        if regime == "near_constant":  # one ulp of noise: a spread far below the mean's rounding error
+            ulp = np.ldexp(1.0, np.frexp(x)[1] - fmt.precision)
+            x = x + src.integers(-1, 1, count * n).reshape(count, n) * ulp
     elif regime == "zero":
         x[:] = 0.0
     elif regime == "one_hot":

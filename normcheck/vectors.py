@@ -31,7 +31,7 @@ SIZES = (1, 2, 3, 8, 17)
 #: One long row (low-precision accumulation) and one tall batch (weight-gradient accumulation).
 LONG_ROW, MANY_ROWS = 512, 64
 #: Regimes where eps matters, generated with a second eps too.
-EPS_SENSITIVE = ("eps_dominant", "zero", "tiny", "constant")
+EPS_SENSITIVE = ("eps_dominant", "zero", "tiny", "constant", "near_constant")
 #: What each regime exercises (docs/theory.md, sections 5 and 6), for the case comments.
 WHY = {
     "normal": "random rows",
@@ -41,6 +41,7 @@ WHY = {
     "offset": "large mean offset: variance cancellation (one-pass variance)",
     "eps_dominant": "mean square at or below eps (eps outside sqrt, eps rounded to the input dtype)",
     "constant": "constant row: zero variance (LayerNorm output is the bias)",
+    "near_constant": "constant row plus one ulp of noise: the mean's rounding error outweighs the spread",
     "zero": "all-zero row (eps placement, division by zero)",
     "one_hot": "one nonzero channel",
     "outlier": "one outlier channel 1e4 times the rest",
