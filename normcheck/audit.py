@@ -1072,7 +1072,9 @@ class Auditor:
             return
         w, b = self._params(case, f.dtype)
         layout = self.c.describe(case.n, f.dtype)
-        f.reproducer = snippet(self.spec, self.c, self.kind, case, f.dtype, layout.eps, self.offset, w, b)
+        f.reproducer = snippet(
+            self.spec, self.c, self.kind, case, f.dtype, layout.eps, self.offset, w, b, output=f.output
+        )
         if f.check not in ("accuracy", "nonfinite", "bias") or f.output in (None, "residual_out"):
             return
         output = "dx" if f.output == "dresidual" else f.output  # the same gradient, through the sum

@@ -1,0 +1,46 @@
+"""Implementations whose findings need a reproducer of a kind of their own.
+
+Each is a correct all-fp32 RMSNorm except for the one fault its reproducer must show.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+def rms(x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
+    xf = x.float()
+    return (xf * torch.rsqrt(xf.pow(2).mean(-1, keepdim=True) + eps) * weight.float()).to(x.dtype)
+
+
+class _NanFirstDx(torch.autograd.Function):
+    """The norm's own gradients, but dx's first element NaN."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
+        ctx.save_for_backward(x, weight)
+        ctx.eps = eps
+        return rms(x, weight, eps)
+
+    @staticmethod
+    def backward(ctx, g: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, None]:
+        x, weight = ctx.saved_tensors
+        with torch.enable_grad():
+            xd, wd = x.detach().requires_grad_(), weight.detach().requires_grad_()
+            dx, dw = torch.autograd.grad(rms(xd, wd, ctx.eps), (xd, wd), g)
+        dx = dx.clone()
+        dx.view(-1)[0] = float("nan")
+        return dx, dw, None
+
+
+class NanDxRMSNorm(nn.Module):
+    """A correct forward whose backward writes NaN into the first element of dx."""
+
+    def __init__(self, dim: int, eps: float = 1e-6) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(dim))
+        self.eps = eps
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return _NanFirstDx.apply(x, self.weight, self.eps)
