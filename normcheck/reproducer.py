@@ -1,20 +1,81 @@
-"""A short runnable Python snippet that reproduces a finding, inputs as exact hex floats."""
+"""A short runnable Python snippet that reproduces a finding.
+
+Its inputs are exact hex floats in the snippet, or, for an input of more than
+:data:`MAX_INLINE` elements, an ``.npz`` file of their bits that the snippet loads
+(:func:`store`, :func:`load_inputs`): a 32768x16 input is 15 MB of hex floats.
+"""
 
 from __future__ import annotations
 
+import hashlib
+import io
+import zipfile
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 
 from normcheck.candidate import RESIDUAL_NAMES, Candidate, function_arguments
+from normcheck.errors import UsageError
 from normcheck.strategies import NormInput
-from oracles import Exact
+from oracles import Exact, resolve_format
 
 if TYPE_CHECKING:
     from normcheck.isolation import IsolatedCandidate
 
+#: Inputs with more elements than this go to an ``.npz`` file instead of the snippet.
+MAX_INLINE = 4096
+#: Where the files go when no report says where: this folder, in the current directory.
+REPRODUCER_DIR = "normcheck-reproducers"
 #: The gradients a finding can be about, and the oracle's gradient each is compared with.
 GRADIENTS = {"dx": "dx", "dresidual": "dx", "dw": "dw", "db": "db"}
+
+
+def bits(a: np.ndarray) -> np.ndarray:
+    """The array's bit patterns as unsigned integers (NaN payloads and signed zeros included)."""
+    return np.ascontiguousarray(a).view(np.dtype(f"u{a.dtype.itemsize}"))
+
+
+def _npz(arrays: dict[str, np.ndarray]) -> bytes:
+    """An ``.npz`` of each array's bits and dtype name, its bytes set by the arrays alone
+    (``np.savez`` stamps each entry with the time)."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        for name, a in arrays.items():
+            for key, value in ((name, bits(a)), (f"{name}.dtype", np.array(str(a.dtype)))):
+                entry = zipfile.ZipInfo(f"{key}.npy")  # dated 1980-01-01
+                entry.compress_type = zipfile.ZIP_DEFLATED
+                with archive.open(entry, "w") as fh:
+                    np.lib.format.write_array(fh, value, allow_pickle=False)
+    return buffer.getvalue()
+
+
+def store(arrays: dict[str, np.ndarray], folder: str) -> dict[str, str]:
+    """Write ``arrays`` bit for bit into ``folder`` (created if need be), atomically, as an ``.npz`` named
+    by its checksum: it never replaces a different file. Returns its ``path`` and ``sha256``."""
+    from normcheck.report_json import write_atomically  # (report_json imports the audit, which imports this)
+
+    data = _npz(arrays)
+    sha256 = hashlib.sha256(data).hexdigest()
+    path = Path(folder).resolve() / f"reproducer-{sha256[:16]}.npz"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_atomically(str(path), data)
+    return {"path": str(path), "sha256": sha256}
+
+
+def load_inputs(path: str, sha256: str) -> dict[str, np.ndarray]:
+    """The arrays :func:`store` wrote, in their own dtypes, bit for bit; refuses a file of another checksum."""
+    data = Path(path).read_bytes()
+    if hashlib.sha256(data).hexdigest() != sha256:
+        raise ValueError(f"{path} is not the file this reproducer was written with: its sha256 differs")
+    with np.load(io.BytesIO(data)) as npz:
+        dtypes = {k: resolve_format(str(npz[f"{k}.dtype"])).dtype for k in npz.files if not k.endswith(".dtype")}
+        return {k: npz[k].view(dtype) for k, dtype in dtypes.items()}
+
+
+def file_note(file: dict[str, str] | None) -> str | None:
+    """The line that names a reproducer's input file, or None where its inputs are in the snippet."""
+    return None if file is None else f"input in {file['path']} (sha256 {file['sha256']})"
 
 
 def show_error(name: str, exact: Exact, got: np.ndarray, dtype: str) -> None:
@@ -37,9 +98,18 @@ def _array(a: np.ndarray) -> str:
     return f"np.array([{values}], dtype={dtype}).reshape({', '.join(str(d) for d in a.shape)})"
 
 
-def _inputs(arrays: dict[str, np.ndarray]) -> list[str]:
-    """The lines that define the snippet's ``inputs``: a dict of numpy arrays of exact hex floats."""
-    return ["h = float.fromhex", "inputs = {", *(f'    "{k}": {_array(a)},' for k, a in arrays.items()), "}"]
+def _inputs(arrays: dict[str, np.ndarray], folder: str) -> tuple[list[str], dict[str, str] | None]:
+    """The lines that define the snippet's ``inputs`` (a dict of numpy arrays), and the file they load:
+    hex floats, or past :data:`MAX_INLINE` elements the ``.npz`` written into ``folder`` for them
+    (hex floats after all, saying why, where it cannot be written)."""
+    inline = ["h = float.fromhex", "inputs = {", *(f'    "{k}": {_array(a)},' for k, a in arrays.items()), "}"]
+    if arrays["x"].size <= MAX_INLINE:
+        return inline, None
+    try:
+        file = store(arrays, folder)
+    except (OSError, UsageError) as exc:
+        return [f"# the inputs are inline: they could not be written into {folder!r} ({exc})", *inline], None
+    return [f"inputs = load_inputs({file['path']!r}, {file['sha256']!r})  # {arrays['x'].size} values of x"], file
 
 
 def _oracle(kind: str, arrays: dict[str, np.ndarray], dtype: str, eps: float, offset: int, grad: bool) -> list[str]:
@@ -76,9 +146,11 @@ def snippet(
     bias: np.ndarray | None,
     *,
     output: str | None = None,
-) -> str:
+    folder: str = REPRODUCER_DIR,
+) -> tuple[str, dict[str, str] | None]:
     """Code that rebuilds the input, calls the implementation as the audit did and prints the error of y and
-    of ``output`` (the finding's: a gradient runs backward with the audit's upstream gradient).
+    of ``output`` (the finding's: a gradient runs backward with the audit's upstream gradient), and the
+    ``path`` and ``sha256`` of the file it loads a large input from (written into ``folder``), or None.
 
     It runs in a fresh process (``python -c``), so it reproduces crashes and hangs too.
     JAX and numpy targets are called through normcheck's candidate for their framework,
@@ -88,8 +160,9 @@ def snippet(
     grad = output in GRADIENTS if torch else candidate.supports_grad  # as the audit called it
     named = {"x": case.x, "r": case.residual, "w": weight, "b": bias, "g": case.grad if grad else None}
     arrays = {k: a for k, a in named.items() if a is not None}
+    inputs, file = _inputs(arrays, folder)
     build = _torch_lines if torch else _array_lines
-    return "\n".join(build(spec, candidate, kind, case, dtype, eps, offset, arrays, _inputs(arrays), output))
+    return "\n".join(build(spec, candidate, kind, case, dtype, eps, offset, arrays, inputs, output)), file
 
 
 def _torch_lines(
@@ -110,7 +183,7 @@ def _torch_lines(
     lines = [
         "import ml_dtypes, numpy as np, torch, oracles",
         "from normcheck.loading import construct_module, load_target",
-        "from normcheck.reproducer import show_error",
+        "from normcheck.reproducer import load_inputs, show_error",
         "from normcheck.torch_bridge import from_numpy, to_numpy",
         *inputs,
         f'target = load_target("{spec}")',
@@ -184,7 +257,7 @@ def _array_lines(
         "import ml_dtypes, numpy as np, oracles",
         "from normcheck.frameworks import make_candidate",
         "from normcheck.loading import load_target",
-        "from normcheck.reproducer import show_error",
+        "from normcheck.reproducer import load_inputs, show_error",
         *inputs,
         f'c = make_candidate(load_target("{spec}"), "{spec}", framework="{candidate.framework}", {options})',
         f"run = c.run({args}, strided={case.strided})  # as the audit called it",

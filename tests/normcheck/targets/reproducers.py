@@ -8,10 +8,27 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+#: Inputs with at least this many rows (the audit's 32768x16 case) get a wrong y from WrongOnManyRows.
+MANY = 32768
+
 
 def rms(x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
     xf = x.float()
     return (xf * torch.rsqrt(xf.pow(2).mean(-1, keepdim=True) + eps) * weight.float()).to(x.dtype)
+
+
+class WrongOnManyRows(nn.Module):
+    """y 1% too large on inputs of many rows, as a kernel whose multi-row block path is wrong: only a
+    large input shows the fault, so its reproducer is a large one."""
+
+    def __init__(self, dim: int, eps: float = 1e-6) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(dim))
+        self.eps = eps
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = rms(x, self.weight, self.eps)
+        return y * 1.01 if x.numel() // x.shape[-1] >= MANY else y
 
 
 class _NanFirstDx(torch.autograd.Function):
