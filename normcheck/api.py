@@ -12,6 +12,7 @@ from contextlib import closing
 from normcheck.audit import Auditor, AuditResult, smallest_input_note
 from normcheck.inference import infer
 from normcheck.isolation import open_candidate
+from normcheck.reproducer import REPRODUCER_DIR, file_note
 
 
 def audit(
@@ -34,6 +35,7 @@ def audit(
     style: str = "auto",
     framework: str | None = None,
     param_dtype: str | None = None,
+    reproducer_dir: str = REPRODUCER_DIR,
 ) -> AuditResult:
     """Audit an implementation (a class, factory, function, or a ``"pkg.mod:Name"`` string).
 
@@ -45,6 +47,7 @@ def audit(
     ``param_dtype`` keeps the parameters in that dtype instead of the audited one.
     ``residual`` audits a fused residual-add + norm (torch targets), ``style`` forcing how it answers
     (``"return"``: ``(y, residual_out)``; ``"inplace"``; ``"auto"``: found on the first call).
+    A reproducer of an input of more than ``MAX_INLINE`` values loads it from a file in ``reproducer_dir``.
     """
     spec = (
         impl if isinstance(impl, str) else f"{getattr(impl, '__module__', '?')}:{getattr(impl, '__qualname__', impl)}"
@@ -66,6 +69,7 @@ def audit(
             examples=examples,
             seed=seed,
             grad=grad,
+            reproducer_dir=reproducer_dir,
         ).run()
 
 
@@ -88,7 +92,8 @@ def describe_failure(result: AuditResult) -> str:
         if f.diagnosis is not None:
             lines.append(f"  bug: {f.diagnosis.bug or 'unrecognized'}: {f.diagnosis.evidence}")
         if f.reproducer:
-            lines.append("  reproducer:")
+            note = file_note(f.reproducer_file)
+            lines.append(f"  reproducer, {note}:" if note else "  reproducer:")
             lines += [f"    {line}" for line in f.reproducer.splitlines()]
     return "\n".join(lines)
 

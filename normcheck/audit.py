@@ -22,7 +22,7 @@ from normcheck.candidate import Candidate, Run
 from normcheck.diagnosis import Diagnosis, convention_match, diagnose
 from normcheck.isolation import IsolatedCandidate, WorkerLost
 from normcheck.references import correct_outputs
-from normcheck.reproducer import snippet
+from normcheck.reproducer import REPRODUCER_DIR, bits, snippet
 from normcheck.strategies import (
     HIDDEN_SIZES,
     REGIMES,
@@ -90,6 +90,8 @@ class Finding:
     worst: dict | None = None
     diagnosis: Diagnosis | None = None
     reproducer: str | None = None
+    #: The ``path`` and ``sha256`` of the file the reproducer loads a large input from, or None (inputs inline).
+    reproducer_file: dict[str, str] | None = None
     example: NormInput | None = None  #: the input the reproducer rebuilds (the smallest failing one)
     occurrences: int = 1
     #: Further failing inputs of the same check (for the diagnosis; the reproducer uses ``example``).
@@ -295,15 +297,10 @@ def _decisiveness(d: Diagnosis) -> tuple[float, float]:
     return (top.agreement - second, top.agreement)
 
 
-def _bits(a: np.ndarray) -> np.ndarray:
-    """The array's bit patterns as unsigned integers (NaN payloads and signed zeros included)."""
-    return np.ascontiguousarray(a).view(np.dtype(f"u{a.dtype.itemsize}"))
-
-
 def _case_key(case: NormInput) -> tuple:
     """Identifies an input by its bits: hypothesis may build the same input again."""
     arrays = (case.x, case.weight, case.bias, case.grad, *(() if case.residual is None else (case.residual,)))
-    return (case.strided, *(a.shape for a in arrays), *(_bits(a).tobytes() for a in arrays))
+    return (case.strided, *(a.shape for a in arrays), *(bits(a).tobytes() for a in arrays))
 
 
 def merge_findings(findings: list[Finding]) -> list[Finding]:
@@ -381,8 +378,10 @@ class Auditor:
         seed: int = 0,
         grad: bool = True,
         progress: Callable[[str], None] | None = None,
+        reproducer_dir: str = REPRODUCER_DIR,
     ) -> None:
         self.c, self.spec, self.kind, self.offset = candidate, spec, kind, weight_offset
+        self.reproducer_dir = reproducer_dir  #: where reproducers of large inputs store them
         self.dtypes, self.examples, self.seed, self.grad = dtypes, examples, seed, grad
         self.hidden_sizes = tuple(hidden_sizes) or HIDDEN_SIZES
         self.shapes = tuple(tuple(shape) for shape in shapes)
@@ -790,7 +789,7 @@ class Auditor:
             a, c = getattr(first, name), getattr(second, name)
             if a is None or c is None or a.shape != c.shape or a.dtype != c.dtype:
                 continue
-            differ = _bits(a) != _bits(c)
+            differ = bits(a) != bits(c)
             if not differ.any():
                 continue
             errors = ""
@@ -1072,7 +1071,19 @@ class Auditor:
             return
         w, b = self._params(case, f.dtype)
         layout = self.c.describe(case.n, f.dtype)
-        f.reproducer = snippet(self.spec, self.c, self.kind, case, f.dtype, layout.eps, self.offset, w, b)
+        f.reproducer, f.reproducer_file = snippet(
+            self.spec,
+            self.c,
+            self.kind,
+            case,
+            f.dtype,
+            layout.eps,
+            self.offset,
+            w,
+            b,
+            output=f.output,
+            folder=self.reproducer_dir,
+        )
         if f.check not in ("accuracy", "nonfinite", "bias") or f.output in (None, "residual_out"):
             return
         output = "dx" if f.output == "dresidual" else f.output  # the same gradient, through the sum

@@ -6,6 +6,7 @@ import argparse
 import math
 import sys
 from contextlib import closing
+from pathlib import Path
 
 from rich.console import Console
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
@@ -69,14 +70,16 @@ def _audit(args: argparse.Namespace) -> int:
 
         check_writable(args.json)
     if args.report_dir:
-        from pathlib import Path
-
         folder = Path(args.report_dir)
         if folder.exists() and not folder.is_dir():
             raise UsageError(f"--report-dir {args.report_dir!r} exists and is not a folder")
     from normcheck.audit import Auditor
     from normcheck.inference import infer
     from normcheck.isolation import open_candidate
+    from normcheck.reproducer import REPRODUCER_DIR
+
+    # Reproducers of large inputs store them beside the report, else in a folder of the current directory.
+    reproducer_dir = args.report_dir or (str(Path(args.json).parent) if args.json else REPRODUCER_DIR)
 
     with closing(
         open_candidate(
@@ -115,6 +118,7 @@ def _audit(args: argparse.Namespace) -> int:
                 seed=args.seed,
                 grad=not args.no_grad,
                 progress=lambda msg: progress.update(task, description=f"{args.target}: {msg}"),
+                reproducer_dir=reproducer_dir,
             )
             result = auditor.run()
     _print_result(result, Console())
@@ -132,8 +136,6 @@ def _audit(args: argparse.Namespace) -> int:
     from normcheck.report_json import write_report
 
     if args.report_dir:
-        from pathlib import Path
-
         from normcheck.reporting import render
 
         Path(args.report_dir).mkdir(parents=True, exist_ok=True)
@@ -150,6 +152,7 @@ def _print_result(result, console: Console) -> None:
 
     from normcheck.audit import smallest_input_note
     from normcheck.reporting import SHORT_DTYPES, SHORT_OUTPUTS, UNITS_NOTE, bound_use, short
+    from normcheck.reproducer import file_note
 
     offset = f", weight offset {result.weight_offset}" if result.weight_offset else ""
     mode = " (forward only: no autograd support)" if result.forward_only else ""
@@ -214,7 +217,9 @@ def _print_result(result, console: Console) -> None:
             label = f.diagnosis.bug or "unrecognized"
             console.print(f"  diagnosis: [bold]{label}[/]: {f.diagnosis.evidence}")
         if f.reproducer:
-            console.print("  reproducer:", style="dim")
+            note = file_note(f.reproducer_file)
+            line = f"  reproducer, {note}:" if note else "  reproducer:"
+            console.print(line, style="dim", highlight=False, soft_wrap=True)  # (a path stays whole)
             console.print(f.reproducer, markup=False, highlight=False, soft_wrap=True)
 
 
@@ -261,8 +266,6 @@ def _vectors(args: argparse.Namespace) -> int:
             raise UsageError("--out needs --kind and --dtype")
         jobs = [(args.kind, args.dtype, args.out)]
     else:
-        from pathlib import Path
-
         folder = Path(args.out_dir)
         if not folder.is_dir():
             raise UsageError(f"--out-dir {args.out_dir!r} is not a folder")

@@ -13,6 +13,8 @@ Loaded through the ``pytest11`` entry point; importing it does not import torch.
   ``--normcheck-report DIR``; then ini keys ``normcheck_dtypes`` ... ; then
   ``[tool.normcheck]`` in pyproject.toml (``dtypes``, ``devices``, ``examples``,
   ``seed``, ``report_dir``).
+- A reproducer of a large input loads it from a file in the report folder (without one, in
+  ``normcheck-reproducers/`` of the current directory); the failure message names it.
 - Under pytest-xdist each result travels with its test report, so the summary
   lists every worker's audits; reports go to one file per test, dtype and device.
 """
@@ -168,6 +170,8 @@ class NormcheckFixture:
                 pytest.skip(f"normcheck: {exc}")
         options.setdefault("examples", self._settings.examples)
         options.setdefault("seed", self._settings.seed)
+        if self._settings.report_dir:  # reproducers of large inputs store them beside the reports
+            options.setdefault("reproducer_dir", self._settings.report_dir)
         result = audit(impl, kind=kind, dtype=tuple(self.dtypes), device=self.device, **options)  # type: ignore[arg-type]
         line = {
             "target": result.target,

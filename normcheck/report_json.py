@@ -91,6 +91,7 @@ def to_dict(result: AuditResult, settings: dict) -> dict:
                 "minimal": f.minimal,
                 "diagnosis": diag,
                 "reproducer": f.reproducer,
+                "reproducer_file": f.reproducer_file,
                 "detail": f.detail,
             }
         )

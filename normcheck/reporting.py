@@ -17,6 +17,7 @@ import normcheck
 from normcheck.audit import smallest_input_note
 from normcheck.errors import UsageError
 from normcheck.report_json import SCHEMA, write_atomically
+from normcheck.reproducer import file_note
 
 OUTPUT_ORDER = ("y", "dx", "dw", "db", "residual_out", "dresidual")
 #: Table labels of a fused residual-add's outputs.
@@ -187,7 +188,12 @@ def figures(results: list[dict]) -> list[Figure]:
 def _context(results: list[dict]) -> dict:
     regimes, regime_rows = regime_table(results)
     findings = [
-        {**f, "target": r["target"], "smallest": smallest_input_note(f.get("minimal"))}
+        {
+            **f,
+            "target": r["target"],
+            "smallest": smallest_input_note(f.get("minimal")),
+            "inputs": file_note(f.get("reproducer_file")),
+        }
         for r in results
         for f in r["findings"]
     ]
@@ -242,6 +248,8 @@ def markdown(ctx: dict) -> str:
             lines.append(f"  - {f['smallest']}")
         if f.get("diagnosis"):
             lines.append(f"  - diagnosis: **{f['diagnosis']['bug'] or 'unrecognized'}**: {f['diagnosis']['evidence']}")
+        if f["inputs"]:
+            lines.append(f"  - reproducer: {f['inputs']}")
         if f.get("reproducer"):
             lines += ["", "```python", f["reproducer"], "```", ""]
     return "\n".join(lines) + "\n"

@@ -1,27 +1,137 @@
-"""A short runnable Python snippet that reproduces a finding, inputs as exact hex floats."""
+"""A short runnable Python snippet that reproduces a finding.
+
+Its inputs are exact hex floats in the snippet, or, for an input of more than
+:data:`MAX_INLINE` elements, an ``.npz`` file of their bits that the snippet loads
+(:func:`store`, :func:`load_inputs`): a 32768x16 input is 15 MB of hex floats.
+"""
 
 from __future__ import annotations
 
+import hashlib
+import io
+import zipfile
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 
 from normcheck.candidate import RESIDUAL_NAMES, Candidate, function_arguments
+from normcheck.errors import UsageError
 from normcheck.strategies import NormInput
+from oracles import Exact, resolve_format
 
 if TYPE_CHECKING:
     from normcheck.isolation import IsolatedCandidate
 
+#: Inputs with more elements than this go to an ``.npz`` file instead of the snippet.
+MAX_INLINE = 4096
+#: Where the files go when no report says where: this folder, in the current directory.
+REPRODUCER_DIR = "normcheck-reproducers"
+#: The gradients a finding can be about, and the oracle's gradient each is compared with.
+GRADIENTS = {"dx": "dx", "dresidual": "dx", "dw": "dw", "db": "db"}
 
-def _hex_values(a: np.ndarray) -> tuple[str, str]:
-    """The elements of ``a`` as exact hex floats (``h = float.fromhex`` in the snippet), and its shape."""
+
+def bits(a: np.ndarray) -> np.ndarray:
+    """The array's bit patterns as unsigned integers (NaN payloads and signed zeros included)."""
+    return np.ascontiguousarray(a).view(np.dtype(f"u{a.dtype.itemsize}"))
+
+
+def _npz(arrays: dict[str, np.ndarray]) -> bytes:
+    """An ``.npz`` of each array's bits and dtype name, its bytes set by the arrays alone
+    (``np.savez`` stamps each entry with the time)."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        for name, a in arrays.items():
+            for key, value in ((name, bits(a)), (f"{name}.dtype", np.array(str(a.dtype)))):
+                entry = zipfile.ZipInfo(f"{key}.npy")  # dated 1980-01-01
+                entry.compress_type = zipfile.ZIP_DEFLATED
+                with archive.open(entry, "w") as fh:
+                    np.lib.format.write_array(fh, value, allow_pickle=False)
+    return buffer.getvalue()
+
+
+def store(arrays: dict[str, np.ndarray], folder: str) -> dict[str, str]:
+    """Write ``arrays`` bit for bit into ``folder`` (created if need be), atomically, as an ``.npz`` named
+    by its checksum: it never replaces a different file. Returns its ``path`` and ``sha256``."""
+    from normcheck.report_json import write_atomically  # (report_json imports the audit, which imports this)
+
+    data = _npz(arrays)
+    sha256 = hashlib.sha256(data).hexdigest()
+    path = Path(folder).resolve() / f"reproducer-{sha256[:16]}.npz"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_atomically(str(path), data)
+    return {"path": str(path), "sha256": sha256}
+
+
+def load_inputs(path: str, sha256: str) -> dict[str, np.ndarray]:
+    """The arrays :func:`store` wrote, in their own dtypes, bit for bit; refuses a file of another checksum."""
+    data = Path(path).read_bytes()
+    if hashlib.sha256(data).hexdigest() != sha256:
+        raise ValueError(f"{path} is not the file this reproducer was written with: its sha256 differs")
+    with np.load(io.BytesIO(data)) as npz:
+        dtypes = {k: resolve_format(str(npz[f"{k}.dtype"])).dtype for k in npz.files if not k.endswith(".dtype")}
+        return {k: npz[k].view(dtype) for k, dtype in dtypes.items()}
+
+
+def file_note(file: dict[str, str] | None) -> str | None:
+    """The line that names a reproducer's input file, or None where its inputs are in the snippet."""
+    return None if file is None else f"input in {file['path']} (sha256 {file['sha256']})"
+
+
+def show_error(name: str, exact: Exact, got: np.ndarray, dtype: str) -> None:
+    """Print a reproducer's verdict on one output: its largest ULP error, and how many of its elements are
+    NaN or infinite where the exact value rounds to a finite one (the ULP error leaves those out)."""
+    err = exact.ulp_error(got, dtype)
+    finite = err[np.isfinite(err)]
+    wrong = ~np.isfinite(got.astype(np.float64)) & np.isfinite(exact.round(dtype).astype(np.float64))
+    largest = float(finite.max()) if finite.size else float("nan")
+    print(
+        f"max ulp error of {name}: {largest:.6g} ({int(wrong.sum())} of {got.size} elements non-finite "
+        "where the exact value is finite)"
+    )
+
+
+def _array(a: np.ndarray) -> str:
+    """``a`` as numpy code of exact hex floats (``h = float.fromhex`` in the snippet)."""
     values = ", ".join(f'h("{float(v).hex()}")' for v in np.asarray(a, dtype=np.float64).ravel())
-    return f"[{values}]", ", ".join(str(d) for d in a.shape)
+    dtype = "ml_dtypes.bfloat16" if str(a.dtype) == "bfloat16" else f"np.{a.dtype}"
+    return f"np.array([{values}], dtype={dtype}).reshape({', '.join(str(d) for d in a.shape)})"
 
 
-def _tensor(a: np.ndarray, dtype: str) -> str:
-    values, shape = _hex_values(a)
-    return f"torch.tensor({values}, dtype=torch.{dtype}).reshape({shape})"
+def _inputs(arrays: dict[str, np.ndarray], folder: str) -> tuple[list[str], dict[str, str] | None]:
+    """The lines that define the snippet's ``inputs`` (a dict of numpy arrays), and the file they load:
+    hex floats, or past :data:`MAX_INLINE` elements the ``.npz`` written into ``folder`` for them
+    (hex floats after all, saying why, where it cannot be written)."""
+    inline = ["h = float.fromhex", "inputs = {", *(f'    "{k}": {_array(a)},' for k, a in arrays.items()), "}"]
+    if arrays["x"].size <= MAX_INLINE:
+        return inline, None
+    try:
+        file = store(arrays, folder)
+    except (OSError, UsageError) as exc:
+        return [f"# the inputs are inline: they could not be written into {folder!r} ({exc})", *inline], None
+    return [f"inputs = load_inputs({file['path']!r}, {file['sha256']!r})  # {arrays['x'].size} values of x"], file
+
+
+def _oracle(kind: str, arrays: dict[str, np.ndarray], dtype: str, eps: float, offset: int, grad: bool) -> list[str]:
+    """Lines that compute the exact outputs on ``inputs``: ``exact`` (y), for a fused residual-add ``total``
+    (x + residual, whose rounding to the dtype the norm normalizes), with ``grad`` also ``grads`` (dx, dw, db)."""
+    lines, x = [], 'inputs["x"]'
+    if "r" in arrays:
+        lines += ['total = oracles.residual_sum(inputs["x"], inputs["r"])', f's = total.round("{dtype}")']
+        x = "s"
+    params = [f'inputs["{k}"]' if k in arrays else "None" for k in ("w", "b")[: 1 if kind == "rmsnorm" else 2]]
+    fn = "rms_norm" if kind == "rmsnorm" else "layer_norm"
+    options = f"eps={eps!r}, weight_offset={offset}"
+    lines.append(f"exact = oracles.{fn}({x}, {', '.join(params)}, {options})")
+    if grad:
+        args = ", ".join([x, 'inputs["g"]', *params])
+        lines.append(f'grads = dict(zip(("dx", "dw", "db"), oracles.{fn}_backward({args}, {options})))')
+    return lines
+
+
+def _format(output: str, arrays: dict[str, np.ndarray], dtype: str) -> str:
+    """The dtype ``output`` comes in: the parameters' for dw and db, else the input's."""
+    return str(arrays["w" if output == "dw" else "b"].dtype) if output in ("dw", "db") else dtype
 
 
 def snippet(
@@ -34,90 +144,28 @@ def snippet(
     offset: int,
     weight: np.ndarray | None,
     bias: np.ndarray | None,
-) -> str:
-    """Code that rebuilds the input, calls the implementation as the audit did and prints its error.
+    *,
+    output: str | None = None,
+    folder: str = REPRODUCER_DIR,
+) -> tuple[str, dict[str, str] | None]:
+    """Code that rebuilds the input, calls the implementation as the audit did and prints the error of y and
+    of ``output`` (the finding's: a gradient runs backward with the audit's upstream gradient), and the
+    ``path`` and ``sha256`` of the file it loads a large input from (written into ``folder``), or None.
 
     It runs in a fresh process (``python -c``), so it reproduces crashes and hangs too.
     JAX and numpy targets are called through normcheck's candidate for their framework,
-    which builds and calls them exactly as the audit did (:func:`array_snippet`).
+    which builds and calls them exactly as the audit did (:func:`_array_lines`).
     """
-    if candidate.framework != "torch":
-        return array_snippet(spec, candidate, kind, case, dtype, eps, offset, weight, bias)
-    n = case.n
-    wdt = str(weight.dtype) if weight is not None else dtype
-    fused = case.residual is not None
-    out = "out" if fused else "y"
-    lines = [
-        "import numpy as np, torch, oracles",
-        "from normcheck.loading import construct_module, load_target",
-        "h = float.fromhex",
-        f'target = load_target("{spec}")',
-        f"x = {_tensor(case.x, dtype)}",
-    ]
-    if fused:
-        lines.append(f"r = {_tensor(case.residual, dtype)}")
-    if case.strided:
-        lines.append("x = x.t().contiguous().t()  # the audit passed a non-contiguous (transposed) view")
-        if fused:
-            lines.append("r = r.t().contiguous().t()")
-    if weight is not None:
-        lines.append(f"w = {_tensor(weight, wdt)}")
-    if bias is not None:
-        lines.append(f"b = {_tensor(bias, wdt)}")
-    if candidate.style == "function":
-        names = {"w": weight, "b": bias}  # passed by variable name
-        kwargs = function_arguments(
-            candidate.function_parameters,
-            n,
-            *(k if v is not None else None for k, v in names.items()),
-            candidate.eps_override,
-        )
-        residual = next((k for k in RESIDUAL_NAMES if k in candidate.function_parameters), None)
-        first = ["x"] if not fused else ["x", f"{residual}=r" if residual else "r"]
-        args = [*first, *(f"{k}={v if isinstance(v, str) else repr(v)}" for k, v in kwargs.items())]
-        lines.append(f"{out} = target({', '.join(args)})")
-    else:
-        to = candidate.param_dtype or wdt  # the weight's dtype: kept in float32 where the module refuses others
-        lines.append(f"m = construct_module(target, {n}, {candidate.eps_override!r}).to(torch.{to})")
-        if weight is not None or bias is not None:
-            lines.append("with torch.no_grad():")
-            if weight is not None:
-                lines.append("    m.weight.copy_(w)")
-            if bias is not None:
-                lines.append("    m.bias.copy_(b)")
-        lines.append(f"{out} = m(x, r)" if fused else "y = m(x)")
-    fn = "rms_norm" if kind == "rmsnorm" else "layer_norm"
-    params = "w.float().numpy()" if weight is not None else "None"
-    if kind == "layernorm":
-        params += ", b.float().numpy()" if bias is not None else ", None"
-    wide = "float64" if dtype == "float64" else "float32"
-    oracle = f"exact = oracles.{fn}({{}}, {params}, eps={eps!r}, weight_offset={offset})"
-    if not fused:
-        lines += [
-            oracle.format(f"x.float().numpy().astype(np.{wide})"),
-            f'print("max ulp error:", np.nanmax(exact.ulp_error(y.detach().float().numpy(), "{dtype}")))',
-        ]
-        return "\n".join(lines)
-    # A fused residual-add may write into x and r: the oracle reads them first (y of the sum rounded to the dtype).
-    call = lines.pop()
-    lines += [
-        f"total = oracles.residual_sum(x.float().numpy().astype(np.{wide}), r.float().numpy().astype(np.{wide}))",
-        oracle.format(f'total.round("{dtype}")'),
-        call,
-        "y, res = out if isinstance(out, (tuple, list)) else (x, r)  # returned, or written in place",
-        f'print("max ulp error of y:", np.nanmax(exact.ulp_error(y.detach().float().numpy(), "{dtype}")))',
-        f'print("max ulp error of residual_out:", np.nanmax(total.ulp_error(res.detach().float().numpy(), "{dtype}")))',
-    ]
-    return "\n".join(lines)
+    torch = candidate.framework == "torch"
+    grad = output in GRADIENTS if torch else candidate.supports_grad  # as the audit called it
+    named = {"x": case.x, "r": case.residual, "w": weight, "b": bias, "g": case.grad if grad else None}
+    arrays = {k: a for k, a in named.items() if a is not None}
+    inputs, file = _inputs(arrays, folder)
+    build = _torch_lines if torch else _array_lines
+    return "\n".join(build(spec, candidate, kind, case, dtype, eps, offset, arrays, inputs, output)), file
 
 
-def _array(a: np.ndarray) -> str:
-    values, shape = _hex_values(a)
-    dtype = "ml_dtypes.bfloat16" if str(a.dtype) == "bfloat16" else f"np.{a.dtype}"
-    return f"np.array({values}, dtype={dtype}).reshape({shape})"
-
-
-def array_snippet(
+def _torch_lines(
     spec: str,
     candidate: Candidate | IsolatedCandidate,
     kind: str,
@@ -125,29 +173,103 @@ def array_snippet(
     dtype: str,
     eps: float,
     offset: int,
-    weight: np.ndarray | None,
-    bias: np.ndarray | None,
-) -> str:
-    """The reproducer of a JAX or numpy target: the input as numpy arrays, the call through normcheck's
-    candidate for the framework (module construction, parameters, ``jax.vjp``), and the error of y."""
+    arrays: dict[str, np.ndarray],
+    inputs: list[str],
+    output: str | None,
+) -> list[str]:
+    """The reproducer of a torch target: its own code, as a user would write it."""
+    fused, weight, bias = "r" in arrays, "w" in arrays, "b" in arrays
+    grad = output in GRADIENTS
+    lines = [
+        "import ml_dtypes, numpy as np, torch, oracles",
+        "from normcheck.loading import construct_module, load_target",
+        "from normcheck.reproducer import load_inputs, show_error",
+        "from normcheck.torch_bridge import from_numpy, to_numpy",
+        *inputs,
+        f'target = load_target("{spec}")',
+        *(f'{k} = from_numpy(inputs["{k}"])' for k in ("x", "r", "w", "b") if k in arrays),
+    ]
+    if case.strided:
+        lines.append("x = x.t().contiguous().t()  # the audit passed a non-contiguous (transposed) view")
+        if fused:
+            lines.append("r = r.t().contiguous().t()")
+    if grad:  # the gradients land in the inputs' .grad (a function's parameters', too)
+        leaves = ["x", "r"] if fused else ["x"]
+        if candidate.style == "function":
+            leaves += [k for k in ("w", "b") if k in arrays]
+        lines.append("; ".join(f"{k}.requires_grad_()" for k in leaves))
+    out = "out" if fused else "y"
+    if candidate.style == "function":
+        kwargs = function_arguments(  # the parameters passed by variable name
+            candidate.function_parameters,
+            case.n,
+            "w" if weight else None,
+            "b" if bias else None,
+            candidate.eps_override,
+        )
+        residual = next((k for k in RESIDUAL_NAMES if k in candidate.function_parameters), None)
+        first = ["x"] if not fused else ["x", f"{residual}=r" if residual else "r"]
+        args = [*first, *(f"{k}={v if isinstance(v, str) else repr(v)}" for k, v in kwargs.items())]
+        lines.append(f"{out} = target({', '.join(args)})")
+        params = {"w": "w", "b": "b"}
+    else:
+        # The weight's dtype: kept in float32 where the module refuses others.
+        to = candidate.param_dtype or (str(arrays["w"].dtype) if weight else dtype)
+        lines.append(f"m = construct_module(target, {case.n}, {candidate.eps_override!r}).to(torch.{to})")
+        if weight or bias:
+            lines.append("with torch.no_grad():")
+            lines += [f"    m.{name}.copy_({k})" for k, name in (("w", "weight"), ("b", "bias")) if k in arrays]
+        lines.append(f"{out} = m(x, r)" if fused else "y = m(x)")
+        params = {"w": "m.weight", "b": "m.bias"}
+    if fused:
+        lines.append("y, res = out if isinstance(out, (tuple, list)) else (x, r)  # returned, or written in place")
+    lines += _oracle(kind, arrays, dtype, eps, offset, grad)
+    lines.append(f'show_error("y", exact, to_numpy(y), "{dtype}")')
+    if fused:
+        lines.append(f'show_error("residual_out", total, to_numpy(res), "{dtype}")')
+    if grad:
+        tensor = {"dx": "x", "dresidual": "r", "dw": params["w"], "db": params["b"]}[output]
+        lines += [
+            'y.backward(from_numpy(inputs["g"]).to(y.dtype).reshape(y.shape))  # the audit\'s upstream gradient',
+            f'show_error("{output}", grads["{GRADIENTS[output]}"], to_numpy({tensor}.grad), '
+            f'"{_format(output, arrays, dtype)}")',
+        ]
+    return lines
+
+
+def _array_lines(
+    spec: str,
+    candidate: Candidate | IsolatedCandidate,
+    kind: str,
+    case: NormInput,
+    dtype: str,
+    eps: float,
+    offset: int,
+    arrays: dict[str, np.ndarray],
+    inputs: list[str],
+    output: str | None,
+) -> list[str]:
+    """The reproducer of a JAX or numpy target: the call through normcheck's candidate for the framework
+    (module construction, parameters, ``jax.vjp``)."""
     options = f"eps={candidate.eps_override!r}, param_dtype={candidate.param_dtype!r}"
+    args = ", ".join(f'inputs["{k}"]' if k in arrays else "None" for k in ("x", "w", "b", "g"))
     lines = [
         "import ml_dtypes, numpy as np, oracles",
         "from normcheck.frameworks import make_candidate",
         "from normcheck.loading import load_target",
-        "h = float.fromhex",
+        "from normcheck.reproducer import load_inputs, show_error",
+        *inputs,
         f'c = make_candidate(load_target("{spec}"), "{spec}", framework="{candidate.framework}", {options})',
-        f"x = {_array(case.x)}",
-        f"w = {_array(weight) if weight is not None else None}",
-        f"b = {_array(bias) if bias is not None else None}",
-        f"g = {_array(case.grad.astype(case.x.dtype))}" if candidate.supports_grad else "g = None",
-        f"run = c.run(x, w, b, g, strided={case.strided})  # as the audit called it",
+        f"run = c.run({args}, strided={case.strided})  # as the audit called it",
         'print("failure:", run.failure, run.error, "problems:", run.problems, "wrote into:", run.mutated)',
-    ]
-    call = f"oracles.rms_norm(x, w, eps={eps!r}" if kind == "rmsnorm" else f"oracles.layer_norm(x, w, b, eps={eps!r}"
-    lines += [
-        f"exact = {call}, weight_offset={offset})",
+        *_oracle(kind, arrays, dtype, eps, offset, output in GRADIENTS),
         "if run.y is not None:",
-        f'    print("max ulp error of y:", np.nanmax(exact.ulp_error(run.y, "{dtype}")))',
+        f'    show_error("y", exact, run.y, "{dtype}")',
     ]
-    return "\n".join(lines)
+    if output in GRADIENTS:
+        lines += [
+            f"if run.{output} is not None:",
+            f'    show_error("{output}", grads["{GRADIENTS[output]}"], run.{output}, '
+            f'"{_format(output, arrays, dtype)}")',
+        ]
+    return lines
