@@ -95,6 +95,19 @@ class Finding:
     detail: str | None = None  #: the worker's last output for a crash or timeout (a stack), or None
 
 
+def too_slow_lines(entries: list[dict]) -> list[str]:
+    """One line per dtype and shape of the inputs not run because they were predicted to take longer than
+    the timeout (:attr:`AuditResult.too_slow`)."""
+    groups: dict[tuple[str, str], list[float]] = {}
+    for e in entries:
+        groups.setdefault((e["dtype"], "x".join(map(str, e["shape"]))), []).append(e["predicted_s"])
+    return [
+        f"{dtype}: {shape} not run: too slow at this size (predicted {max(p):.3g} s)"
+        + (f", {len(p)} inputs" if len(p) > 1 else "")
+        for (dtype, shape), p in groups.items()
+    ]
+
+
 def smallest_input_note(minimal: dict | None) -> str | None:
     """The line that puts a finding's smallest failing input (its reproducer's) beside the worst case."""
     if not minimal:
