@@ -35,6 +35,7 @@ from normcheck.strategies import (
     make_residual,
     norm_inputs,
 )
+from normcheck.timing import Pace, time_limit, too_slow
 from oracles import FloatFormat, resolve_format, round_floats
 
 OUTPUTS = ("y", "dx", "dw", "db", "residual_out", "dresidual")
@@ -100,6 +101,19 @@ class Finding:
     #: The smallest failing input's own message, regime and shape, where it is not the headline's input.
     minimal: dict | None = None
     detail: str | None = None  #: the worker's last output for a crash or timeout (a stack), or None
+
+
+def too_slow_lines(entries: list[dict]) -> list[str]:
+    """One line per dtype and shape of the inputs not run because they were predicted to take longer than
+    the timeout (:attr:`AuditResult.too_slow`)."""
+    groups: dict[tuple[str, str], list[float]] = {}
+    for e in entries:
+        groups.setdefault((e["dtype"], "x".join(map(str, e["shape"]))), []).append(e["predicted_s"])
+    return [
+        f"{dtype}: {shape} not run: too slow at this size (predicted {max(p):.3g} s)"
+        + (f", {len(p)} inputs" if len(p) > 1 else "")
+        for (dtype, shape), p in groups.items()
+    ]
 
 
 def smallest_input_note(minimal: dict | None) -> str | None:
@@ -236,6 +250,9 @@ class AuditResult:
     restarts: int = 0  #: worker processes started again after a crash or timeout
     #: Per dtype whose parameters were kept in float32 instead (the module refused them in that dtype): why.
     kept_parameters: dict[str, str] = field(default_factory=dict)
+    #: Inputs not run because smaller ones predict they take longer than the timeout (normcheck.timing):
+    #: ``{"dtype", "shape", "regime", "predicted_s"}`` each. Slow is not hung: they are not findings.
+    too_slow: list[dict] = field(default_factory=list)
     isolation: str = "worker process"  #: where the implementation ran: "worker process" or "in-process"
     #: Seconds spent per part of the audit (see :data:`TIMED`); the rest of :attr:`seconds` is the search's own.
     timing: dict[str, float] = field(default_factory=dict)
@@ -341,6 +358,11 @@ def merge_findings(findings: list[Finding]) -> list[Finding]:
     return merged
 
 
+def _rows(case: NormInput) -> int:
+    """How many rows of its hidden size the input holds (every leading dimension together)."""
+    return case.x.size // case.n
+
+
 def size_block(n: int) -> tuple[int, int]:
     """The hidden sizes sharing ``n``'s power-of-two block (``(2049, 4096)`` for 4097...): kernels pick
     their block size, and often their code path, by it, so a crash at one size predicts the others."""
@@ -390,6 +412,7 @@ class Auditor:
         self._lost: dict[str, _Lost] = {}
         #: Dtypes whose parameter dtype is settled: a call answered, or float32 parameters were tried.
         self._settled: set[str] = set()
+        self._pace: dict[tuple[str, bool], Pace] = {}  #: per dtype and gradients on or off
         self.result = AuditResult(spec, kind, candidate.device, weight_offset, list(dtypes), {}, False, seed, examples)
         self.result.isolation = "worker process" if isinstance(candidate, IsolatedCandidate) else "in-process"
         self.fused = candidate.fused is not None
@@ -410,20 +433,34 @@ class Auditor:
         A crash or timeout is not triggered again in the same hidden-size block
         (:func:`size_block`) and dtype, and after :data:`MAX_LOST` of them, if they
         outnumber the calls that came back, the dtype's remaining inputs are skipped:
-        an implementation that dies or hangs costs a bounded time.
+        an implementation that dies or hangs costs a bounded time. An input that the calls before it
+        predict to take longer than the timeout is not run either (:mod:`normcheck.timing`).
         """
         lost = self._lost.setdefault(dtype, _Lost())
         if size_block(case.n) in lost.blocks or lost.gave_up():
             lost.skipped += self._collecting  # inputs of the audit, not hypothesis' shrinking attempts
+            return None
+        g = case.grad if grad and self.c.supports_grad else None
+        rows, timeout = _rows(case), self.c.timeout
+        pace = self._pace.setdefault((dtype, g is not None), Pace())
+        predicted = pace.predict(rows, case.n)
+        if too_slow(predicted, timeout):
+            if self._collecting:
+                entry = {"dtype": dtype, "shape": list(case.x.shape), "regime": case.regime, "predicted_s": predicted}
+                self.result.too_slow.append(entry)
             return None
         try:
             w, b = self._params(case, dtype)
         except WorkerLost as exc:  # building the module took the worker down
             run = Run(failure=exc.failure, error=exc.error, detail=exc.detail)
         else:
-            g = case.grad if grad and self.c.supports_grad else None
-            with self._clock("implementation"):
+            start = time.perf_counter()
+            with self._clock("implementation"), self._allowing(time_limit(predicted, timeout)):
                 run = self.c.run(case.x, w, b, g, case.strided, residual=case.residual)
+            if run.failure is None:
+                pace.record(rows, case.n, time.perf_counter() - start)
+            elif run.failure == "timeout" and predicted is not None:
+                run = replace(run, error=f"{run.error}; {predicted:.3g} s predicted from the calls before it")
             self.result.timing["kernels"] = self.result.timing.get("kernels", 0.0) + run.seconds
         if run.failure in LOST_FAILURES:
             lost.blocks.add(size_block(case.n))
@@ -465,6 +502,15 @@ class Auditor:
         eps = self.c.describe(case.n, dtype).eps
         with self._clock("oracle"):
             return _oracle(self.kind, case, w, b, eps, self.offset, grad)
+
+    @contextmanager
+    def _allowing(self, seconds: float) -> Iterator[None]:
+        """Let the implementation's calls inside the block take ``seconds`` before they count as hung."""
+        timeout, self.c.timeout = self.c.timeout, seconds
+        try:
+            yield
+        finally:
+            self.c.timeout = timeout
 
     @contextmanager
     def _clock(self, part: str) -> Iterator[None]:
@@ -902,19 +948,28 @@ class Auditor:
                     detail=lost.detail,
                 )
             ]
-        findings: list[Finding] = []
         self._collecting = True
         cases = self.structured_cases(fmt, eps)
-        for i, case in enumerate(cases):
-            self.progress(f"{dtype}: structured case {i + 1}/{len(cases)} ({case.regime}, n={case.n})")
-            findings += self.check(case, dtype)
-        for case in cases:  # two calls on a short and on a long row of random values, bit for bit
+        aggregate = self.aggregate_case(fmt, eps)
+        # Inputs of more rows than the statistics' come after them: that call predicts their time (normcheck.timing).
+        first = [c for c in cases if _rows(c) <= _rows(aggregate)]
+        later = [c for c in cases if _rows(c) > _rows(aggregate)]
+
+        def structured(batch: list[NormInput], start: int) -> list[Finding]:
+            found = []
+            for i, case in enumerate(batch, start + 1):
+                self.progress(f"{dtype}: structured case {i}/{len(cases)} ({case.regime}, n={case.n})")
+                found += self.check(case, dtype)
+            return found
+
+        findings = structured(first, 0)
+        for case in first:  # two calls on a short and on a long row of random values, bit for bit
             if case.regime == "normal" and case.n in (STRUCTURED_SIZES[0][0], STRUCTURED_SIZES[2][0]):
                 findings += self._determinism(case, dtype)
-        aggregate = self.aggregate_case(fmt, eps)
         self.progress(f"{dtype}: statistics over {aggregate.x.size} outputs")
         findings += self.check(aggregate, dtype)
         findings += self._bias(aggregate, dtype)
+        findings += structured(later, len(first))
         findings += self._search(dtype, eps)
         return findings
 

@@ -15,6 +15,7 @@ from rich.table import Table
 from normcheck.candidate import FUSED_STYLES
 from normcheck.errors import UsageError
 from normcheck.frameworks import FRAMEWORKS
+from normcheck.timing import SLACK
 
 DTYPES = ("float16", "bfloat16", "float32", "float64")
 DEFAULT_DTYPES = ("float16", "bfloat16", "float32")
@@ -150,7 +151,7 @@ def _audit(args: argparse.Namespace) -> int:
 def _print_result(result, console: Console) -> None:
     from rich import box
 
-    from normcheck.audit import smallest_input_note
+    from normcheck.audit import smallest_input_note, too_slow_lines
     from normcheck.reporting import SHORT_DTYPES, SHORT_OUTPUTS, UNITS_NOTE, bound_use, short
     from normcheck.reproducer import file_note
 
@@ -198,6 +199,8 @@ def _print_result(result, console: Console) -> None:
     if result.fused_style is not None:
         console.print(fused_line(result), highlight=False)
     console.print(time_line(result), style="dim", highlight=False)
+    for line in too_slow_lines(result.too_slow):
+        console.print(line, highlight=False)
     if result.passed:
         console.print(
             f"[bold green]PASS[/] {result.target}: {result.cases} inputs in {result.seconds:.1f} s, "
@@ -342,7 +345,11 @@ def _parser() -> argparse.ArgumentParser:
     audit.add_argument("--seed", type=int, default=0, help="search seed: the same seed gives the same verdict")
     audit.add_argument("--no-grad", action="store_true", help="audit the forward pass only")
     audit.add_argument(
-        "--timeout", type=float, default=20.0, help="seconds before a call counts as hanging (0: no limit)"
+        "--timeout",
+        type=float,
+        default=20.0,
+        help=f"seconds before a call counts as hanging (or {SLACK:g}x its predicted time, if longer); inputs predicted "
+        "to take longer are not run (0: no limit)",
     )
     audit.add_argument(
         "--in-process",

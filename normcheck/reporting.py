@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import normcheck
-from normcheck.audit import smallest_input_note
+from normcheck.audit import smallest_input_note, too_slow_lines
 from normcheck.errors import UsageError
 from normcheck.report_json import SCHEMA, write_atomically
 from normcheck.reproducer import file_note
@@ -202,6 +202,7 @@ def _context(results: list[dict]) -> dict:
         "regimes": regimes,
         "regime_rows": regime_rows,
         "findings": findings,
+        "too_slow": [(r["target"], line) for r in results for line in too_slow_lines(r.get("too_slow", []))],
         "figures": figures(results),
         "version": normcheck.__version__,
         "units_note": UNITS_NOTE,
@@ -238,6 +239,10 @@ def markdown(ctx: dict) -> str:
     for row in ctx["regime_rows"]:
         lines.append(f"| `{row['target']}` | {row['dtype']} | " + " | ".join(row["cells"]) + " |")
     lines += ["", "## Plots", ""] + [f"![{f.title}]({f.name})" for f in ctx["figures"]]
+    if ctx["too_slow"]:
+        lines += ["", "## Not run", "", "Predicted from smaller inputs to take longer than the timeout (no findings):"]
+        lines.append("")
+        lines += [f"- **{target}**: {line}" for target, line in ctx["too_slow"]]
     lines += ["", "## Findings", ""]
     if not ctx["findings"]:
         lines.append("No findings.")

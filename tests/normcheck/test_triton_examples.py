@@ -16,13 +16,15 @@ pytest.importorskip("triton")
 
 import torch
 
-from normcheck.audit import Auditor
+from normcheck.api import audit
+from normcheck.audit import MANY_ROWS, Auditor
 from normcheck.candidate import Candidate
 from normcheck.loading import load_target
 
 from .targets.triton_faults import SHORT
 
 EXAMPLE = str(Path(__file__).resolve().parents[2] / "examples" / "triton_norms.py")
+ROW_KERNELS = str(Path(__file__).parent / "targets" / "triton_row_kernels.py")
 EXAMPLES = 10
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 
@@ -74,8 +76,6 @@ def test_triton_typical_bugs_are_caught(kind, bug, named):
 def test_a_kernel_that_writes_out_of_bounds_is_a_finding_and_the_audit_goes_on():
     """Its long-row path stores through a wrong mask: an illegal address on CUDA (the worker that saw
     the sticky error is replaced), a segmentation fault under the interpreter. Short rows are judged."""
-    from normcheck.api import audit
-
     faulty = f"{Path(__file__).parent / 'targets' / 'triton_faults.py'}:WrongMaskTritonRMSNorm"
     result = audit(faulty, kind="rmsnorm", device=DEVICE, dtype=("float32",), examples=10, grad=False)
     faults = [f for f in result.findings if f.check in ("crash", "exception")]
@@ -84,3 +84,13 @@ def test_a_kernel_that_writes_out_of_bounds_is_a_finding_and_the_audit_goes_on()
     assert result.restarts >= 1
     assert result.stats[("float32", "y", "normal")].summary()["count"] > 0  # short rows, judged and correct
     assert result.cases > 30  # every input but those at the crashing sizes
+
+
+@pytest.mark.parametrize("name", ["RowTritonRMSNorm", "RowTritonLayerNorm"])
+def test_kernels_of_one_program_per_row_pass_the_default_audit_and_it_says_what_was_too_slow(name):
+    """Written the common way (grid = (rows,)). Under the interpreter the 32768-row input would take
+    about a minute: the calls before it predict so, and it is reported as not run, not as a timeout."""
+    result = audit(f"{ROW_KERNELS}:{name}", device=DEVICE)
+    assert result.passed, [f.message for f in result.findings]
+    too_slow = {(e["dtype"], tuple(e["shape"])) for e in result.too_slow}
+    assert too_slow == (set() if DEVICE == "cuda" else {(dtype, MANY_ROWS) for dtype in result.dtypes})
