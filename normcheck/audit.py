@@ -733,9 +733,14 @@ class Auditor:
         defined = ~ex.undefined
         findings = []
         nonfinite = defined & ~np.isfinite(c)
-        if nonfinite.any():  # an infinity is right only where the exact value overflows the format
+        if nonfinite.any():
+            # An infinity is right where the exact value overflows the format, or where a correct computation
+            # may (the exact value plus the rigorous bound reaches the rounding threshold of overflow).
             rounded = ex.round(fmt).astype(np.float64)
-            bad_special = nonfinite & ~((c == rounded) & np.isinf(rounded))
+            overflow = float(fmt.max_finite) + 2.0 ** (fmt.emax - fmt.precision)
+            with np.errstate(invalid="ignore"):
+                may = (np.abs(ex.approx) + limit.rigorous >= overflow) & (np.sign(c) == np.sign(ex.approx))
+            bad_special = nonfinite & ~(np.isinf(c) & (may | ((c == rounded) & np.isinf(rounded))))
             if bad_special.any():
                 i = tuple(int(v) for v in np.argwhere(bad_special)[0])
                 findings.append(
