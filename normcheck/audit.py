@@ -734,13 +734,16 @@ class Auditor:
         findings = []
         nonfinite = defined & ~np.isfinite(c)
         if nonfinite.any():
-            # An infinity is right where the exact value overflows the format, or where a correct computation
-            # may (the exact value plus the rigorous bound reaches the rounding threshold of overflow).
+            # Where the exact value overflows the format, or a correct computation may (the exact value plus the
+            # rigorous bound reaches the rounding threshold of overflow, or the terms of a convention that rounds
+            # them into the format do: T5's two paths of dx), an infinity of its sign is right, and so is a NaN
+            # (an intermediate inf - inf).
             rounded = ex.round(fmt).astype(np.float64)
             overflow = float(fmt.max_finite) + 2.0 ** (fmt.emax - fmt.precision)
             with np.errstate(invalid="ignore"):
-                may = (np.abs(ex.approx) + limit.rigorous >= overflow) & (np.sign(c) == np.sign(ex.approx))
-            bad_special = nonfinite & ~(np.isinf(c) & (may | ((c == rounded) & np.isinf(rounded))))
+                overflows = np.isinf(rounded) | (np.abs(ex.approx) + limit.rigorous >= overflow)
+                overflows |= (limit.intermediate > 0) & (limit.scale >= overflow)
+                bad_special = nonfinite & ~(overflows & (np.isnan(c) | (np.sign(c) == np.sign(ex.approx))))
             if bad_special.any():
                 i = tuple(int(v) for v in np.argwhere(bad_special)[0])
                 findings.append(
