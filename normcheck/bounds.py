@@ -260,15 +260,17 @@ def sharpen(
         narrower = b.fmt.precision < comp.precision
         with np.errstate(all="ignore"):
             resolved = (b.scale > 0) & (ex.error_bound <= 2.0**-40 * b.scale)  # the oracle pins the error down
+            local = np.zeros(ex.shape)  # K of an element the oracle leaves unresolved, alone
             final = 0.5 * exact_ulp(ex, b.fmt) if narrower else 0.0
             for ref, beyond in [(r, 0.0) for r in computed] + [(r, final) for r in conventions or []]:
                 got = ref.get(name)
                 if got is not None and got.shape == ex.shape:
                     rel = np.maximum(np.abs(got - ex.approx) + ex.error_bound - beyond, 0.0) / b.scale
-                    rel = rel[resolved & np.isfinite(rel)]
-                    k = max(k, float(rel.max(initial=0.0)))
+                    known = np.isfinite(rel)
+                    k = max(k, float(rel[resolved & known].max(initial=0.0)))
+                    local = np.where(known & ~resolved, np.maximum(local, rel), local)
             measured = b.intermediate if conventions is not None else 0.0
-            sharp = (b.base - measured if narrower else 0.0) + FACTOR * k * b.scale
+            sharp = (b.base - measured if narrower else 0.0) + FACTOR * np.maximum(k, local) * b.scale
         rounding = f" + the final roundings into {b.fmt.name} (as rigorous)" if narrower else ""
         if narrower and conventions is None:
             rounding += f" and the worst case of the intermediate ones into {fmt.name}"
@@ -280,7 +282,8 @@ def sharpen(
         why = (
             f"{FACTOR:g} K S{rounding}: K = the largest |error| / S of correct {comp.name} computations of this "
             f"input (sums sequential, pairwise, blocked by 256, in 32 lanes; LayerNorm's mean also one ulp off)"
-            f"{conv}, at least {K_MIN:g} u_{comp.name}"
+            f"{conv}, at least {K_MIN:g} u_{comp.name}; where the oracle's own error is above 2^-40 S, "
+            "K of that element"
         )
         out[name] = replace(b, sharp=np.where(np.isfinite(sharp), sharp, b.rigorous), sharp_reason=why, unit=k)
     return out

@@ -8,7 +8,8 @@ import pytest
 pytest.importorskip("torch")
 
 from normcheck.api import audit
-from normcheck.bounds import bounds
+from normcheck.bounds import bounds, sharpen
+from normcheck.references import correct_outputs
 from normcheck.strategies import Source, make_input
 from oracles import layer_norm, layer_norm_backward, resolve_format
 
@@ -54,6 +55,33 @@ def test_the_rigorous_dx_bound_covers_the_mean_error_times_rstd_on_a_constant_ro
     err = np.abs(x.grad.numpy().astype(np.float64) - exact_dx.approx)
     assert err.max() > 1e-2 * np.abs(exact_dx.approx).max()  # the effect is real and large
     assert (err <= limit.rigorous).all()
+
+
+def test_the_sharp_bound_of_an_element_the_oracle_leaves_unresolved_holds_its_own_references():
+    """bfloat16 [2^22, 2^22] at eps 1e-7: the oracle's float64 dx is proven to 2^-39 of its scale only,
+    so K leaves the element out; Flax's cast order (its own emulation errs as much) must still pass."""
+    torch = pytest.importorskip("torch")
+    import ml_dtypes
+
+    from tests.normcheck.zoo import CastApartLayerNorm
+
+    fmt, eps = resolve_format("bfloat16"), 1e-7
+    x, w = np.full((1, 2), 2.0**22, ml_dtypes.bfloat16), np.full(2, 1.0625, ml_dtypes.bfloat16)
+    b, g = np.array([0.7734375, 0.640625], ml_dtypes.bfloat16), np.array([[1.7109375, 3.90625]], ml_dtypes.bfloat16)
+    dx, dw, db = layer_norm_backward(x, g, w, b, eps)
+    exact = {"y": layer_norm(x, w, b, eps), "dx": dx, "dw": dw, "db": db}
+    assert (dx.error_bound > 2.0**-40 * np.abs(dx.approx)).all()  # the case this test is about
+    limits = bounds("layernorm", fmt, x, exact, weight=w, bias=b, grad=g, eps=eps, offset=0)
+    limit = sharpen(limits, fmt, exact, *correct_outputs("layernorm", x, w, b, g, eps, 0))["dx"]
+    module = CastApartLayerNorm(2, eps=eps).to(torch.bfloat16)
+    with torch.no_grad():
+        module.weight.copy_(torch.tensor(w.astype(np.float32)))
+        module.bias.copy_(torch.tensor(b.astype(np.float32)))
+    xt = torch.tensor(x.astype(np.float32)).to(torch.bfloat16).requires_grad_()
+    module(xt).backward(torch.tensor(g.astype(np.float32)).to(torch.bfloat16))
+    err = np.abs(xt.grad.float().numpy().astype(np.float64) - dx.approx)
+    assert err.max() > 8 * 2 * 2.0**-24 * limit.scale.max()  # beyond what K = 2 u_c alone would allow
+    assert (err <= limit.sharp).all()
 
 
 @pytest.mark.parametrize("spec", ["tests.normcheck.zoo:LlamaRMSNorm", "tests.normcheck.zoo:T5LayerNorm"])
