@@ -307,4 +307,3 @@ def norm_inputs(
         strided=draw(st.booleans()),
         residual_regime=str(src.choice(RESIDUAL_REGIMES)) if residual else None,
     )
-

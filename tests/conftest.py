@@ -64,6 +64,7 @@ def pytest_report_header() -> list[str]:
         for path, missing in not_collected().items()
     ]
 
+
 settings.register_profile("default", deadline=None, max_examples=60, suppress_health_check=[HealthCheck.too_slow])
 settings.register_profile("thorough", deadline=None, max_examples=2000, suppress_health_check=list(HealthCheck))
 settings.load_profile("default")
