@@ -21,8 +21,8 @@ from pathlib import Path
 import numpy as np
 
 import normcheck
-from normcheck.audit import CHECKS, AuditResult
 from normcheck.errors import UsageError
+from normcheck.result import CHECKS, AuditResult
 
 SCHEMA = "normcheck.audit/2"
 

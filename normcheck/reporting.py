@@ -14,8 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import normcheck
-from normcheck.audit import smallest_input_note, too_slow_lines
 from normcheck.errors import UsageError
+from normcheck.notes import smallest_input_note, too_slow_lines
 from normcheck.report_json import SCHEMA, write_atomically
 from normcheck.reproducer import file_note
 
