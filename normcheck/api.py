@@ -9,10 +9,12 @@ from __future__ import annotations
 
 from contextlib import closing
 
-from normcheck.audit import Auditor, AuditResult, smallest_input_note
+from normcheck.engine.auditor import Auditor
 from normcheck.inference import infer
 from normcheck.isolation import open_candidate
+from normcheck.notes import smallest_input_note
 from normcheck.reproducer import REPRODUCER_DIR, file_note
+from normcheck.result import AuditResult
 
 
 def audit(

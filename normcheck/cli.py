@@ -74,7 +74,7 @@ def _audit(args: argparse.Namespace) -> int:
         folder = Path(args.report_dir)
         if folder.exists() and not folder.is_dir():
             raise UsageError(f"--report-dir {args.report_dir!r} exists and is not a folder")
-    from normcheck.audit import Auditor
+    from normcheck.engine.auditor import Auditor
     from normcheck.inference import infer
     from normcheck.isolation import open_candidate
     from normcheck.reproducer import REPRODUCER_DIR
@@ -151,7 +151,7 @@ def _audit(args: argparse.Namespace) -> int:
 def _print_result(result, console: Console) -> None:
     from rich import box
 
-    from normcheck.audit import smallest_input_note, too_slow_lines
+    from normcheck.notes import smallest_input_note, too_slow_lines
     from normcheck.reporting import SHORT_DTYPES, SHORT_OUTPUTS, UNITS_NOTE, bound_use, short
     from normcheck.reproducer import file_note
 

@@ -21,8 +21,8 @@ from pathlib import Path
 import numpy as np
 
 import normcheck
-from normcheck.audit import CHECKS, AuditResult
 from normcheck.errors import UsageError
+from normcheck.result import CHECKS, AuditResult
 
 SCHEMA = "normcheck.audit/2"
 
@@ -118,6 +118,7 @@ def to_dict(result: AuditResult, settings: dict) -> dict:
         "stats": [
             {"dtype": d, "output": o, "regime": g, **s.summary()} for (d, o, g), s in sorted(result.stats.items())
         ],
+        "totals": [{"dtype": d, "output": o, **s.summary()} for (d, o), s in result.totals().items()],
         "distributions": _distributions(result),
         "conventions": result.conventions,
         "fused": None if result.fused_style is None else {"style": result.fused_style, "sums": result.residual_sums},

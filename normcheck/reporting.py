@@ -14,8 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import normcheck
-from normcheck.audit import smallest_input_note, too_slow_lines
 from normcheck.errors import UsageError
+from normcheck.notes import smallest_input_note, too_slow_lines
 from normcheck.report_json import SCHEMA, write_atomically
 from normcheck.reproducer import file_note
 
@@ -77,34 +77,31 @@ UNITS_NOTE = (
 
 
 def summary_rows(results: list[dict]) -> list[dict]:
+    """One row per implementation, dtype and output: the report's ``totals`` (every regime together)."""
     rows = []
     for r in results:
-        merged: dict[tuple[str, str], list[dict]] = {}
-        for s in r["stats"]:
-            merged.setdefault((s["dtype"], s["output"]), []).append(s)
         failing = {(f["dtype"], f["output"]) for f in r["findings"]}
-        for (dtype, output), group in sorted(merged.items(), key=lambda kv: (kv[0][0], OUTPUT_ORDER.index(kv[0][1]))):
-            group = [g for g in group if g.get("count")]
-            if not group:
+        for t in sorted(r["totals"], key=lambda t: (t["dtype"], OUTPUT_ORDER.index(t["output"]))):
+            if not t.get("count"):
                 continue
-            count = sum(g["count"] for g in group)
+            dtype = t["dtype"]
             conv = r["conventions"].get(dtype, {})
             best = max(conv, key=conv.get) if conv else None
             rows.append(
                 {
                     "target": r["target"],
                     "dtype": dtype,
-                    "output": output,
-                    "count": count,
-                    "max": short(max(g["max"] for g in group)),
-                    "mean": short(sum(g["mean"] * g["count"] for g in group) / count),
-                    "p99": short(max(g["p99"] for g in group)),
-                    "signed": short(sum(g["signed_mean"] * g["count"] for g in group) / count),
-                    "ulp": short(max((g["max_ulp"] for g in group if g["max_ulp"] is not None), default=None)),
-                    "sharp": short(max(g["max_sharp"] for g in group)),
-                    "rigorous": short(max(g["max_rigorous"] for g in group)),
-                    "use": bound_use(max(g["sharp_use"] for g in group)),
-                    "verdict": "fail" if (dtype, output) in failing or (dtype, None) in failing else "pass",
+                    "output": t["output"],
+                    "count": t["count"],
+                    "max": short(t["max"]),
+                    "mean": short(t["mean"]),
+                    "p99": short(t["p99"]),
+                    "signed": short(t["signed_mean"]),
+                    "ulp": short(t["max_ulp"]),
+                    "sharp": short(t["max_sharp"]),
+                    "rigorous": short(t["max_rigorous"]),
+                    "use": bound_use(t["sharp_use"]),
+                    "verdict": "fail" if (dtype, t["output"]) in failing or (dtype, None) in failing else "pass",
                     "convention": f"{best} ({conv[best]:.0%})" if best else "-",
                 }
             )
@@ -174,7 +171,8 @@ def figures(results: list[dict]) -> list[Figure]:
                         ax.set_xscale("log", base=2)
             ax.set_title(dtype)
             ax.grid(alpha=0.3)
-            ax.legend(fontsize=7)
+            if ax.get_legend_handles_labels()[0]:  # a panel of a dtype without this output has no lines
+                ax.legend(fontsize=7)
         if drawn:
             fig.suptitle(title)
             fig.tight_layout()

@@ -15,6 +15,9 @@ timeout where that is longer, before it counts as hung.
 
 from __future__ import annotations
 
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 #: How many times its prediction a call may take before it is a ``timeout`` (the timeout, if longer).
@@ -51,3 +54,18 @@ def time_limit(predicted: float | None, timeout: float) -> float:
     if timeout <= 0 or predicted is None:
         return timeout
     return max(timeout, SLACK * predicted)
+
+
+def add_time(timing: dict[str, float], part: str, seconds: float) -> None:
+    """Count ``seconds`` more to ``timing[part]`` (an audit's time per part, ``AuditResult.timing``)."""
+    timing[part] = timing.get(part, 0.0) + seconds
+
+
+@contextmanager
+def clocked(timing: dict[str, float], part: str) -> Iterator[None]:
+    """Add the time the block takes to ``timing[part]``."""
+    start = time.perf_counter()
+    try:
+        yield
+    finally:
+        add_time(timing, part, time.perf_counter() - start)

@@ -6,8 +6,8 @@ import pytest
 
 pytest.importorskip("torch")
 
-from normcheck.audit import Auditor
 from normcheck.candidate import Candidate
+from normcheck.engine.auditor import Auditor
 from normcheck.loading import load_target
 
 from .zoo import BUGGY, CORRECT

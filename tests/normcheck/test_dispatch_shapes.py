@@ -9,7 +9,7 @@ import pytest
 pytest.importorskip("torch")
 
 from normcheck.api import audit
-from normcheck.audit import MANY_ROWS
+from normcheck.engine.plan import MANY_ROWS
 
 from .targets.dispatch import MANY_ROWS as BLOCK_ROWS
 from .targets.dispatch import SHORT_ROWS

@@ -16,8 +16,8 @@ import pytest
 pytest.importorskip("torch")
 
 from normcheck.api import audit
-from normcheck.audit import Auditor
 from normcheck.cli import main
+from normcheck.engine.auditor import Auditor
 from normcheck.frameworks import detect_framework, make_candidate
 from normcheck.isolation import open_candidate
 from oracles import resolve_format
@@ -100,7 +100,7 @@ def small_findings(candidate, kind: str, dtype: str, *, offset: int = 0, regimes
     compiling XLA code for every shape on this CPU): every output, against the oracle and both bounds."""
     auditor = Auditor(candidate, spec=candidate.name, kind=kind, weight_offset=offset, dtypes=(dtype,))
     eps = candidate.describe(3, dtype).eps
-    cases = [c for c in auditor.structured_cases(resolve_format(dtype), eps) if c.n == 3]
+    cases = [c for c in auditor.plan.structured_cases(resolve_format(dtype), eps) if c.n == 3]
     cases = [c for c in cases if c.regime in regimes] if regimes else cases
     assert cases
     found = [f for case in cases for f in auditor.check(case, dtype)]

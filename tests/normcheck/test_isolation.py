@@ -18,7 +18,7 @@ pytest.importorskip("torch")
 import torch
 
 from normcheck.api import audit
-from normcheck.audit import MAX_LOST
+from normcheck.engine.calls import MAX_LOST
 from normcheck.errors import UsageError
 
 from .targets.misbehaving import LONG

@@ -10,9 +10,10 @@ import pytest
 pytest.importorskip("torch")
 
 from normcheck.api import audit
-from normcheck.audit import BIAS_ULPS, Auditor
 from normcheck.bounds import FACTOR
 from normcheck.candidate import Candidate
+from normcheck.engine.auditor import Auditor
+from normcheck.engine.bias import BIAS_ULPS
 from normcheck.loading import load_target
 from oracles import resolve_format
 
@@ -58,8 +59,8 @@ def test_an_error_of_8x_the_worst_correct_computation_fails_and_7x_passes():
     spec = f"{LONG_ROWS}:BlockedRMSNorm"
     auditor = Auditor(Candidate(load_target(spec), spec), spec=spec, kind="rmsnorm", examples=0)
     fmt = resolve_format("float32")
-    case = next(c for c in auditor.structured_cases(fmt, 1e-6) if c.n == 16385 and c.regime == "normal")
-    exact, limits = auditor._measure(case, "float32", grad=False)
+    case = next(c for c in auditor.plan.structured_cases(fmt, 1e-6) if c.n == 16385 and c.regime == "normal")
+    exact, limits = auditor.measure.outputs(case, "float32", grad=False)
     y, limit = exact["y"], limits["y"]
     worst = limit.unit * limit.scale  # the largest error of a correct computation, element by element
     assert limit.unit > 2 * 2.0**-24  # the measured error, above the floor of two roundings

@@ -12,8 +12,8 @@ import pytest
 pytest.importorskip("torch")
 
 from normcheck.api import audit
-from normcheck.audit import MANY_ROWS
 from normcheck.cli import main
+from normcheck.engine.plan import MANY_ROWS
 
 from .targets.slow import HANG
 

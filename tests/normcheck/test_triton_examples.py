@@ -17,8 +17,9 @@ pytest.importorskip("triton")
 import torch
 
 from normcheck.api import audit
-from normcheck.audit import MANY_ROWS, Auditor
 from normcheck.candidate import Candidate
+from normcheck.engine.auditor import Auditor
+from normcheck.engine.plan import MANY_ROWS
 from normcheck.loading import load_target
 
 from .targets.triton_faults import SHORT

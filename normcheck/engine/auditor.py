@@ -1,0 +1,203 @@
+"""The audit of one implementation across dtypes: structured cases, the statistics' input, then a
+hypothesis search; every answer judged against the oracle, the findings explained at the end."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+from normcheck.candidate import Candidate, Run
+from normcheck.diagnosis import convention_match
+from normcheck.engine.bias import bias_findings
+from normcheck.engine.calls import Caller, row_count
+from normcheck.engine.explain import explain, merge_findings
+from normcheck.engine.judge import first_difference, judge_outputs, nondeterminism, run_problems
+from normcheck.engine.measure import Measure, residual_out
+from normcheck.engine.plan import STRUCTURED_SIZES, Plan
+from normcheck.engine.search import search
+from normcheck.isolation import IsolatedCandidate, WorkerLost
+from normcheck.reproducer import REPRODUCER_DIR
+from normcheck.result import AuditResult, Finding
+from normcheck.strategies import HIDDEN_SIZES, NormInput, norm_inputs
+from oracles import resolve_format
+
+
+class Auditor:
+    """Audits one implementation (a :class:`Candidate`, in this process or a worker) across dtypes."""
+
+    def __init__(
+        self,
+        candidate: Candidate | IsolatedCandidate,
+        *,
+        spec: str,
+        kind: str,
+        weight_offset: int = 0,
+        dtypes: tuple[str, ...] = ("float16", "bfloat16", "float32"),
+        hidden_sizes: tuple[int, ...] = (),
+        shapes: tuple[tuple[int, ...], ...] = (),
+        examples: int = 100,
+        seed: int = 0,
+        grad: bool = True,
+        progress: Callable[[str], None] | None = None,
+        reproducer_dir: str = REPRODUCER_DIR,
+    ) -> None:
+        self.spec, self.kind, self.offset = spec, kind, weight_offset
+        self.reproducer_dir = reproducer_dir  #: where reproducers of large inputs store them
+        self.dtypes, self.examples, self.seed, self.grad = dtypes, examples, seed, grad
+        self.hidden_sizes = tuple(hidden_sizes) or HIDDEN_SIZES
+        self.progress = progress or (lambda _msg: None)
+        self.result = AuditResult(spec, kind, candidate.device, weight_offset, list(dtypes), {}, False, seed, examples)
+        self.result.isolation = "worker process" if isinstance(candidate, IsolatedCandidate) else "in-process"
+        self.caller = Caller(candidate, kind, self.result.timing)
+        self.measure = Measure(self.caller, kind, weight_offset)
+        self.plan = Plan(seed, weight_offset, tuple(tuple(s) for s in shapes), candidate.fused is not None)
+
+    # -- one input --------------------------------------------------------------
+
+    def check(self, case: NormInput, dtype: str, *, keep: bool = True) -> list[Finding]:
+        """Run the implementation and the oracle on one input; return what is wrong. ``keep=False``
+        (hypothesis shrinking): the statistics do not count it."""
+        run = self.caller.run(case, dtype, grad=self.grad, keep=keep)
+        return [] if run is None else self.judge(case, dtype, run, keep=keep)
+
+    def judge(self, case: NormInput, dtype: str, run: Run, *, keep: bool = True) -> list[Finding]:
+        """What is wrong with ``run``, the implementation's answer on ``case``; its errors go into the
+        statistics where ``keep``. A fused residual-add is judged against the first of its sums that a
+        correct implementation passes (``Measure.sums``)."""
+        self.result.cases += 1
+        findings = run_problems(run, case, dtype)
+        if run.y is None or run.failure:
+            return findings
+        got = {"y": run.y, "dx": run.dx, "dw": run.dw, "db": run.db, "residual_out": run.residual_out}
+        if run.fused_style is not None:
+            self.result.fused_style = run.fused_style
+        if case.residual is not None:
+            got["dresidual"] = run.dresidual
+        self.result.eps[dtype] = self.caller.layout(case.n, dtype).eps
+        grad = self.grad and run.dx is not None
+        tried = []
+        for which, option in self.measure.sums(case, dtype, run.y):
+            exact, limits = self.measure.outputs(option, dtype, grad)
+            if case.residual is not None:  # the residual's gradient is x's: both reach the norm through the sum
+                for table in (exact, limits):
+                    if "dx" in table:
+                        table["dresidual"] = table["dx"]
+                exact["residual_out"], limits["residual_out"] = residual_out(case, dtype)
+            tried.append((which, judge_outputs(got, exact, limits, case, dtype)))
+            if tried[-1][1].accurate:
+                break
+        which, verdict = next((t for t in tried if t[1].accurate), tried[0])
+        for name, reasons in verdict.reasons.items():
+            self.result.bound_reasons[(dtype, name)] = reasons
+        if keep:
+            for errors in verdict.errors:
+                self.result.add_errors(dtype, errors.output, case.regime, *errors.arrays())
+            if which is not None:
+                counts = self.result.residual_sums.setdefault(dtype, {})
+                counts[which] = counts.get(which, 0) + 1
+        return findings + verdict.findings
+
+    def _replay(self, case: NormInput, dtype: str, first: Run | None, keep: bool = True) -> list[Finding]:
+        """Call again on ``case``: a finding if the answer's bits differ from ``first``'s (the call is made,
+        or counted as skipped, even where ``first`` was not run)."""
+        second = self.caller.run(case, dtype, grad=self.grad, keep=keep)
+        name = None if first is None or second is None else first_difference(first, second)
+        if first is None or second is None or name is None:
+            return []
+        exact, limits = self.measure.outputs(case, dtype, grad=name != "y")
+        return [nondeterminism(name, first, second, exact.get(name), limits.get(name), case, dtype)]
+
+    # -- phases ------------------------------------------------------------------
+
+    def audit_dtype(self, dtype: str) -> list[Finding]:
+        fmt = resolve_format(dtype)
+        try:
+            eps = self.caller.layout(self.hidden_sizes[0], dtype).eps
+        except WorkerLost as lost:
+            message = f"building the module (n={self.hidden_sizes[0]}) took the worker down: {lost.error}"
+            return [Finding(lost.failure, dtype, None, message, detail=lost.detail)]
+        cases = self.plan.structured_cases(fmt, eps)
+        aggregate = self.plan.aggregate_case(fmt, eps)
+        # Inputs of more rows than the statistics' come after them: that call predicts their time (normcheck.timing).
+        first = [c for c in cases if row_count(c) <= row_count(aggregate)]
+        later = [c for c in cases if row_count(c) > row_count(aggregate)]
+
+        def structured(batch: list[NormInput], start: int) -> list[Finding]:
+            found = []
+            for i, case in enumerate(batch, start + 1):
+                self.progress(f"{dtype}: structured case {i}/{len(cases)} ({case.regime}, n={case.n})")
+                found += self.check(case, dtype)
+            return found
+
+        findings = structured(first, 0)
+        for case in first:  # two calls on a short and on a long row of random values, bit for bit
+            if case.regime == "normal" and case.n in (STRUCTURED_SIZES[0][0], STRUCTURED_SIZES[2][0]):
+                findings += self._replay(case, dtype, self.caller.run(case, dtype, grad=self.grad))
+        self.progress(f"{dtype}: statistics over {aggregate.x.size} outputs")
+        findings += self.check(aggregate, dtype)
+        findings += self._bias(aggregate, dtype)
+        findings += structured(later, len(first))
+        strategy = norm_inputs(
+            dtype=dtype, eps=eps, hidden_sizes=self.hidden_sizes, weight_offset=self.offset, residual=self.plan.fused
+        )
+        findings += search(
+            strategy,
+            examples=self.examples,
+            seed_value=self.seed,
+            attempt=lambda case, keep: self._attempt(case, dtype, keep),
+            replay=lambda case, first_run, keep: self._replay(case, dtype, first_run, keep),
+            progress=lambda i: self.progress(f"{dtype}: search example {i}/{self.examples}"),
+        )
+        return findings
+
+    def _attempt(self, case: NormInput, dtype: str, keep: bool) -> tuple[Run | None, list[Finding]]:
+        run = self.caller.run(case, dtype, grad=self.grad, keep=keep)
+        return run, [] if run is None else self.judge(case, dtype, run, keep=keep)
+
+    def _bias(self, case: NormInput, dtype: str) -> list[Finding]:
+        """Biased rounding (truncation) overall, and per-channel drift (a low-precision weight offset)."""
+        fmt = resolve_format(dtype)
+        if fmt.precision > 11 and dtype != "bfloat16":
+            return []  # in fp32/fp64 outputs the compute error, not the final rounding, dominates
+        run = self.caller.run(case, dtype, grad=False)
+        if run is None or run.y is None or run.y.shape != case.x.shape:
+            return []
+        ex = self.measure.exact(self.measure.normalized(case, dtype, run.y), dtype, grad=False)["y"]
+        return bias_findings(run.y, ex, fmt, case, dtype)
+
+    def _conventions(self, dtype: str) -> None:
+        """Which correct convention the implementation's y on the statistics' input matches best."""
+        fmt = resolve_format(dtype)
+        eps = self.result.eps.get(dtype)
+        if eps is None:
+            return  # nothing of this dtype ran to completion
+        case = self.plan.aggregate_case(fmt, eps)
+        run = self.caller.run(case, dtype, grad=False)
+        if run is not None and run.y is not None and run.y.shape == case.x.shape:
+            w, b = self.caller.params(case, dtype)
+            x = self.measure.normalized(case, dtype, run.y).x
+            if x.dtype == case.x.dtype:  # the emulations cannot hold a sum kept in a wider format
+                self.result.conventions[dtype] = convention_match(
+                    self.kind, self.offset, run.y, fmt, x=x, weight=w, bias=b, eps=eps
+                )
+
+    # -- the whole audit ----------------------------------------------------------
+
+    def run(self) -> AuditResult:
+        start = time.perf_counter()
+        found: list[Finding] = []
+        for dtype in self.dtypes:
+            found += self.audit_dtype(dtype)
+        self.result.findings = merge_findings(found)
+        for f in self.result.findings:
+            explain(f, self.caller, self.measure, spec=self.spec, reproducer_dir=self.reproducer_dir)
+        c = self.caller.c
+        self.result.forward_only = not c.supports_grad
+        for dtype in self.dtypes:
+            self._conventions(dtype)
+        self.result.skipped = self.caller.skipped()
+        self.result.too_slow = self.caller.too_slow
+        self.result.kept_parameters = self.caller.kept_parameters
+        self.result.restarts = c.restarts if isinstance(c, IsolatedCandidate) else 0
+        self.result.seconds = time.perf_counter() - start
+        return self.result

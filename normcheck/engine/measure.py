@@ -1,0 +1,130 @@
+"""What a correct implementation returns on an input: the exact outputs (the oracle), both tiers of their
+bounds, and for a fused residual-add which of its sums the norm normalizes."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+
+import oracles
+from normcheck.bounds import Bound, bounds, exact_ulp, sharpen, ulp, unit_roundoff
+from normcheck.engine.calls import Caller
+from normcheck.references import correct_outputs
+from normcheck.strategies import NormInput, compute_format
+from normcheck.timing import clocked
+from oracles import resolve_format
+
+
+def exact_outputs(
+    kind: str, case: NormInput, w: np.ndarray | None, b: np.ndarray | None, eps: float, offset: int, grad: bool
+) -> dict[str, oracles.Exact]:
+    """The oracle's outputs on ``case``: ``y``, and with ``grad`` the gradients the parameters have."""
+    x, g = case.x, case.grad
+    if kind == "rmsnorm":
+        out = {"y": oracles.rms_norm(x, w, eps, offset)}
+        if grad:
+            out["dx"], dw = oracles.rms_norm_backward(x, g, w, eps, offset)
+            if dw is not None:
+                out["dw"] = dw
+        return out
+    out = {"y": oracles.layer_norm(x, w, b, eps, offset)}
+    if grad:
+        out["dx"], dw, db = oracles.layer_norm_backward(x, g, w, b, eps, offset)
+        if dw is not None:
+            out["dw"] = dw
+        if db is not None:
+            out["db"] = db
+    return out
+
+
+class Measure:
+    """The exact side of an audit: the oracle and the bounds, for the parameters the implementation keeps."""
+
+    def __init__(self, caller: Caller, kind: str, offset: int) -> None:
+        self.caller, self.kind, self.offset = caller, kind, offset
+
+    def exact(self, case: NormInput, dtype: str, grad: bool) -> dict[str, oracles.Exact]:
+        w, b = self.caller.params(case, dtype)
+        eps = self.caller.layout(case.n, dtype).eps
+        with clocked(self.caller.timing, "oracle"):
+            return exact_outputs(self.kind, case, w, b, eps, self.offset, grad)
+
+    def outputs(self, case: NormInput, dtype: str, grad: bool) -> tuple[dict[str, oracles.Exact], dict[str, Bound]]:
+        """The exact outputs on ``case`` and both tiers of their bounds."""
+        fmt = resolve_format(dtype)
+        layout = self.caller.layout(case.n, dtype)
+        w, b = self.caller.params(case, dtype)
+        g = case.grad if grad else None
+        exact = self.exact(case, dtype, grad)
+        param_fmt = resolve_format(layout.parameter_dtype)
+        with clocked(self.caller.timing, "bounds"):
+            limits = bounds(
+                self.kind,
+                fmt,
+                case.x,
+                exact,
+                weight=w,
+                bias=b,
+                grad=g,
+                eps=layout.eps,
+                offset=self.offset,
+                param_fmt=param_fmt,
+            )
+            computed, conventions = correct_outputs(self.kind, case.x, w, b, g, layout.eps, self.offset)
+            if case.x.dtype != fmt.dtype:  # a fused sum kept in the compute precision: conventions ran in that
+                computed, conventions = computed + conventions, None
+            return exact, sharpen(limits, fmt, exact, computed, conventions)
+
+    # -- a fused residual-add ---------------------------------------------------------
+
+    def normalized(self, case: NormInput, dtype: str, y: np.ndarray | None = None) -> NormInput:
+        """What the norm of ``case`` most likely normalizes (the first of :meth:`sums`)."""
+        return self.sums(case, dtype, y)[0][1]
+
+    def sums(self, case: NormInput, dtype: str, y: np.ndarray | None = None) -> list[tuple[str | None, NormInput]]:
+        """What the norm of ``case`` may normalize: ``x`` itself, or a fused residual-add's sums, named.
+
+        Correct fused kernels normalize the sum rounded to the dtype (the unfused composition) or the
+        sum kept in their compute precision. Where the two differ and the implementation's ``y`` is
+        given, both come back, the one whose exact norm ``y``'s worst element is nearer to (in ulps)
+        first; else the rounded one alone, unnamed. The judge takes the first that a correct
+        implementation passes (the two norms may differ by less than the roundings a correct
+        convention makes, as Llama's cast of xhat, so nearness alone can pick the wrong one).
+        """
+        if case.residual is None:
+            return [(None, case)]
+        fmt = resolve_format(dtype)
+        total = oracles.residual_sum(case.x, case.residual)
+        comp = compute_format(fmt)
+        sums = {f"rounded to {dtype}": total.round(fmt), f"kept in {comp.name}": total.round(comp)}
+        options = {name: replace(case, x=np.array(s), residual=None) for name, s in sums.items()}
+        rounded = next(iter(options))
+        if y is None or y.shape != case.x.shape or np.array_equal(*sums.values(), equal_nan=True):
+            return [(None, options[rounded])]
+        yd = np.asarray(y, np.float64)
+
+        def distance(name: str) -> float:
+            exact = self.exact(options[name], dtype, grad=False)["y"].approx
+            with np.errstate(all="ignore"):
+                d = np.abs(yd - exact) / ulp(exact, fmt)
+            return float(d.max(initial=0.0, where=np.isfinite(d)))
+
+        return [(name, options[name]) for name in sorted(options, key=distance)]
+
+
+def residual_out(case: NormInput, dtype: str) -> tuple[oracles.Exact, Bound]:
+    """The exact ``x + residual`` and what a correct residual_out may be off by: half an ulp, and a
+    rounding in the compute precision first (a sum in float32 rounded to bfloat16 rounds twice)."""
+    fmt = resolve_format(dtype)
+    total = oracles.residual_sum(case.x, case.residual)
+    comp = compute_format(fmt)
+    with np.errstate(all="ignore"):
+        scale = np.abs(total.approx)
+        twice = unit_roundoff(comp) * scale if comp.precision > fmt.precision else 0.0
+        allowed = np.broadcast_to(0.5 * exact_ulp(total, fmt) + twice, total.shape)
+    reason = f"0.5 ulp(x + residual) + u_{comp.name}*|x + residual| (rounded once, or via {comp.name})"
+    if comp.precision == fmt.precision:
+        reason = "0.5 ulp(x + residual) (correctly rounded)"
+    bound = Bound(fmt, scale, allowed, np.zeros(total.shape), allowed, reason, allowed, reason)
+    return total, bound

@@ -1,0 +1,107 @@
+"""The inputs every audit runs before the search: every regime at small, odd and long hidden sizes,
+every weight regime, batched, strided and many-row inputs, the user's shapes, and the statistics' input."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+import numpy as np
+
+from normcheck.strategies import (
+    REGIMES,
+    RESIDUAL_REGIMES,
+    WEIGHT_REGIMES,
+    NormInput,
+    Source,
+    make_input,
+    make_residual,
+)
+from oracles import FloatFormat
+
+#: (hidden size, rows) of the structured cases of every regime: small, odd, and long rows past the block sizes
+#: at which kernels switch to multi-block paths (8192, 16384); random rows also at LONGEST.
+STRUCTURED_SIZES = ((3, 2), (61, 3), (4097, 1), (16385, 1))
+LONGEST = 65537
+#: Many short rows: kernels switch to a block kernel (several rows per program) at shapes like this
+#: (Liger-Kernel's RMSNorm: rows >= 32768 at hidden sizes <= 256), so the default audit sends one.
+MANY_ROWS = (32768, 16)
+#: The regimes an exact ``--shape`` is audited in: random rows, and rows whose mean hides the signal.
+SHAPE_REGIMES = ("normal", "offset")
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What the deterministic inputs of an audit depend on."""
+
+    seed: int
+    offset: int  #: the weight offset (Gemma's 1 + w)
+    shapes: tuple[tuple[int, ...], ...] = ()  #: the user's own shapes: they pick the kernel's code path
+    fused: bool = False  #: a fused residual-add: every input gets a residual
+
+    def structured_cases(self, fmt: FloatFormat, eps: float) -> list[NormInput]:
+        """Deterministic cases first: every regime at small, odd and long hidden sizes, every weight regime."""
+        src = Source(rng=np.random.default_rng(self.seed))
+        offset = self.offset
+        cases = []
+        # Short rows first: an implementation that dies on long rows has worked many times before it does.
+        for n, count in (*STRUCTURED_SIZES, (LONGEST, 1)):
+            for regime in REGIMES if n != LONGEST else ("normal",):
+                cases.append(
+                    make_input(
+                        src, fmt, n=n, rows=count, regime=regime, eps=eps, weight_dtype=fmt, weight_offset=offset
+                    )
+                )
+        for wreg in WEIGHT_REGIMES:
+            cases.append(
+                make_input(
+                    src,
+                    fmt,
+                    n=64,
+                    rows=4,
+                    regime="normal",
+                    eps=eps,
+                    weight_dtype=fmt,
+                    weight_offset=offset,
+                    weight_regime=wreg,
+                )
+            )
+        cases.append(make_input(src, fmt, n=1, rows=4, regime="normal", eps=eps, weight_offset=offset))
+        cases.append(make_input(src, fmt, n=128, rows=4, regime="normal", eps=eps, weight_offset=offset, batched=True))
+        cases.append(make_input(src, fmt, n=256, rows=4, regime="normal", eps=eps, weight_offset=offset, strided=True))
+        rows, n = MANY_ROWS
+        cases.append(make_input(src, fmt, n=n, rows=rows, regime="normal", eps=eps, weight_offset=offset))
+        for shape in self.shapes:
+            for regime in SHAPE_REGIMES:
+                cases.append(
+                    make_input(
+                        src, fmt, n=shape[-1], rows=1, regime=regime, eps=eps, weight_offset=offset, leading=shape[:-1]
+                    )
+                )
+        if self.fused:  # every case gets a residual, each regime of x with several; each also at n = 61 and 4097
+            k = len(RESIDUAL_REGIMES)
+            cases = [add_residual(src, fmt, c, RESIDUAL_REGIMES[(i + i // k) % k]) for i, c in enumerate(cases)]
+            for reg in RESIDUAL_REGIMES:
+                for n, count in (STRUCTURED_SIZES[1], STRUCTURED_SIZES[2]):
+                    plain = make_input(src, fmt, n=n, rows=count, regime="normal", eps=eps, weight_offset=offset)
+                    cases.append(add_residual(src, fmt, plain, reg))
+        return cases
+
+    def aggregate_case(self, fmt: FloatFormat, eps: float) -> NormInput:
+        """Many rows for the statistical checks (biased rounding, per-channel drift)."""
+        src = Source(rng=np.random.default_rng(self.seed + 1))
+        wreg = "near_zero" if self.offset else "normal"
+        case = make_input(
+            src, fmt, n=64, rows=512, regime="normal", eps=eps, weight_offset=self.offset, weight_regime=wreg
+        )
+        return add_residual(src, fmt, case, "small") if self.fused else case
+
+
+def add_residual(src: Source, fmt: FloatFormat, case: NormInput, regime: str) -> NormInput:
+    """``case`` with a residual of ``regime`` beside its x (a fused residual-add's two inputs)."""
+    x, residual = make_residual(src, fmt, case.x, regime)
+    return replace(case, x=x, residual=residual, residual_regime=regime)
+
+
+def row_count(case: NormInput) -> int:
+    """How many rows of its hidden size the input holds (every leading dimension together)."""
+    return case.x.size // case.n
