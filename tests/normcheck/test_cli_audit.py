@@ -11,6 +11,8 @@ pytest.importorskip("torch")
 
 from normcheck.cli import main
 
+from .report_schema import valid_report
+
 HERE = Path(__file__).parent
 FILE = str(HERE / "targets" / "file_norms.py")
 MISBEHAVING = str(HERE / "targets" / "misbehaving.py")
@@ -21,7 +23,7 @@ def test_a_correct_module_passes_with_exit_0_and_writes_a_versioned_report(tmp_p
     report = tmp_path / "r.json"
     assert main(["audit", f"{FILE}:GoodRMSNorm", *FAST, "--json", str(report)]) == 0
     assert "PASS" in capsys.readouterr().out
-    data = json.loads(report.read_text())
+    data = valid_report(report)
     assert data["schema"] == "normcheck.audit/2" and data["verdict"] == "pass"
     assert data["kind"] == "rmsnorm" and data["settings"]["dtypes"] == ["float16"]
     assert data["environment"]["torch"] and data["eps"]["float16"] == 1e-6
@@ -45,7 +47,7 @@ def test_a_buggy_module_fails_with_exit_1_naming_the_bug_and_a_runnable_reproduc
     assert main(["audit", "tests.normcheck.zoo:MiniMindRMSNorm", *FAST, "--json", str(report)]) == 1
     out = capsys.readouterr().out
     assert "FAIL" in out and "missing fp32 upcast" in out
-    finding = next(f for f in json.loads(report.read_text())["findings"] if f["check"] == "accuracy")
+    finding = next(f for f in valid_report(report)["findings"] if f["check"] == "accuracy")
     assert finding["diagnosis"]["bug"] == "missing fp32 upcast"
     exec(compile(finding["reproducer"], "<reproducer>", "exec"), {})  # it must run
     assert "max ulp error" in capsys.readouterr().out
@@ -55,7 +57,7 @@ def test_a_raising_implementation_is_an_exception_finding(tmp_path):
     report = tmp_path / "r.json"
     argv = ["audit", f"{FILE}:Crashes", "--examples", "3", "--dtype", "bfloat16", "--kind", "rmsnorm"]
     assert main([*argv, "--json", str(report)]) == 1
-    findings = json.loads(report.read_text())["findings"]
+    findings = valid_report(report)["findings"]
     assert any(f["check"] == "exception" and "bf16 is not supported" in f["message"] for f in findings)
 
 
@@ -67,7 +69,7 @@ def test_a_hanging_implementation_hits_the_timeout_in_the_worker_and_in_process(
     report = tmp_path / "r.json"
     argv = ["audit", f"{FILE}:Hangs", "--kind", "rmsnorm", "--dtype", "float32", "--examples", "0", "--timeout", "0.2"]
     assert main([*argv, *mode, "--json", str(report)]) == 1
-    data = json.loads(report.read_text())
+    data = valid_report(report)
     assert data["settings"]["isolation"] == ("in-process" if mode else "worker process")
     assert any(f["check"] == "timeout" and message in f["message"] for f in data["findings"])
 
@@ -77,7 +79,7 @@ def test_a_segfault_is_a_finding_with_exit_1_and_a_report(tmp_path, capsys):
     argv = ["audit", f"{MISBEHAVING}:SegfaultsOnLongRows", "--kind", "rmsnorm", "--dtype", "float32"]
     assert main([*argv, "--examples", "0", "--json", str(report)]) == 1
     assert "killed by SIGSEGV" in capsys.readouterr().out
-    data = json.loads(report.read_text())
+    data = valid_report(report)
     [crash] = data["findings"]
     assert crash["check"] == "crash" and crash["regime"] and "Segmentation fault" in crash["detail"]
     assert data["restarts"] == 3 and data["verdict"] == "fail"  # n = 4097, 16385, 65537: one crash per block
@@ -86,7 +88,7 @@ def test_a_segfault_is_a_finding_with_exit_1_and_a_report(tmp_path, capsys):
 def test_functions_are_audited_forward_only_when_they_have_no_autograd(tmp_path, capsys):
     report = tmp_path / "r.json"
     assert main(["audit", "tests.normcheck.zoo:numpy_rms", *FAST, "--json", str(report)]) == 0
-    data = json.loads(report.read_text())
+    data = valid_report(report)
     assert data["settings"]["forward_only"] is True
     assert {s["output"] for s in data["stats"]} == {"y"}
     assert "forward only" in capsys.readouterr().out
@@ -136,7 +138,7 @@ def test_shape_audits_the_users_exact_shape(tmp_path):
     assert main(args) == 0
     report = tmp_path / "shape.json"
     assert main([*args, "--shape", "2x500x64", "--json", str(report)]) == 1
-    data = json.loads(report.read_text())
+    data = valid_report(report)
     assert data["settings"]["shapes"] == [[2, 500, 64]]
     assert {tuple(f["worst"]["shape"]) for f in data["findings"] if f["worst"]} == {(2, 500, 64)}
 

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import json
-
 import pytest
 
 pytest.importorskip("torch")
+
+from .report_schema import valid_report
 
 NORMS = """
 import torch
@@ -105,8 +105,9 @@ def test_under_xdist_every_worker_reaches_the_summary_and_the_report_folder(outs
     assert sum("finding(s)" in line for line in result.stdout.lines) == 4
     files = sorted(reports.glob("*.json"))
     assert len(files) == 4
-    verdicts = sorted(json.loads(f.read_text())["verdict"] for f in files)
-    assert verdicts == ["fail", "fail", "pass", "pass"]
+    written = [valid_report(f) for f in files]
+    assert sorted(r["verdict"] for r in written) == ["fail", "fail", "pass", "pass"]
+    assert all(r["settings"]["source"] == "pytest" for r in written)
 
 
 def test_assert_matches_oracle_raises_the_same_explanation():

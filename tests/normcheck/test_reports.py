@@ -13,6 +13,8 @@ pytest.importorskip("torch")
 
 from normcheck.cli import main
 
+from .report_schema import valid_report
+
 FAST = ["--examples", "3", "--dtype", "float16", "--dtype", "bfloat16"]
 
 
@@ -22,6 +24,8 @@ def two_results(tmp_path_factory):
     good, bad = folder / "good.json", folder / "bad.json"
     assert main(["audit", "tests.normcheck.zoo:LlamaRMSNorm", *FAST, "--json", str(good)]) == 0
     assert main(["audit", "tests.normcheck.zoo:MiniMindRMSNorm", *FAST, "--json", str(bad)]) == 1
+    for path in (good, bad):
+        valid_report(path)
     return good, bad
 
 
