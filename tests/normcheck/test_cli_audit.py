@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 from pathlib import Path
 
@@ -10,6 +12,8 @@ import pytest
 pytest.importorskip("torch")
 
 from normcheck.cli import main
+
+from .report_schema import valid_report
 
 HERE = Path(__file__).parent
 FILE = str(HERE / "targets" / "file_norms.py")
@@ -21,7 +25,7 @@ def test_a_correct_module_passes_with_exit_0_and_writes_a_versioned_report(tmp_p
     report = tmp_path / "r.json"
     assert main(["audit", f"{FILE}:GoodRMSNorm", *FAST, "--json", str(report)]) == 0
     assert "PASS" in capsys.readouterr().out
-    data = json.loads(report.read_text())
+    data = valid_report(report)
     assert data["schema"] == "normcheck.audit/2" and data["verdict"] == "pass"
     assert data["kind"] == "rmsnorm" and data["settings"]["dtypes"] == ["float16"]
     assert data["environment"]["torch"] and data["eps"]["float16"] == 1e-6
@@ -45,7 +49,7 @@ def test_a_buggy_module_fails_with_exit_1_naming_the_bug_and_a_runnable_reproduc
     assert main(["audit", "tests.normcheck.zoo:MiniMindRMSNorm", *FAST, "--json", str(report)]) == 1
     out = capsys.readouterr().out
     assert "FAIL" in out and "missing fp32 upcast" in out
-    finding = next(f for f in json.loads(report.read_text())["findings"] if f["check"] == "accuracy")
+    finding = next(f for f in valid_report(report)["findings"] if f["check"] == "accuracy")
     assert finding["diagnosis"]["bug"] == "missing fp32 upcast"
     exec(compile(finding["reproducer"], "<reproducer>", "exec"), {})  # it must run
     assert "max ulp error" in capsys.readouterr().out
@@ -55,8 +59,9 @@ def test_a_raising_implementation_is_an_exception_finding(tmp_path):
     report = tmp_path / "r.json"
     argv = ["audit", f"{FILE}:Crashes", "--examples", "3", "--dtype", "bfloat16", "--kind", "rmsnorm"]
     assert main([*argv, "--json", str(report)]) == 1
-    findings = json.loads(report.read_text())["findings"]
-    assert any(f["check"] == "exception" and "bf16 is not supported" in f["message"] for f in findings)
+    data = valid_report(report)
+    assert any(f["check"] == "exception" and "bf16 is not supported" in f["message"] for f in data["findings"])
+    assert data["cases"] >= 54 and data["skipped"] == {}  # an exception costs no worker: every input is judged
 
 
 @pytest.mark.parametrize(
@@ -67,26 +72,57 @@ def test_a_hanging_implementation_hits_the_timeout_in_the_worker_and_in_process(
     report = tmp_path / "r.json"
     argv = ["audit", f"{FILE}:Hangs", "--kind", "rmsnorm", "--dtype", "float32", "--examples", "0", "--timeout", "0.2"]
     assert main([*argv, *mode, "--json", str(report)]) == 1
-    data = json.loads(report.read_text())
+    data = valid_report(report)
     assert data["settings"]["isolation"] == ("in-process" if mode else "worker process")
     assert any(f["check"] == "timeout" and message in f["message"] for f in data["findings"])
 
 
-def test_a_segfault_is_a_finding_with_exit_1_and_a_report(tmp_path, capsys):
-    report = tmp_path / "r.json"
+#: Inputs of a float32 audit without search: every regime at 4 hidden sizes (44), random rows at 65537,
+#: every weight regime (4), n = 1, batched, strided, 32768x16, the statistics' 512x64 (README, Search).
+STRUCTURED = 54
+
+
+@pytest.fixture(scope="module")
+def segfault(tmp_path_factory) -> tuple[int, str, dict]:
+    """Status, terminal output and report of an audit of an implementation that segfaults on rows of 4000 and more."""
+    report = tmp_path_factory.mktemp("segfault") / "r.json"
     argv = ["audit", f"{MISBEHAVING}:SegfaultsOnLongRows", "--kind", "rmsnorm", "--dtype", "float32"]
-    assert main([*argv, "--examples", "0", "--json", str(report)]) == 1
-    assert "killed by SIGSEGV" in capsys.readouterr().out
-    data = json.loads(report.read_text())
+    with contextlib.redirect_stdout(io.StringIO()) as out:
+        status = main([*argv, "--examples", "0", "--json", str(report)])
+    return status, out.getvalue(), valid_report(report)
+
+
+def test_a_segfault_is_a_finding_with_exit_1_and_a_report(segfault):
+    status, out, data = segfault
+    assert status == 1 and "killed by SIGSEGV" in out
     [crash] = data["findings"]
     assert crash["check"] == "crash" and crash["regime"] and "Segmentation fault" in crash["detail"]
     assert data["restarts"] == 3 and data["verdict"] == "fail"  # n = 4097, 16385, 65537: one crash per block
+    assert crash["occurrences"] == 3 and crash["reproducer"] and crash["reproducer_file"]  # 1x4097: in a file
+
+
+def test_the_inputs_a_crash_leaves_unrun_are_skipped_and_the_rest_are_cases(segfault):
+    """Of 11 inputs at n = 4097 and 11 at 16385 the first crashes (a case) and 10 are not run: 20 skipped."""
+    _, out, data = segfault
+    assert data["cases"] == STRUCTURED - 20
+    assert set(data["skipped"]) == {"float32"} and data["skipped"]["float32"] >= 20
+    assert f"float32: {data['skipped']['float32']} inputs not run" in out
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="skipped counts refused calls, not inputs: the determinism check calls the 4097 input twice more "
+    "after its block crashed, so 22 are reported for 20 inputs (normcheck/audit.py, Auditor._run)",
+)
+def test_cases_and_skipped_add_up_to_the_inputs_of_the_audit(segfault):
+    _, _, data = segfault
+    assert data["cases"] + data["skipped"]["float32"] == STRUCTURED
 
 
 def test_functions_are_audited_forward_only_when_they_have_no_autograd(tmp_path, capsys):
     report = tmp_path / "r.json"
     assert main(["audit", "tests.normcheck.zoo:numpy_rms", *FAST, "--json", str(report)]) == 0
-    data = json.loads(report.read_text())
+    data = valid_report(report)
     assert data["settings"]["forward_only"] is True
     assert {s["output"] for s in data["stats"]} == {"y"}
     assert "forward only" in capsys.readouterr().out
@@ -136,7 +172,7 @@ def test_shape_audits_the_users_exact_shape(tmp_path):
     assert main(args) == 0
     report = tmp_path / "shape.json"
     assert main([*args, "--shape", "2x500x64", "--json", str(report)]) == 1
-    data = json.loads(report.read_text())
+    data = valid_report(report)
     assert data["settings"]["shapes"] == [[2, 500, 64]]
     assert {tuple(f["worst"]["shape"]) for f in data["findings"] if f["worst"]} == {(2, 500, 64)}
 

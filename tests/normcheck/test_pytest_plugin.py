@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import json
-
 import pytest
 
 pytest.importorskip("torch")
+
+from .report_schema import valid_report
 
 NORMS = """
 import torch
@@ -85,6 +85,36 @@ def test_command_line_options_override_pyproject_and_cuda_skips_without_a_gpu(ou
         result.stdout.fnmatch_lines(["*normcheck: --device cuda: torch has no cuda device here*"])
 
 
+EXAMPLES_TESTS = """
+import pytest
+from mynorms import GoodRMSNorm
+
+
+@pytest.mark.normcheck
+def test_configured(normcheck):
+    normcheck.audit(GoodRMSNorm, kind="rmsnorm", grad=False, in_process=True)
+
+
+@pytest.mark.normcheck
+def test_without_search(normcheck):
+    normcheck.audit(GoodRMSNorm, kind="rmsnorm", grad=False, in_process=True, examples=0)
+"""
+
+
+def test_the_examples_option_sets_how_many_search_inputs_each_audit_runs(pytester, tmp_path):
+    """pyproject says 5, the option 2: each configured audit runs 2 search inputs beyond the structured ones
+    (an audit that states examples=0 runs those alone), and its report says 2."""
+    pytester.makepyfile(mynorms=NORMS, test_examples=EXAMPLES_TESTS)
+    pytester.makepyprojecttoml('[tool.normcheck]\ndtypes = ["float16"]\nexamples = 5\n')
+    reports = tmp_path / "reports"
+    result = pytester.runpytest_inprocess("--normcheck-examples", "2", "--normcheck-report", str(reports))
+    result.assert_outcomes(passed=2)
+    [configured] = [valid_report(f) for f in reports.glob("*test_configured*.json")]
+    [structured] = [valid_report(f) for f in reports.glob("*test_without_search*.json")]
+    assert configured["settings"]["examples"] == 2 and structured["settings"]["examples"] == 0
+    assert structured["cases"] > 0 and configured["cases"] == structured["cases"] + 2
+
+
 def test_under_xdist_every_worker_reaches_the_summary_and_the_report_folder(outside_repo, tmp_path):
     pytest.importorskip("xdist")
     reports = tmp_path / "reports"
@@ -105,8 +135,9 @@ def test_under_xdist_every_worker_reaches_the_summary_and_the_report_folder(outs
     assert sum("finding(s)" in line for line in result.stdout.lines) == 4
     files = sorted(reports.glob("*.json"))
     assert len(files) == 4
-    verdicts = sorted(json.loads(f.read_text())["verdict"] for f in files)
-    assert verdicts == ["fail", "fail", "pass", "pass"]
+    written = [valid_report(f) for f in files]
+    assert sorted(r["verdict"] for r in written) == ["fail", "fail", "pass", "pass"]
+    assert all(r["settings"]["source"] == "pytest" for r in written)
 
 
 def test_assert_matches_oracle_raises_the_same_explanation():

@@ -4,7 +4,6 @@ and the reports say so; a call that really hangs is still a ``timeout`` finding
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest
@@ -15,6 +14,7 @@ from normcheck.api import audit
 from normcheck.cli import main
 from normcheck.engine.plan import MANY_ROWS
 
+from .report_schema import valid_report
 from .targets.slow import HANG
 
 SLOW = str(Path(__file__).parent / "targets" / "slow.py")
@@ -26,7 +26,7 @@ def test_a_slow_implementation_passes_and_every_report_says_what_was_too_slow(tm
     line = "float32: 32768x16 not run: too slow at this size (predicted "
     out = capsys.readouterr().out
     assert "PASS" in out and line in out
-    data = json.loads((tmp_path / "audit.json").read_text())
+    data = valid_report(tmp_path / "audit.json")
     [skipped] = data["too_slow"]
     assert skipped["shape"] == list(MANY_ROWS) and skipped["predicted_s"] > 20  # 32768 rows of 1 ms
     assert data["verdict"] == "pass" and not data["skipped"]

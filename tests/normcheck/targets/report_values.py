@@ -1,0 +1,58 @@
+"""Targets for the tests that read the audit report's values (tests/normcheck/test_report_values.py).
+
+Each is an all-fp32 RMSNorm but for the one thing its name says.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+import torch
+from torch import nn
+
+#: What :class:`CountingRMSNorm` was called with (run in-process): one key per distinct input.
+SEEN: set[tuple] = set()
+#: Elements of those inputs, per key.
+SIZES: dict[tuple, int] = {}
+
+
+def rms32(x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
+    xf = x.float()
+    return xf * torch.rsqrt(xf.pow(2).mean(-1, keepdim=True) + eps) * weight.float()
+
+
+class _Norm(nn.Module):
+    def __init__(self, dim: int, eps: float = 1e-6) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(dim))
+        self.eps = eps
+
+
+class CountingRMSNorm(_Norm):
+    """Correct; records every distinct input (x and weight, by their bits) it is called with in :data:`SEEN`."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        digest = hashlib.sha256()
+        for t in (x, self.weight):
+            digest.update(t.detach().contiguous().view(-1).view(torch.uint8).numpy().tobytes())
+        key = (tuple(x.shape), str(x.dtype), digest.hexdigest())
+        SEEN.add(key)
+        SIZES[key] = x.numel()
+        return rms32(x, self.weight, self.eps).to(x.dtype)
+
+
+class HardcodedEpsRMSNorm(_Norm):
+    """Takes an eps and keeps it, but computes with a literal 1e-6 (a kernel launched with the default eps)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return rms32(x, self.weight, 1e-6).to(x.dtype)
+
+
+class RoundsUpRMSNorm(_Norm):
+    """Rounds every output toward +infinity instead of to nearest: outputs are too large, never too small."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y32 = rms32(x, self.weight, self.eps)
+        y = y32.to(x.dtype)
+        up = torch.nextafter(y, torch.full_like(y, float("inf")))
+        return torch.where(y.float() < y32, up, y)
