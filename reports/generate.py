@@ -112,6 +112,25 @@ NAMES = {
 }
 
 
+def _why(finding: dict) -> str:
+    """The bug a finding is diagnosed as, else the check it failed."""
+    return (finding["diagnosis"] or {}).get("bug") or finding["check"]
+
+
+def _verdict(data: dict, dtype: str) -> str:
+    """``pass``, or ``FAIL`` with the outputs that fail and the named bugs (else the failed checks), in one dtype."""
+    found = [f for f in data["findings"] if f["dtype"] == dtype]
+    why = sorted({_why(f) for f in found})
+    outputs = sorted({f["output"] for f in found if f["output"]})
+    return f"FAIL {', '.join(outputs)}: {'; '.join(why)}" if found else "pass"
+
+
+def _max_error(data: dict, dtype: str, output: str) -> float | None:
+    """The largest error of one output in one dtype, in ulps of each element's scale (None: not measured)."""
+    errors = [s["max"] for s in data["stats"] if s["dtype"] == dtype and s["output"] == output and s["count"]]
+    return max(errors) if errors else None
+
+
 def readme_table(targets: dict = TARGETS) -> str:
     """README's table, from the committed JSON: the max error of y per dtype and the verdict per dtype."""
     lines = ["| implementation | float16 | bfloat16 | float32 | float64 |", "|---|---|---|---|---|"]
@@ -120,12 +139,8 @@ def readme_table(targets: dict = TARGETS) -> str:
             data = json.loads((HERE / "json" / f"{name}.json").read_text())
             cells = []
             for dtype in ("float16", "bfloat16", "float32", "float64"):
-                y = [s["max"] for s in data["stats"] if s["dtype"] == dtype and s["output"] == "y" and s["count"]]
-                found = [f for f in data["findings"] if f["dtype"] == dtype]
-                why = sorted({(f["diagnosis"] or {}).get("bug") or f["check"] for f in found})
-                outputs = sorted({f["output"] for f in found if f["output"]})
-                verdict = f"FAIL {', '.join(outputs)}: {'; '.join(why)}" if found else "pass"
-                cells.append(f"{max(y):.3g} ({verdict})" if y else "-")
+                y = _max_error(data, dtype, "y")
+                cells.append(f"{y:.3g} ({_verdict(data, dtype)})" if y is not None else "-")
             lines.append(f"| {NAMES[name]} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
