@@ -36,6 +36,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import NamedTuple
 
+from normcheck.report_json import write_atomically
+
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 
@@ -399,7 +401,18 @@ def _audit(
     start = time.perf_counter()
     with open(HERE / "json" / f"{name}.log", "w") as log:
         status = subprocess.run(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT).returncode
+    _relative_to_root(HERE / "json" / f"{name}.json")
     return name, status, time.perf_counter() - start
+
+
+def _relative_to_root(path: Path) -> None:
+    """Name files inside the repository relative to its root (reproducers' ``.npz`` inputs, stack frames):
+    committed reports must not carry the path of the checkout that wrote them. Run from the root."""
+    if path.exists():
+        text = path.read_text()
+        root = json.dumps(f"{ROOT}{os.sep}")[1:-1]  # as the JSON spells it
+        if root in text:
+            write_atomically(str(path), text.replace(root, ""))
 
 
 def run(argv: list[str] | None = None) -> int:
