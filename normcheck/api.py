@@ -10,11 +10,11 @@ from __future__ import annotations
 from contextlib import closing
 
 from normcheck.engine.auditor import Auditor
-from normcheck.inference import infer
-from normcheck.isolation import open_candidate
 from normcheck.notes import smallest_input_note
-from normcheck.reproducer import REPRODUCER_DIR, file_note
+from normcheck.report.reproducer import REPRODUCER_DIR, file_note
 from normcheck.result import AuditResult
+from normcheck.target.inference import infer
+from normcheck.target.isolation import open_candidate
 
 
 def audit(

@@ -12,9 +12,9 @@ from rich.console import Console
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from normcheck.candidate import FUSED_STYLES
 from normcheck.errors import UsageError
-from normcheck.frameworks import FRAMEWORKS
+from normcheck.target.registry import FRAMEWORKS
+from normcheck.target.torch_target import FUSED_STYLES
 from normcheck.timing import SLACK
 
 DTYPES = ("float16", "bfloat16", "float32", "float64")
@@ -67,7 +67,7 @@ def parse_shape(text: str) -> tuple[int, ...]:
 def _audit(args: argparse.Namespace) -> int:
     _validate(args)
     if args.json:
-        from normcheck.report_json import check_writable
+        from normcheck.report.json_report import check_writable
 
         check_writable(args.json)
     if args.report_dir:
@@ -75,9 +75,9 @@ def _audit(args: argparse.Namespace) -> int:
         if folder.exists() and not folder.is_dir():
             raise UsageError(f"--report-dir {args.report_dir!r} exists and is not a folder")
     from normcheck.engine.auditor import Auditor
-    from normcheck.inference import infer
-    from normcheck.isolation import open_candidate
-    from normcheck.reproducer import REPRODUCER_DIR
+    from normcheck.report.reproducer import REPRODUCER_DIR
+    from normcheck.target.inference import infer
+    from normcheck.target.isolation import open_candidate
 
     # Reproducers of large inputs store them beside the report, else in a folder of the current directory.
     reproducer_dir = args.report_dir or (str(Path(args.json).parent) if args.json else REPRODUCER_DIR)
@@ -134,10 +134,10 @@ def _audit(args: argparse.Namespace) -> int:
         "framework": framework,
         "param_dtype": args.param_dtype,
     }
-    from normcheck.report_json import write_report
+    from normcheck.report.json_report import write_report
 
     if args.report_dir:
-        from normcheck.reporting import render
+        from normcheck.report.render import render
 
         Path(args.report_dir).mkdir(parents=True, exist_ok=True)
         json_path = str(Path(args.report_dir) / "audit.json")
@@ -152,8 +152,8 @@ def _print_result(result, console: Console) -> None:
     from rich import box
 
     from normcheck.notes import smallest_input_note, too_slow_lines
-    from normcheck.reporting import SHORT_DTYPES, SHORT_OUTPUTS, UNITS_NOTE, bound_use, short
-    from normcheck.reproducer import file_note
+    from normcheck.report.render import SHORT_DTYPES, SHORT_OUTPUTS, UNITS_NOTE, bound_use, short
+    from normcheck.report.reproducer import file_note
 
     offset = f", weight offset {result.weight_offset}" if result.weight_offset else ""
     mode = " (forward only: no autograd support)" if result.forward_only else ""
@@ -251,7 +251,7 @@ def time_line(result) -> str:
 
 
 def _report(args: argparse.Namespace) -> int:
-    from normcheck.reporting import render
+    from normcheck.report.render import render
 
     for path in render(args.results, args.out):
         print(path)
@@ -259,8 +259,8 @@ def _report(args: argparse.Namespace) -> int:
 
 
 def _vectors(args: argparse.Namespace) -> int:
-    from normcheck.report_json import check_writable, write_atomically
-    from normcheck.vectors import KINDS, dumps, generate
+    from normcheck.report.json_report import check_writable, write_atomically
+    from normcheck.report.vectors import KINDS, dumps, generate
 
     if (args.out is None) == (args.out_dir is None):
         raise UsageError("give exactly one of --out FILE (with --kind and --dtype) or --out-dir DIR (every corpus)")
@@ -282,7 +282,7 @@ def _vectors(args: argparse.Namespace) -> int:
 
 
 def _check_vectors(args: argparse.Namespace) -> int:
-    from normcheck.vectors import check, load
+    from normcheck.report.vectors import check, load
 
     corpus, results = load(args.vectors), load(args.results)
     failures = check(corpus, results)

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 
 import oracles
-from normcheck.torch_bridge import from_numpy, require_torch, to_numpy
+from normcheck.target.torch_bridge import from_numpy, require_torch, to_numpy
 
 
 @dataclass(frozen=True)

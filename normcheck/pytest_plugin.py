@@ -161,7 +161,7 @@ class NormcheckFixture:
 
         if self.device != "cpu":
             from normcheck.errors import UsageError
-            from normcheck.torch_bridge import require_device
+            from normcheck.target.torch_bridge import require_device
 
             pytest.importorskip("torch")
             try:
@@ -190,7 +190,7 @@ class NormcheckFixture:
         return result
 
     def _write_report(self, result) -> None:
-        from normcheck.report_json import to_dict, write_atomically
+        from normcheck.report.json_report import to_dict, write_atomically
 
         folder = Path(self._settings.report_dir)  # type: ignore[arg-type]
         folder.mkdir(parents=True, exist_ok=True)

@@ -10,7 +10,7 @@ import numpy as np
 from normcheck.stats import ErrorStats
 
 if TYPE_CHECKING:
-    from normcheck.diagnosis import Diagnosis
+    from normcheck.diagnosis.diagnose import Diagnosis
     from normcheck.strategies import NormInput
 
 OUTPUTS = ("y", "dx", "dw", "db", "residual_out", "dresidual")

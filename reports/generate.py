@@ -36,7 +36,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import NamedTuple
 
-from normcheck.report_json import write_atomically
+from normcheck.report.json_report import write_atomically
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent

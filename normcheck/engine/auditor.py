@@ -6,8 +6,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-from normcheck.candidate import Candidate, Run
-from normcheck.diagnosis import convention_match
+from normcheck.diagnosis.diagnose import convention_match
 from normcheck.engine.bias import bias_findings
 from normcheck.engine.calls import Caller, row_count
 from normcheck.engine.explain import explain, merge_findings
@@ -15,10 +14,11 @@ from normcheck.engine.judge import first_difference, judge_outputs, nondetermini
 from normcheck.engine.measure import Measure, residual_out
 from normcheck.engine.plan import STRUCTURED_SIZES, Plan
 from normcheck.engine.search import search
-from normcheck.isolation import IsolatedCandidate, WorkerLost
-from normcheck.reproducer import REPRODUCER_DIR
+from normcheck.report.reproducer import REPRODUCER_DIR
 from normcheck.result import AuditResult, Finding
 from normcheck.strategies import HIDDEN_SIZES, NormInput, norm_inputs
+from normcheck.target.isolation import IsolatedCandidate, WorkerLost
+from normcheck.target.torch_target import Candidate, Run
 from oracles import resolve_format
 
 

@@ -11,10 +11,10 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from normcheck.candidate import Candidate, Layout, Run
 from normcheck.engine.plan import row_count
-from normcheck.isolation import IsolatedCandidate, WorkerLost
 from normcheck.strategies import NormInput
+from normcheck.target.isolation import IsolatedCandidate, WorkerLost
+from normcheck.target.torch_target import Candidate, Layout, Run
 from normcheck.timing import Pace, add_time, clocked, time_limit, too_slow
 from oracles import FloatFormat, resolve_format, round_floats
 

@@ -3,10 +3,10 @@ and a reproducer of its smallest failing input."""
 
 from __future__ import annotations
 
-from normcheck.diagnosis import Diagnosis, diagnose
+from normcheck.diagnosis.diagnose import Diagnosis, diagnose
 from normcheck.engine.calls import Caller
 from normcheck.engine.measure import Measure
-from normcheck.reproducer import snippet
+from normcheck.report.reproducer import snippet
 from normcheck.result import Finding
 
 #: Failing inputs the diagnosis looks at per finding.

@@ -8,12 +8,12 @@ from dataclasses import dataclass, field
 import numpy as np
 
 import oracles
-from normcheck.bounds import FACTOR, Bound, ulp
-from normcheck.candidate import Run
 from normcheck.engine.calls import size_block
-from normcheck.reproducer import bits
+from normcheck.report.reproducer import bits
 from normcheck.result import OUTPUTS, Finding
 from normcheck.strategies import NormInput
+from normcheck.target.torch_target import Run
+from normcheck.verdict.bounds import FACTOR, Bound, ulp
 
 
 @dataclass(frozen=True)

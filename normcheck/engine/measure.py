@@ -8,11 +8,11 @@ from dataclasses import replace
 import numpy as np
 
 import oracles
-from normcheck.bounds import Bound, bounds, exact_ulp, sharpen, ulp, unit_roundoff
 from normcheck.engine.calls import Caller
-from normcheck.references import correct_outputs
 from normcheck.strategies import NormInput, compute_format
 from normcheck.timing import clocked
+from normcheck.verdict.bounds import Bound, bounds, exact_ulp, sharpen, ulp, unit_roundoff
+from normcheck.verdict.references import correct_outputs
 from oracles import resolve_format
 
 

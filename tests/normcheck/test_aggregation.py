@@ -10,8 +10,8 @@ pytest.importorskip("torch")
 
 from normcheck.api import audit
 from normcheck.cli import main
-from normcheck.report_json import write_report
-from normcheck.reporting import short
+from normcheck.report.json_report import write_report
+from normcheck.report.render import short
 
 
 def test_the_report_p99_is_the_percentile_of_every_error_as_in_the_terminal(tmp_path):

@@ -6,9 +6,9 @@ import pytest
 
 pytest.importorskip("torch")
 
-from normcheck.candidate import Candidate
 from normcheck.engine.auditor import Auditor
-from normcheck.loading import load_target
+from normcheck.target.loading import load_target
+from normcheck.target.torch_target import Candidate
 
 from .zoo import BUGGY, CORRECT
 

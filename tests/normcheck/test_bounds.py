@@ -1,11 +1,11 @@
-"""The rigorous tier on its own (normcheck.bounds): its reasons name what the code adds."""
+"""The rigorous tier on its own (normcheck.verdict.bounds): its reasons name what the code adds."""
 
 from __future__ import annotations
 
 import numpy as np
 
-from normcheck.bounds import GRAD_ROUNDINGS, MARGIN, ROUNDINGS, bounds, exact_ulp, unit_roundoff
 from normcheck.strategies import Source, make_input
+from normcheck.verdict.bounds import GRAD_ROUNDINGS, MARGIN, ROUNDINGS, bounds, exact_ulp, unit_roundoff
 from oracles import layer_norm, layer_norm_backward, resolve_format
 
 

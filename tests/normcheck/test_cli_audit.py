@@ -203,7 +203,7 @@ def test_compile_traces_a_torch_nn_module_through_the_backend():
     import numpy as np
     import torch
 
-    from normcheck.candidate import Candidate
+    from normcheck.target.torch_target import Candidate
 
     graphs = []
 

@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 
 from normcheck.cli import main
-from normcheck.diagnosis import diagnose
+from normcheck.diagnosis.diagnose import diagnose
 from oracles import resolve_format
 
 TARGETS = str(Path(__file__).parent / "targets" / "constructors.py")

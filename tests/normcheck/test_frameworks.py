@@ -18,8 +18,8 @@ pytest.importorskip("torch")
 from normcheck.api import audit
 from normcheck.cli import main
 from normcheck.engine.auditor import Auditor
-from normcheck.frameworks import detect_framework, make_candidate
-from normcheck.isolation import open_candidate
+from normcheck.target.isolation import open_candidate
+from normcheck.target.registry import detect_framework, make_candidate
 from oracles import resolve_format
 
 HERE = Path(__file__).parent

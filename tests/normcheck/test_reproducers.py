@@ -17,8 +17,8 @@ pytest.importorskip("torch")
 
 from normcheck.api import audit
 from normcheck.cli import main
-from normcheck.reporting import render
-from normcheck.reproducer import MAX_INLINE, _inputs, load_inputs, store
+from normcheck.report.render import render
+from normcheck.report.reproducer import MAX_INLINE, _inputs, load_inputs, store
 
 HERE = Path(__file__).parent
 TARGETS = str(HERE / "targets" / "reproducers.py")

@@ -10,11 +10,11 @@ import pytest
 pytest.importorskip("torch")
 
 from normcheck.api import audit
-from normcheck.bounds import FACTOR
-from normcheck.candidate import Candidate
 from normcheck.engine.auditor import Auditor
 from normcheck.engine.bias import BIAS_ULPS
-from normcheck.loading import load_target
+from normcheck.target.loading import load_target
+from normcheck.target.torch_target import Candidate
+from normcheck.verdict.bounds import FACTOR
 from oracles import resolve_format
 
 from .targets.long_rows import LONG

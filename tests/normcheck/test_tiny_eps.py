@@ -8,9 +8,9 @@ import pytest
 pytest.importorskip("torch")
 
 from normcheck.api import audit
-from normcheck.bounds import bounds, sharpen
-from normcheck.references import correct_outputs
 from normcheck.strategies import Source, make_input
+from normcheck.verdict.bounds import bounds, sharpen
+from normcheck.verdict.references import correct_outputs
 from oracles import layer_norm, layer_norm_backward, resolve_format
 
 NEAR_CONSTANT = {"constant", "near_constant", "offset"}

@@ -17,10 +17,10 @@ pytest.importorskip("triton")
 import torch
 
 from normcheck.api import audit
-from normcheck.candidate import Candidate
 from normcheck.engine.auditor import Auditor
 from normcheck.engine.plan import MANY_ROWS
-from normcheck.loading import load_target
+from normcheck.target.loading import load_target
+from normcheck.target.torch_target import Candidate
 
 from .targets.triton_faults import SHORT
 

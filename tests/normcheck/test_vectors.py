@@ -14,7 +14,7 @@ import pytest
 
 import oracles
 from normcheck.cli import main
-from normcheck.vectors import check, dumps, generate
+from normcheck.report.vectors import check, dumps, generate
 
 ROOT = Path(__file__).resolve().parents[2]
 CORPUS = ROOT / "examples" / "vectors"
@@ -57,7 +57,7 @@ def test_the_corpus_round_trips_through_hex_to_the_same_correct_roundings(path):
 
 def _torch_results(corpus: dict, spec: str) -> dict:
     torch = pytest.importorskip("torch")
-    from normcheck.loading import construct_module, load_target
+    from normcheck.target.loading import construct_module, load_target
 
     target, dtype = load_target(spec), getattr(torch, corpus["dtype"])
     results = []

@@ -1,6 +1,6 @@
 """Implementations in any framework: torch (the default), JAX and Flax, or plain numpy functions.
 
-Every framework's candidate answers the interface of :class:`normcheck.candidate.Candidate`
+Every framework's candidate answers the interface of :class:`normcheck.target.torch_target.Candidate`
 (``describe``, ``run``, ``supports_grad``, ``style``, ...); :func:`make_candidate` picks
 one, by the framework named or, where that is unambiguous, by the target itself.
 """
@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 from normcheck.errors import UsageError
 
 if TYPE_CHECKING:
-    from normcheck.candidate import Candidate
+    from normcheck.target.torch_target import Candidate
 
 FRAMEWORKS = ("torch", "jax", "numpy")
 #: Top-level packages whose classes and functions are JAX targets.
@@ -40,20 +40,20 @@ def detect_framework(target: object) -> str:
 def make_candidate(target: object, name: str, *, framework: str | None = None, **options: object) -> Candidate | object:
     """The in-process candidate for ``target`` in ``framework`` (detected when None).
 
-    ``options`` are :class:`~normcheck.candidate.Candidate`'s: ``device``, ``eps``,
+    ``options`` are :class:`~normcheck.target.torch_target.Candidate`'s: ``device``, ``eps``,
     ``timeout``, ``compile``, ``param_dtype``.
     """
     framework = framework or detect_framework(target)
     if framework == "torch":
-        from normcheck.candidate import Candidate
+        from normcheck.target.torch_target import Candidate
 
         return Candidate(target, name, **options)  # type: ignore[arg-type]
     if framework == "jax":
-        from normcheck.frameworks.jax_target import JaxCandidate
+        from normcheck.target.jax_target import JaxCandidate
 
         return JaxCandidate(target, name, **options)  # type: ignore[arg-type]
     if framework == "numpy":
-        from normcheck.frameworks.numpy_target import NumpyCandidate
+        from normcheck.target.numpy_target import NumpyCandidate
 
         return NumpyCandidate(target, name, **options)  # type: ignore[arg-type]
     raise UsageError(f"--framework must be one of {', '.join(FRAMEWORKS)}, got {framework!r}")

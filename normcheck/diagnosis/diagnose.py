@@ -6,8 +6,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from normcheck.bounds import ulp
-from normcheck.emulations import Emulation, emulations_for, rounds_here, run_emulation
+from normcheck.diagnosis.emulations import Emulation, emulations_for, rounds_here, run_emulation
+from normcheck.verdict.bounds import ulp
 from oracles import FloatFormat
 
 #: A bug class is named only if its emulation reproduces at least this fraction of the output.

@@ -26,10 +26,10 @@ from types import ModuleType
 
 import numpy as np
 
-from normcheck.candidate import BIAS_NAMES, WEIGHT_NAMES, Layout, function_arguments, module_eps
 from normcheck.errors import UsageError
-from normcheck.frameworks.arrays import ArrayCandidate, Built, Forward
-from normcheck.loading import construct_module, input_parameter
+from normcheck.target.arrays import ArrayCandidate, Built, Forward
+from normcheck.target.loading import construct_module, input_parameter
+from normcheck.target.torch_target import BIAS_NAMES, WEIGHT_NAMES, Layout, function_arguments, module_eps
 
 
 def require_jax() -> ModuleType:

@@ -16,8 +16,8 @@ from pathlib import Path
 import normcheck
 from normcheck.errors import UsageError
 from normcheck.notes import smallest_input_note, too_slow_lines
-from normcheck.report_json import SCHEMA, write_atomically
-from normcheck.reproducer import file_note
+from normcheck.report.json_report import SCHEMA, write_atomically
+from normcheck.report.reproducer import file_note
 
 OUTPUT_ORDER = ("y", "dx", "dw", "db", "residual_out", "dresidual")
 #: Table labels of a fused residual-add's outputs.

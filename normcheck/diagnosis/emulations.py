@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from normcheck.torch_bridge import from_numpy, require_torch, to_numpy
+from normcheck.target.torch_bridge import from_numpy, require_torch, to_numpy
 
 
 @dataclass(frozen=True)

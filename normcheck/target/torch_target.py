@@ -2,7 +2,7 @@
 
 Whatever the implementation does (raise, return the wrong shape, mutate its
 input, hang in Python) becomes data in a :class:`Run`; only usage errors raise.
-This handle runs the implementation in the calling process; ``normcheck.isolation``
+This handle runs the implementation in the calling process; ``normcheck.target.isolation``
 runs the same handle in a worker process, out of the auditor's reach.
 """
 
@@ -21,8 +21,8 @@ from types import MappingProxyType
 import numpy as np
 
 from normcheck.errors import UsageError
-from normcheck.loading import EPS_NAMES, construct_module, input_parameter, is_module_class
-from normcheck.torch_bridge import from_numpy, require_device, require_torch, synchronize, to_numpy
+from normcheck.target.loading import EPS_NAMES, construct_module, input_parameter, is_module_class
+from normcheck.target.torch_bridge import from_numpy, require_device, require_torch, synchronize, to_numpy
 
 WEIGHT_NAMES = ("weight", "scale", "gamma", "g", "w")
 BIAS_NAMES = ("bias", "beta", "b")

@@ -5,7 +5,7 @@ worker process builds the module, receives copies of the inputs and sends back
 outputs and gradients. A worker that dies (segfault, abort, ``exit``, an
 out-of-memory kill, a broken CUDA context) or does not answer in time (a hang in
 Python, in C or on the GPU) is stopped and replaced, and the call comes back as a
-:class:`~normcheck.candidate.Run` whose failure is ``crash`` or ``timeout``, with
+:class:`~normcheck.target.torch_target.Run` whose failure is ``crash`` or ``timeout``, with
 the signal and the worker's last words (Python's ``faulthandler`` stack). From
 the first loss on a spare worker loads in the background, so the next loss is
 replaced at once rather than after torch's import.
@@ -36,11 +36,11 @@ from pathlib import Path
 import numpy as np
 
 import normcheck
-from normcheck.candidate import Candidate, Layout, Run
 from normcheck.errors import UsageError
-from normcheck.frameworks import make_candidate
-from normcheck.loading import load_target
-from normcheck.torch_bridge import require_torch
+from normcheck.target.loading import load_target
+from normcheck.target.registry import make_candidate
+from normcheck.target.torch_bridge import require_torch
+from normcheck.target.torch_target import Candidate, Layout, Run
 
 #: Seconds a new worker may take to import torch and the target.
 START_TIMEOUT = 180.0
@@ -61,7 +61,7 @@ class WorkerLost(Exception):
 class IsolatedCandidate:
     """The auditor's handle on an implementation running in a worker process.
 
-    It answers like :class:`~normcheck.candidate.Candidate` (``describe``, ``run``),
+    It answers like :class:`~normcheck.target.torch_target.Candidate` (``describe``, ``run``),
     but a call that kills or stalls the worker is a :class:`Run` with failure
     ``crash`` or ``timeout``, and a fresh worker takes the next call.
     """
@@ -169,7 +169,7 @@ class IsolatedCandidate:
                 [
                     sys.executable,
                     "-c",
-                    "from normcheck.isolation import worker_main; worker_main()",
+                    "from normcheck.target.isolation import worker_main; worker_main()",
                     str(theirs.fileno()),
                 ],
                 pass_fds=(theirs.fileno(),),
@@ -416,7 +416,7 @@ def open_candidate(
     A worker process by default; ``in_process=True`` runs the implementation in
     this process (for a debugger: a crash or a hang in C then takes the audit down).
     ``framework`` (``torch``, ``jax``, ``numpy``) is detected from the target when None; ``fused`` audits a
-    fused residual-add + norm (see :class:`~normcheck.candidate.Candidate`).
+    fused residual-add + norm (see :class:`~normcheck.target.torch_target.Candidate`).
     """
     options = {"device": device, "eps": eps, "timeout": timeout, "compile": compile, "param_dtype": param_dtype}
     options["fused"] = fused

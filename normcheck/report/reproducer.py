@@ -15,13 +15,13 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from normcheck.candidate import RESIDUAL_NAMES, Candidate, function_arguments
 from normcheck.errors import UsageError
 from normcheck.strategies import NormInput
+from normcheck.target.torch_target import RESIDUAL_NAMES, Candidate, function_arguments
 from oracles import Exact, resolve_format
 
 if TYPE_CHECKING:
-    from normcheck.isolation import IsolatedCandidate
+    from normcheck.target.isolation import IsolatedCandidate
 
 #: Inputs with more elements than this go to an ``.npz`` file instead of the snippet.
 MAX_INLINE = 4096
@@ -53,7 +53,7 @@ def _npz(arrays: dict[str, np.ndarray]) -> bytes:
 def store(arrays: dict[str, np.ndarray], folder: str) -> dict[str, str]:
     """Write ``arrays`` bit for bit into ``folder`` (created if need be), atomically, as an ``.npz`` named
     by its checksum: it never replaces a different file. Returns its ``path`` and ``sha256``."""
-    from normcheck.report_json import write_atomically  # (report_json imports the audit, which imports this)
+    from normcheck.report.json_report import write_atomically  # (report_json imports the audit, which imports this)
 
     data = _npz(arrays)
     sha256 = hashlib.sha256(data).hexdigest()
@@ -182,9 +182,9 @@ def _torch_lines(
     grad = output in GRADIENTS
     lines = [
         "import ml_dtypes, numpy as np, torch, oracles",
-        "from normcheck.loading import construct_module, load_target",
-        "from normcheck.reproducer import load_inputs, show_error",
-        "from normcheck.torch_bridge import from_numpy, to_numpy",
+        "from normcheck.target.loading import construct_module, load_target",
+        "from normcheck.report.reproducer import load_inputs, show_error",
+        "from normcheck.target.torch_bridge import from_numpy, to_numpy",
         *inputs,
         f'target = load_target("{spec}")',
         *(f'{k} = from_numpy(inputs["{k}"])' for k in ("x", "r", "w", "b") if k in arrays),
@@ -255,9 +255,9 @@ def _array_lines(
     args = ", ".join(f'inputs["{k}"]' if k in arrays else "None" for k in ("x", "w", "b", "g"))
     lines = [
         "import ml_dtypes, numpy as np, oracles",
-        "from normcheck.frameworks import make_candidate",
-        "from normcheck.loading import load_target",
-        "from normcheck.reproducer import load_inputs, show_error",
+        "from normcheck.target.registry import make_candidate",
+        "from normcheck.target.loading import load_target",
+        "from normcheck.report.reproducer import load_inputs, show_error",
         *inputs,
         f'c = make_candidate(load_target("{spec}"), "{spec}", framework="{candidate.framework}", {options})',
         f"run = c.run({args}, strided={case.strided})  # as the audit called it",

@@ -1,7 +1,7 @@
 """Portable test vectors: hard cases with exact answers, as JSON any language can read.
 
 In the spirit of Wycheproof's test-vector files: one file per kind and format,
-schema ``normcheck.vectors/1`` (``normcheck/schemas/vectors.schema.json``).
+schema ``normcheck.report.vectors/1`` (``normcheck/schemas/vectors.schema.json``).
 Inputs are exact hex floats (``float.fromhex`` in Python, ``strtod`` in C);
 expected outputs are correctly rounded into the file's format, with the exact
 value to 25 significant digits and the ULP bound a correct implementation meets.
@@ -18,14 +18,14 @@ import mpmath
 import numpy as np
 
 import oracles
-from normcheck.bounds import bounds, ulp
 from normcheck.engine.measure import exact_outputs
 from normcheck.errors import UsageError
 from normcheck.strategies import REGIMES, WEIGHT_REGIMES, NormInput, Source, make_input
+from normcheck.verdict.bounds import bounds, ulp
 from oracles import FloatFormat, resolve_format
 from oracles.rounding import ulp_exponent
 
-SCHEMA = "normcheck.vectors/1"
+SCHEMA = "normcheck.report.vectors/1"
 KINDS = ("rmsnorm", "layernorm")
 SIZES = (1, 2, 3, 8, 17)
 #: One long row (low-precision accumulation) and one tall batch (weight-gradient accumulation).
@@ -119,7 +119,7 @@ def generate(kind: str, dtype: str, *, seed: int = 0) -> dict:
             "expected": "correctly rounded (nearest, ties to even) from the exact value",
             "exact": "the exact value to 25 significant digits; null where undefined",
             "allowed_ulp": "the largest error, in ulps of the exact value, of a correct implementation computing "
-            "in fp32 (fp64 for float64); see normcheck/bounds.py",
+            "in fp32 (fp64 for float64); see normcheck/verdict/bounds.py",
         },
         "numberOfTests": len(tests),
         "tests": tests,

@@ -9,9 +9,9 @@ from __future__ import annotations
 import numpy as np
 
 import oracles
-from normcheck.candidate import Candidate
 from normcheck.errors import UsageError
-from normcheck.isolation import IsolatedCandidate, WorkerLost
+from normcheck.target.isolation import IsolatedCandidate, WorkerLost
+from normcheck.target.torch_target import Candidate
 
 _PROBE_N = 8
 #: A probe within this many ulps of an oracle matches it (a wrong convention is off by far more).

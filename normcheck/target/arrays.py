@@ -1,4 +1,4 @@
-"""What the numpy and JAX candidates share: the run protocol of :class:`normcheck.candidate.Candidate`
+"""What the numpy and JAX candidates share: the run protocol of :class:`normcheck.target.torch_target.Candidate`
 over an array framework, whose subclasses say only how to build the implementation and call it.
 
 As for torch, whatever the implementation does (raise, hang in Python, return a
@@ -15,7 +15,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from normcheck.candidate import (
+from normcheck.errors import UsageError
+from normcheck.target.torch_target import (
     Layout,
     Run,
     TimeoutExpired,
@@ -24,7 +25,6 @@ from normcheck.candidate import (
     function_signature,
     output_problems,
 )
-from normcheck.errors import UsageError
 
 #: (y, pullback): pullback() returns the gradients {"x": dx, "weight": dw, "bias": db} (any may be None).
 Forward = tuple[object, Callable[[], dict[str, object]] | None]

@@ -15,9 +15,9 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from normcheck.candidate import function_arguments
 from normcheck.errors import UsageError
-from normcheck.frameworks.arrays import ArrayCandidate, Built, Forward
+from normcheck.target.arrays import ArrayCandidate, Built, Forward
+from normcheck.target.torch_target import function_arguments
 
 #: The parameter through which a numpy function offers gradients.
 GRAD_PARAMETER = "grad_output"

@@ -11,7 +11,7 @@ up and down (a correct mean, from another order or a running update, is only kno
 rounding, and a tiny eps lets rstd amplify that into xhat on near-constant rows). The torch emulations of the correct
 conventions run too, in the dtype under audit (autograd's gradients): in float16 and
 bfloat16 they show the intermediate roundings correct conventions make on this input.
-``normcheck.bounds`` takes the largest of their errors as the sharp bound's unit.
+``normcheck.verdict.bounds`` takes the largest of their errors as the sharp bound's unit.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from normcheck.emulations import emulations_for, run_emulation
+from normcheck.diagnosis.emulations import emulations_for, run_emulation
 
 #: Rows of a split reduction, and lanes of a vector reduction.
 BLOCK, LANES = 256, 32
