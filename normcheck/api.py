@@ -7,72 +7,47 @@ and the reproducer, for use from any test framework.
 
 from __future__ import annotations
 
-from contextlib import closing
+from collections.abc import Iterator
+from contextlib import closing, contextmanager
 
 from normcheck.engine.auditor import Auditor
 from normcheck.notes import smallest_input_note
-from normcheck.report.reproducer import REPRODUCER_DIR, file_note
+from normcheck.options import AuditOptions
+from normcheck.report.reproducer import file_note
 from normcheck.result import AuditResult
 from normcheck.target.inference import infer
 from normcheck.target.isolation import open_candidate
 
 
-def audit(
-    impl: object,
-    *,
-    kind: str | None = None,
-    dtype: str | tuple[str, ...] = ("float16", "bfloat16", "float32"),
-    device: str = "cpu",
-    eps: float | None = None,
-    weight_offset: int | None = None,
-    examples: int = 100,
-    seed: int = 0,
-    grad: bool = True,
-    hidden_sizes: tuple[int, ...] = (),
-    shapes: tuple[tuple[int, ...], ...] = (),
-    timeout: float = 20.0,
-    in_process: bool = False,
-    compile: str | None = None,
-    residual: bool = False,
-    style: str = "auto",
-    framework: str | None = None,
-    param_dtype: str | None = None,
-    reproducer_dir: str = REPRODUCER_DIR,
-) -> AuditResult:
+def target_name(impl: object) -> str:
+    """How reports name ``impl``: its spec string, or ``module:qualname``."""
+    if isinstance(impl, str):
+        return impl
+    return f"{getattr(impl, '__module__', '?')}:{getattr(impl, '__qualname__', impl)}"
+
+
+@contextmanager
+def open_audit(impl: object, options: AuditOptions) -> Iterator[Auditor]:
+    """An :class:`Auditor` for ``impl``, its kind and weight offset inferred where ``options`` leave them
+    unset (usage errors surface here, before the audit starts); the implementation's handle (a worker
+    process, unless ``options.in_process``) is closed on leaving."""
+    spec = target_name(impl)
+    with closing(open_candidate(impl, spec, options)) as candidate:
+        kind, offset = infer(candidate, options.kind, options.weight_offset)
+        yield Auditor(candidate, spec=spec, kind=kind, weight_offset=offset, options=options)
+
+
+def audit(impl: object, options: AuditOptions | None = None, **keywords: object) -> AuditResult:
     """Audit an implementation (a class, factory, function, or a ``"pkg.mod:Name"`` string).
 
+    ``options`` (default :class:`AuditOptions`), with ``keywords`` replacing its fields: ``kind``,
+    ``dtype`` (one or several), ``device``, ``eps``, ``examples``, ``seed``, ``grad``, ``residual``, ...
     The implementation runs in a worker process (a crash or a hang is a finding);
-    ``in_process=True`` runs it here instead, for a debugger. ``shapes`` adds inputs
-    of exactly those shapes; ``compile`` names a torch.compile backend to audit under
-    (JAX: any name means ``jax.jit``). ``framework`` is ``torch``, ``jax`` or ``numpy``
-    (detected when None: jax for Flax modules and jax functions, else torch);
-    ``param_dtype`` keeps the parameters in that dtype instead of the audited one.
-    ``residual`` audits a fused residual-add + norm (torch targets), ``style`` forcing how it answers
-    (``"return"``: ``(y, residual_out)``; ``"inplace"``; ``"auto"``: found on the first call).
+    ``in_process=True`` runs it here instead, for a debugger.
     A reproducer of an input of more than ``MAX_INLINE`` values loads it from a file in ``reproducer_dir``.
     """
-    spec = (
-        impl if isinstance(impl, str) else f"{getattr(impl, '__module__', '?')}:{getattr(impl, '__qualname__', impl)}"
-    )
-    options = {"device": device, "eps": eps, "timeout": timeout, "compile": compile, "param_dtype": param_dtype}
-    options["fused"] = style if residual else None  # a fused residual-add's style, or None: a plain norm
-    handle = open_candidate(impl, spec, in_process=in_process, framework=framework, **options)  # type: ignore[arg-type]
-    with closing(handle) as c:
-        kind, offset = infer(c, kind, weight_offset)
-        dtypes = (dtype,) if isinstance(dtype, str) else tuple(dtype)
-        return Auditor(
-            c,
-            spec=spec,
-            kind=kind,
-            weight_offset=offset,
-            dtypes=dtypes,
-            hidden_sizes=hidden_sizes,
-            shapes=shapes,
-            examples=examples,
-            seed=seed,
-            grad=grad,
-            reproducer_dir=reproducer_dir,
-        ).run()
+    with open_audit(impl, (options or AuditOptions()).updated(**keywords)) as auditor:
+        return auditor.run()
 
 
 def describe_failure(result: AuditResult) -> str:
@@ -100,10 +75,10 @@ def describe_failure(result: AuditResult) -> str:
     return "\n".join(lines)
 
 
-def assert_matches_oracle(impl: object, **options: object) -> AuditResult:
+def assert_matches_oracle(impl: object, options: AuditOptions | None = None, **keywords: object) -> AuditResult:
     """Audit ``impl`` (options as :func:`audit`) and raise ``AssertionError`` on any finding."""
     __tracebackhide__ = True
-    result = audit(impl, **options)  # type: ignore[arg-type]
+    result = audit(impl, options, **keywords)
     if not result.passed:
         raise AssertionError(describe_failure(result))
     return result

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import argparse
-import math
 import sys
-from contextlib import closing
 from pathlib import Path
 
 from rich.console import Console
@@ -13,12 +11,8 @@ from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from normcheck.errors import UsageError
-from normcheck.target.registry import FRAMEWORKS
-from normcheck.target.torch_target import FUSED_STYLES
+from normcheck.options import DEFAULT_DTYPES, DEFAULTS, DTYPES, REPRODUCER_DIR, AuditOptions, Framework, Kind, Style
 from normcheck.timing import SLACK
-
-DTYPES = ("float16", "bfloat16", "float32", "float64")
-DEFAULT_DTYPES = ("float16", "bfloat16", "float32")
 
 
 def _demo(args: argparse.Namespace) -> int:
@@ -38,19 +32,32 @@ def _demo(args: argparse.Namespace) -> int:
     return 0
 
 
-def _validate(args: argparse.Namespace) -> None:
-    if args.eps is not None and not (math.isfinite(args.eps) and args.eps >= 0):
-        raise UsageError(f"--eps must be a finite number >= 0, got {args.eps!r}")
-    if any(n < 1 for n in args.hidden_size or ()):
-        raise UsageError(f"--hidden-size must be >= 1, got {args.hidden_size}")
-    if args.examples < 0:
-        raise UsageError(f"--examples must be >= 0, got {args.examples}")
-    if not (math.isfinite(args.timeout) and args.timeout >= 0):
-        raise UsageError(f"--timeout must be a finite number of seconds >= 0, got {args.timeout!r}")
-    if args.style != "auto" and not args.residual:
-        raise UsageError(f"--style {args.style} applies to a fused residual-add: add --residual")
-    args.shape = [parse_shape(text) for text in args.shape or ()]
-    args.compile = args.compile_backend if args.compile else None  # the backend, or None: not compiled
+def _options(args: argparse.Namespace) -> AuditOptions:
+    """The audit's options from the command line (their checks are the options' own)."""
+    if args.report_dir:  # reproducers of large inputs store them beside the report
+        folder = args.report_dir
+    else:
+        folder = str(Path(args.json).parent) if args.json else REPRODUCER_DIR
+    return AuditOptions(
+        kind=args.kind,
+        dtype=tuple(args.dtype or DEFAULT_DTYPES),
+        device=args.device,
+        eps=args.eps,
+        weight_offset=args.weight_offset,
+        examples=args.examples,
+        seed=args.seed,
+        grad=not args.no_grad,
+        hidden_sizes=tuple(args.hidden_size or ()),
+        shapes=tuple(parse_shape(text) for text in args.shape or ()),
+        timeout=args.timeout,
+        in_process=args.in_process,
+        compile=args.compile_backend if args.compile else None,
+        residual=args.residual,
+        style=args.style,
+        framework=args.framework,
+        param_dtype=args.param_dtype,
+        reproducer_dir=folder,
+    )
 
 
 def parse_shape(text: str) -> tuple[int, ...]:
@@ -65,7 +72,7 @@ def parse_shape(text: str) -> tuple[int, ...]:
 
 
 def _audit(args: argparse.Namespace) -> int:
-    _validate(args)
+    options = _options(args)
     if args.json:
         from normcheck.report.json_report import check_writable
 
@@ -74,66 +81,24 @@ def _audit(args: argparse.Namespace) -> int:
         folder = Path(args.report_dir)
         if folder.exists() and not folder.is_dir():
             raise UsageError(f"--report-dir {args.report_dir!r} exists and is not a folder")
-    from normcheck.engine.auditor import Auditor
-    from normcheck.report.reproducer import REPRODUCER_DIR
-    from normcheck.target.inference import infer
-    from normcheck.target.isolation import open_candidate
+    from normcheck.api import open_audit
 
-    # Reproducers of large inputs store them beside the report, else in a folder of the current directory.
-    reproducer_dir = args.report_dir or (str(Path(args.json).parent) if args.json else REPRODUCER_DIR)
-
-    with closing(
-        open_candidate(
-            args.target,
-            args.target,
-            in_process=args.in_process,
-            device=args.device,
-            eps=args.eps,
-            timeout=args.timeout,
-            compile=args.compile,
-            fused=args.style if args.residual else None,
-            framework=args.framework,
-            param_dtype=args.param_dtype,
-        )
-    ) as candidate:
-        kind, offset = infer(candidate, args.kind, args.weight_offset)  # usage errors surface here, before progress
-        framework = candidate.framework
-        dtypes = tuple(dict.fromkeys(args.dtype or DEFAULT_DTYPES))
-        with Progress(
+    with (
+        open_audit(args.target, options) as auditor,
+        Progress(
             SpinnerColumn(),
             TextColumn("{task.description}"),
             TimeElapsedColumn(),
             console=Console(stderr=True),
             transient=True,
-        ) as progress:
-            task = progress.add_task(f"auditing {args.target}", total=None)
-            auditor = Auditor(
-                candidate,
-                spec=args.target,
-                kind=kind,
-                weight_offset=offset,
-                dtypes=dtypes,
-                hidden_sizes=tuple(args.hidden_size or ()),
-                shapes=tuple(args.shape),
-                examples=args.examples,
-                seed=args.seed,
-                grad=not args.no_grad,
-                progress=lambda msg: progress.update(task, description=f"{args.target}: {msg}"),
-                reproducer_dir=reproducer_dir,
-            )
-            result = auditor.run()
+        ) as progress,
+    ):
+        task = progress.add_task(f"auditing {args.target}", total=None)
+        auditor.progress = lambda msg: progress.update(task, description=f"{args.target}: {msg}")
+        result = auditor.run()
+        framework = auditor.caller.c.framework
     _print_result(result, Console())
-    settings = {
-        "kind_given": args.kind is not None,
-        "gradients": not args.no_grad,
-        "hidden_sizes": list(args.hidden_size or ()),
-        "shapes": [list(shape) for shape in args.shape],
-        "compile": args.compile,
-        "residual": args.residual,
-        "timeout": args.timeout,
-        "framework": framework,
-        "param_dtype": args.param_dtype,
-    }
+    settings = options.settings(framework)
     from normcheck.report.json_report import write_report
 
     if args.report_dir:
@@ -305,10 +270,10 @@ def _parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     audit = sub.add_parser("audit", help="audit an implementation against the exact oracle")
     audit.add_argument("target", help="mypkg.RMSNorm, mypkg.sub:RMSNorm, path/to/file.py:Name or a function")
-    audit.add_argument("--kind", choices=("rmsnorm", "layernorm"), help="inferred by probing when omitted")
-    audit.add_argument("--device", default="cpu", help="a torch device: cpu, cuda, cuda:1, xpu, mps, ...")
+    audit.add_argument("--kind", choices=tuple(Kind), help="inferred by probing when omitted")
+    audit.add_argument("--device", default=DEFAULTS.device, help="a torch device: cpu, cuda, cuda:1, xpu, mps, ...")
     audit.add_argument(
-        "--dtype", action="append", choices=DTYPES, help="repeat for several (default: fp16, bf16, fp32)"
+        "--dtype", action="append", choices=DTYPES, help=f"repeat for several (default: {', '.join(DEFAULT_DTYPES)})"
     )
     audit.add_argument("--eps", type=float, help="construct with / call with this eps (default: the implementation's)")
     audit.add_argument("--weight-offset", type=int, choices=(0, 1), help="1 for Gemma's (1 + w); inferred if omitted")
@@ -325,13 +290,13 @@ def _parser() -> argparse.ArgumentParser:
     )
     audit.add_argument(
         "--style",
-        choices=FUSED_STYLES,
-        default="auto",
+        choices=tuple(Style),
+        default=Style.AUTO,
         help="with --residual: how it hands back y and x + residual (default: found on the first call)",
     )
     audit.add_argument(
         "--framework",
-        choices=FRAMEWORKS,
+        choices=tuple(Framework),
         help="what the target is written in (default: jax for Flax modules and jax functions, else torch)",
     )
     audit.add_argument(
@@ -341,13 +306,20 @@ def _parser() -> argparse.ArgumentParser:
         "--compile", action="store_true", help="audit the implementation under torch.compile (JAX: jax.jit)"
     )
     audit.add_argument("--compile-backend", default="inductor", help="torch.compile backend for --compile")
-    audit.add_argument("--examples", type=int, default=100, help="random search examples per dtype (default 100)")
-    audit.add_argument("--seed", type=int, default=0, help="search seed: the same seed gives the same verdict")
+    audit.add_argument(
+        "--examples",
+        type=int,
+        default=DEFAULTS.examples,
+        help=f"random search examples per dtype (default {DEFAULTS.examples})",
+    )
+    audit.add_argument(
+        "--seed", type=int, default=DEFAULTS.seed, help="search seed: the same seed gives the same verdict"
+    )
     audit.add_argument("--no-grad", action="store_true", help="audit the forward pass only")
     audit.add_argument(
         "--timeout",
         type=float,
-        default=20.0,
+        default=DEFAULTS.timeout,
         help=f"seconds before a call counts as hanging (or {SLACK:g}x its predicted time, if longer); inputs predicted "
         "to take longer are not run (0: no limit)",
     )
@@ -365,7 +337,7 @@ def _parser() -> argparse.ArgumentParser:
     rep.add_argument("--out", required=True, help="folder for report.md, its plots and report.html")
     rep.set_defaults(func=_report)
     vec = sub.add_parser("vectors", help="write portable test vectors (exact answers for hard cases)")
-    vec.add_argument("--kind", choices=("rmsnorm", "layernorm"))
+    vec.add_argument("--kind", choices=tuple(Kind))
     vec.add_argument("--dtype", choices=DTYPES)
     vec.add_argument("--out", help="the corpus file to write")
     vec.add_argument("--out-dir", help="write every kind and dtype into this folder")

@@ -14,7 +14,7 @@ from normcheck.engine.judge import first_difference, judge_outputs, nondetermini
 from normcheck.engine.measure import Measure, residual_out
 from normcheck.engine.plan import STRUCTURED_SIZES, Plan
 from normcheck.engine.search import search
-from normcheck.report.reproducer import REPRODUCER_DIR
+from normcheck.options import DEFAULTS, AuditOptions
 from normcheck.result import AuditResult, Finding
 from normcheck.strategies import HIDDEN_SIZES, NormInput, norm_inputs
 from normcheck.target.isolation import IsolatedCandidate, WorkerLost
@@ -32,25 +32,21 @@ class Auditor:
         spec: str,
         kind: str,
         weight_offset: int = 0,
-        dtypes: tuple[str, ...] = ("float16", "bfloat16", "float32"),
-        hidden_sizes: tuple[int, ...] = (),
-        shapes: tuple[tuple[int, ...], ...] = (),
-        examples: int = 100,
-        seed: int = 0,
-        grad: bool = True,
+        options: AuditOptions = DEFAULTS,
         progress: Callable[[str], None] | None = None,
-        reproducer_dir: str = REPRODUCER_DIR,
     ) -> None:
-        self.spec, self.kind, self.offset = spec, kind, weight_offset
-        self.reproducer_dir = reproducer_dir  #: where reproducers of large inputs store them
-        self.dtypes, self.examples, self.seed, self.grad = dtypes, examples, seed, grad
-        self.hidden_sizes = tuple(hidden_sizes) or HIDDEN_SIZES
+        """``kind`` and ``weight_offset`` as inferred (``options`` may leave them unset)."""
+        self.spec, self.kind, self.offset, self.options = spec, kind, weight_offset, options
+        self.dtypes, self.examples, self.seed, self.grad = options.dtypes, options.examples, options.seed, options.grad
+        self.hidden_sizes = options.hidden_sizes or HIDDEN_SIZES
         self.progress = progress or (lambda _msg: None)
-        self.result = AuditResult(spec, kind, candidate.device, weight_offset, list(dtypes), {}, False, seed, examples)
+        self.result = AuditResult(
+            spec, kind, candidate.device, weight_offset, list(self.dtypes), {}, False, self.seed, self.examples
+        )
         self.result.isolation = "worker process" if isinstance(candidate, IsolatedCandidate) else "in-process"
         self.caller = Caller(candidate, kind, self.result.timing)
         self.measure = Measure(self.caller, kind, weight_offset)
-        self.plan = Plan(seed, weight_offset, tuple(tuple(s) for s in shapes), candidate.fused is not None)
+        self.plan = Plan(self.seed, weight_offset, options.shapes, candidate.fused is not None)
 
     # -- one input --------------------------------------------------------------
 
@@ -191,7 +187,7 @@ class Auditor:
             found += self.audit_dtype(dtype)
         self.result.findings = merge_findings(found)
         for f in self.result.findings:
-            explain(f, self.caller, self.measure, spec=self.spec, reproducer_dir=self.reproducer_dir)
+            explain(f, self.caller, self.measure, spec=self.spec, reproducer_dir=self.options.reproducer_dir)
         c = self.caller.c
         self.result.forward_only = not c.supports_grad
         for dtype in self.dtypes:

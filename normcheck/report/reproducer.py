@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from normcheck.errors import UsageError
+from normcheck.options import REPRODUCER_DIR
 from normcheck.strategies import NormInput
 from normcheck.target.torch_target import RESIDUAL_NAMES, Candidate, function_arguments
 from oracles import Exact, resolve_format
@@ -25,8 +26,6 @@ if TYPE_CHECKING:
 
 #: Inputs with more elements than this go to an ``.npz`` file instead of the snippet.
 MAX_INLINE = 4096
-#: Where the files go when no report says where: this folder, in the current directory.
-REPRODUCER_DIR = "normcheck-reproducers"
 #: The gradients a finding can be about, and the oracle's gradient each is compared with.
 GRADIENTS = {"dx": "dx", "dresidual": "dx", "dw": "dw", "db": "db"}
 
@@ -251,15 +250,19 @@ def _array_lines(
 ) -> list[str]:
     """The reproducer of a JAX or numpy target: the call through normcheck's candidate for the framework
     (module construction, parameters, ``jax.vjp``)."""
-    options = f"eps={candidate.eps_override!r}, param_dtype={candidate.param_dtype!r}"
+    options = (
+        f'AuditOptions(framework="{candidate.framework}", eps={candidate.eps_override!r}, '
+        f"param_dtype={candidate.param_dtype!r})"
+    )
     args = ", ".join(f'inputs["{k}"]' if k in arrays else "None" for k in ("x", "w", "b", "g"))
     lines = [
         "import ml_dtypes, numpy as np, oracles",
+        "from normcheck.options import AuditOptions",
         "from normcheck.target.registry import make_candidate",
         "from normcheck.target.loading import load_target",
         "from normcheck.report.reproducer import load_inputs, show_error",
         *inputs,
-        f'c = make_candidate(load_target("{spec}"), "{spec}", framework="{candidate.framework}", {options})',
+        f'c = make_candidate(load_target("{spec}"), "{spec}", {options})',
         f"run = c.run({args}, strided={case.strided})  # as the audit called it",
         'print("failure:", run.failure, run.error, "problems:", run.problems, "wrote into:", run.mutated)',
         *_oracle(kind, arrays, dtype, eps, offset, output in GRADIENTS),

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from normcheck.errors import UsageError
+from normcheck.options import DEFAULTS, AuditOptions
 from normcheck.target.torch_target import (
     Layout,
     Run,
@@ -54,23 +55,12 @@ class ArrayCandidate:
     #: What the implementation must return ("numpy array", "jax.Array").
     array_name = ""
 
-    def __init__(
-        self,
-        target: object,
-        name: str,
-        *,
-        device: str = "cpu",
-        eps: float | None = None,
-        timeout: float = 20.0,
-        compile: str | None = None,
-        param_dtype: str | None = None,
-        fused: str | None = None,
-    ) -> None:
-        if fused is not None:
+    def __init__(self, target: object, name: str, options: AuditOptions = DEFAULTS) -> None:
+        if options.residual:
             raise UsageError(f"--residual audits torch targets; {name} is a {self.framework} one")
         self.fused = None  #: fused residual-adds are audited in torch only
-        self.target, self.name, self.device, self.timeout = target, name, device, timeout
-        self.eps_override, self.param_dtype, self.compile = eps, param_dtype, compile
+        self.target, self.name, self.device, self.timeout = target, name, options.device, options.timeout
+        self.eps_override, self.param_dtype, self.compile = options.eps, options.param_dtype, options.compile
         self.supports_grad = True
         self.style = "function"
         #: A function's parameter names (empty for modules): how it is called.

@@ -29,7 +29,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from multiprocessing.connection import Connection
 from pathlib import Path
 
@@ -37,6 +37,7 @@ import numpy as np
 
 import normcheck
 from normcheck.errors import UsageError
+from normcheck.options import DEFAULTS, AuditOptions
 from normcheck.target.loading import load_target
 from normcheck.target.registry import make_candidate
 from normcheck.target.torch_bridge import require_torch
@@ -66,26 +67,15 @@ class IsolatedCandidate:
     ``crash`` or ``timeout``, and a fresh worker takes the next call.
     """
 
-    def __init__(
-        self,
-        target: object,
-        name: str,
-        *,
-        device: str = "cpu",
-        eps: float | None = None,
-        timeout: float = 20.0,
-        compile: str | None = None,
-        fused: str | None = None,
-        framework: str | None = None,
-        param_dtype: str | None = None,
-    ) -> None:
+    def __init__(self, target: object, name: str, options: AuditOptions = DEFAULTS) -> None:
         if os.environ.get(WORKER_ENV):
             raise UsageError(
                 "an audit was started while normcheck's worker process imported the module that defines "
                 f"{name}: put the audit under `if __name__ == '__main__':`"
             )
-        self.name, self.device, self.timeout, self.eps_override = name, device, timeout, eps
-        self.compile, self.param_dtype, self._framework, self.fused = compile, param_dtype, framework, fused
+        self.name, self.options, self.device, self.timeout = name, options, options.device, options.timeout
+        self.eps_override, self.param_dtype, self.fused = options.eps, options.param_dtype, options.fused
+        self._framework = options.framework
         self.supports_grad = True
         self.restarts = 0  #: workers started after the first (one per crash or timeout)
         self._payload = _payload(target, name)
@@ -180,9 +170,7 @@ class IsolatedCandidate:
             )
         theirs.close()
         conn = Connection(ours.detach())
-        options = {"device": self.device, "eps": self.eps_override, "compile": self.compile}
-        options.update(param_dtype=self.param_dtype, fused=self.fused)
-        conn.send((list(sys.path), self._payload, self.name, self._framework, options))
+        conn.send((list(sys.path), self._payload, self.name, replace(self.options, framework=self._framework)))
         return _Worker(process, conn, log)
 
     def _replace(self, *, hung: bool = False) -> tuple[str, str | None]:
@@ -358,7 +346,7 @@ def worker_main() -> None:
     faulthandler.enable(all_threads=True)  # stderr is the log the auditor reads after a crash
     if hasattr(signal, "SIGUSR1"):
         faulthandler.register(signal.SIGUSR1, all_threads=True)
-    path, (how, payload), name, framework, options = conn.recv()
+    path, (how, payload), name, options = conn.recv()
     sys.path[:] = path
     try:
         try:
@@ -367,13 +355,13 @@ def worker_main() -> None:
             raise
         except Exception as exc:
             raise UsageError(f"the worker process cannot load {name}: {type(exc).__name__}: {exc}") from None
-        candidate = make_candidate(impl, name, framework=framework, timeout=0, **options)  # the auditor keeps the time
+        candidate = make_candidate(impl, name, options.in_worker())
     except UsageError as exc:
         conn.send(("usage", str(exc)))
         return
     if candidate.framework == "torch":  # torch imports parts of itself on first use: paid here, not in a timed call
         torch = require_torch()
-        (torch.ones(2, device=options["device"], requires_grad=True) * 2).sum().backward()
+        (torch.ones(2, device=options.device, requires_grad=True) * 2).sum().backward()
     hello = {"style": candidate.style, "function_parameters": candidate.function_parameters}
     conn.send(("ok", {**hello, "framework": candidate.framework}))
     while True:
@@ -398,32 +386,16 @@ def worker_main() -> None:
             return
 
 
-def open_candidate(
-    target: object,
-    name: str,
-    *,
-    in_process: bool = False,
-    device: str = "cpu",
-    eps: float | None = None,
-    timeout: float = 20.0,
-    compile: str | None = None,
-    fused: str | None = None,
-    framework: str | None = None,
-    param_dtype: str | None = None,
-) -> Candidate | IsolatedCandidate:
+def open_candidate(target: object, name: str, options: AuditOptions = DEFAULTS) -> Candidate | IsolatedCandidate:
     """The handle the audit runs ``target`` (a spec string or an object) through.
 
-    A worker process by default; ``in_process=True`` runs the implementation in
+    A worker process by default; ``options.in_process`` runs the implementation in
     this process (for a debugger: a crash or a hang in C then takes the audit down).
-    ``framework`` (``torch``, ``jax``, ``numpy``) is detected from the target when None; ``fused`` audits a
-    fused residual-add + norm (see :class:`~normcheck.target.torch_target.Candidate`).
     """
-    options = {"device": device, "eps": eps, "timeout": timeout, "compile": compile, "param_dtype": param_dtype}
-    options["fused"] = fused
-    if in_process:
+    if options.in_process:
         impl = load_target(target) if isinstance(target, str) else target
-        return make_candidate(impl, name, framework=framework, **options)  # type: ignore[return-value]
-    candidate = IsolatedCandidate(target, name, framework=framework, **options)  # type: ignore[arg-type]
+        return make_candidate(impl, name, options)  # type: ignore[return-value]
+    candidate = IsolatedCandidate(target, name, options)
     # While the worker starts: import torch (the diagnosis's emulations run here) and compile the oracles'
     # kernels (a machine's first audit) or load them from numba's cache.
     require_torch()

@@ -27,6 +27,7 @@ from types import ModuleType
 import numpy as np
 
 from normcheck.errors import UsageError
+from normcheck.options import DEFAULTS, AuditOptions
 from normcheck.target.arrays import ArrayCandidate, Built, Forward
 from normcheck.target.loading import construct_module, input_parameter
 from normcheck.target.torch_target import BIAS_NAMES, WEIGHT_NAMES, Layout, function_arguments, module_eps
@@ -53,8 +54,8 @@ class JaxCandidate(ArrayCandidate):
     framework = "jax"
     array_name = "jax.Array"
 
-    def __init__(self, target: object, name: str, **options: object) -> None:
-        super().__init__(target, name, **options)  # type: ignore[arg-type]
+    def __init__(self, target: object, name: str, options: AuditOptions = DEFAULTS) -> None:
+        super().__init__(target, name, options)
         self.jax = require_jax()
         kind = {"cpu": "cpu", "cuda": "gpu"}.get(self.device.split(":")[0])
         try:

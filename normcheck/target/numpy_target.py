@@ -16,6 +16,7 @@ from collections.abc import Mapping
 import numpy as np
 
 from normcheck.errors import UsageError
+from normcheck.options import DEFAULTS, AuditOptions
 from normcheck.target.arrays import ArrayCandidate, Built, Forward
 from normcheck.target.torch_target import function_arguments
 
@@ -29,8 +30,8 @@ class NumpyCandidate(ArrayCandidate):
     framework = "numpy"
     array_name = "numpy array"
 
-    def __init__(self, target: object, name: str, **options: object) -> None:
-        super().__init__(target, name, **options)  # type: ignore[arg-type]
+    def __init__(self, target: object, name: str, options: AuditOptions = DEFAULTS) -> None:
+        super().__init__(target, name, options)
         if self.device != "cpu":
             raise UsageError(f"--framework numpy runs on the CPU, not on {self.device!r}")
         if self.compile is not None:

@@ -10,12 +10,11 @@ from __future__ import annotations
 import inspect
 from typing import TYPE_CHECKING
 
-from normcheck.errors import UsageError
+from normcheck.options import DEFAULTS, AuditOptions, Framework
 
 if TYPE_CHECKING:
     from normcheck.target.torch_target import Candidate
 
-FRAMEWORKS = ("torch", "jax", "numpy")
 #: Top-level packages whose classes and functions are JAX targets.
 JAX_PACKAGES = ("jax", "jaxlib", "flax")
 
@@ -24,7 +23,7 @@ def _package(obj: object) -> str:
     return (getattr(obj, "__module__", None) or "").split(".")[0]
 
 
-def detect_framework(target: object) -> str:
+def detect_framework(target: object) -> Framework:
     """``jax`` for Flax module classes and for functions of jax or flax (jitted ones too); else ``torch``.
 
     A plain function of the user's is torch's unless ``--framework`` says otherwise:
@@ -34,26 +33,20 @@ def detect_framework(target: object) -> str:
         owners = inspect.getmro(target)
     else:
         owners = (target, type(target))
-    return "jax" if any(_package(owner) in JAX_PACKAGES for owner in owners) else "torch"
+    return Framework.JAX if any(_package(owner) in JAX_PACKAGES for owner in owners) else Framework.TORCH
 
 
-def make_candidate(target: object, name: str, *, framework: str | None = None, **options: object) -> Candidate | object:
-    """The in-process candidate for ``target`` in ``framework`` (detected when None).
-
-    ``options`` are :class:`~normcheck.target.torch_target.Candidate`'s: ``device``, ``eps``,
-    ``timeout``, ``compile``, ``param_dtype``.
-    """
-    framework = framework or detect_framework(target)
-    if framework == "torch":
+def make_candidate(target: object, name: str, options: AuditOptions = DEFAULTS) -> Candidate | object:
+    """The in-process candidate for ``target`` in ``options.framework`` (detected when None)."""
+    framework = options.framework or detect_framework(target)
+    if framework == Framework.TORCH:
         from normcheck.target.torch_target import Candidate
 
-        return Candidate(target, name, **options)  # type: ignore[arg-type]
-    if framework == "jax":
+        return Candidate(target, name, options)
+    if framework == Framework.JAX:
         from normcheck.target.jax_target import JaxCandidate
 
-        return JaxCandidate(target, name, **options)  # type: ignore[arg-type]
-    if framework == "numpy":
-        from normcheck.target.numpy_target import NumpyCandidate
+        return JaxCandidate(target, name, options)
+    from normcheck.target.numpy_target import NumpyCandidate  # (the options checked the name)
 
-        return NumpyCandidate(target, name, **options)  # type: ignore[arg-type]
-    raise UsageError(f"--framework must be one of {', '.join(FRAMEWORKS)}, got {framework!r}")
+    return NumpyCandidate(target, name, options)

@@ -21,6 +21,7 @@ from types import MappingProxyType
 import numpy as np
 
 from normcheck.errors import UsageError
+from normcheck.options import DEFAULTS, AuditOptions, Style
 from normcheck.target.loading import EPS_NAMES, construct_module, input_parameter, is_module_class
 from normcheck.target.torch_bridge import from_numpy, require_device, require_torch, synchronize, to_numpy
 
@@ -28,9 +29,6 @@ WEIGHT_NAMES = ("weight", "scale", "gamma", "g", "w")
 BIAS_NAMES = ("bias", "beta", "b")
 #: Parameter names a fused residual-add function takes its residual by (else it is the second argument).
 RESIDUAL_NAMES = ("residual", "res", "residual_in", "skip")
-#: How a fused residual-add hands its results back: ``return`` (y, residual_out), or ``inplace``: y written
-#: into x and x + residual into residual. ``auto`` tells them apart on the first call.
-FUSED_STYLES = ("auto", "inplace", "return")
 #: How a call can fail to return a result: the implementation raised, ran past the time limit,
 #: or (in a worker process) took the process down.
 FAILURES = ("exception", "timeout", "crash")
@@ -101,40 +99,28 @@ class Candidate:
     """An implementation under audit, built once per hidden size and dtype, run in this process.
 
     ``target`` is a module class, a factory returning a module, or a plain
-    function of a tensor. ``eps``, when given, is the eps the implementation
-    uses: it is passed to a constructor or function that takes one, and trusted
-    as stated where the implementation hard-codes its eps. ``timeout`` (seconds,
-    0 for none) interrupts Python-level hangs. ``compile`` names a ``torch.compile``
-    backend ("inductor", "aot_eager", ...) to audit the compiled implementation with.
-    ``fused`` (one of :data:`FUSED_STYLES`) audits a fused residual-add + norm, called
-    as ``f(x, residual, ...)`` or ``module(x, residual)``.
-    ``param_dtype`` is the dtype its parameters are kept in (default: the input dtype, or
-    what :meth:`keep_parameters` set for it).
+    function of a tensor. The options it reads (:class:`~normcheck.options.AuditOptions`):
+    ``eps``, when given, is the eps the implementation uses: it is passed to a constructor or
+    function that takes one, and trusted as stated where the implementation hard-codes its eps;
+    ``timeout`` (seconds, 0 for none) interrupts Python-level hangs; ``compile`` names a
+    ``torch.compile`` backend ("inductor", "aot_eager", ...) to audit the compiled implementation
+    with; ``residual`` audits a fused residual-add + norm, called as ``f(x, residual, ...)`` or
+    ``module(x, residual)``; ``param_dtype`` is the dtype its parameters are kept in (default: the
+    input dtype, or what :meth:`keep_parameters` set for it).
     """
 
     framework = "torch"
 
-    def __init__(
-        self,
-        target: object,
-        name: str,
-        *,
-        device: str = "cpu",
-        eps: float | None = None,
-        timeout: float = 20.0,
-        compile: str | None = None,
-        fused: str | None = None,
-        param_dtype: str | None = None,
-    ) -> None:
+    def __init__(self, target: object, name: str, options: AuditOptions = DEFAULTS) -> None:
         self.torch = require_torch()
-        require_device(device)
-        self.target, self.name, self.device, self.timeout = target, name, device, timeout
-        if compile is not None:
+        require_device(options.device)
+        self.target, self.name, self.device, self.timeout = target, name, options.device, options.timeout
+        if options.compile is not None:
             _allow_recompiles(self.torch)
-        self.eps_override, self.param_dtype = eps, param_dtype
+        self.eps_override, self.param_dtype = options.eps, options.param_dtype
+        self.fused = options.fused
         #: The fused residual-add's style: as forced, or found on the first call (None until then under auto).
-        self.fused_style = None if fused in (None, "auto") else fused
-        self.fused = fused
+        self.fused_style = None if self.fused in (None, Style.AUTO) else self.fused
         self._modules: dict[tuple[int, str], object] = {}
         self._layouts: dict[tuple[int, str], Layout] = {}
         self._kept: dict[str, str | None] = {}  #: input dtype -> the dtype its parameters are kept in instead
@@ -148,11 +134,12 @@ class Candidate:
         #: A function's parameter names (empty for modules): how it is called, here and in reproducers.
         self.function_parameters: tuple[str, ...] = ()
         if self.style == "function":
-            self._fn_params = function_signature(target, name, eps)
+            self._fn_params = function_signature(target, name, options.eps)
             self.function_parameters = tuple(self._fn_params)
         # Compiled as user code calls it: torch.compile skips a torch.nn module's own forward when that
         # is the frame it is given, but traces it inlined from a caller's frame.
-        self._invoke = _invoke if compile is None else self.torch.compile(_invoke, backend=compile)
+        compiled = options.compile
+        self._invoke = _invoke if compiled is None else self.torch.compile(_invoke, backend=compiled)
         self.supports_grad = True
 
     # -- construction ---------------------------------------------------------
@@ -240,9 +227,9 @@ class Candidate:
             raise UsageError(f"{self.name} is audited as a fused residual-add: every call needs a residual")
         if self.fused and self.fused_style is None:  # auto: a first call without gradients tells the style
             probe = self._run(x, weight, bias, None, strided, residual)
-            if self.fused_style != "return" or grad is None:  # in place, the probe is the forward-only answer
+            if self.fused_style != Style.RETURN or grad is None:  # in place, the probe is the forward-only answer
                 return probe
-        if self.fused_style == "inplace":
+        if self.fused_style == Style.INPLACE:
             grad = None  # autograd refuses in-place writes into inputs that need gradients
         return self._run(x, weight, bias, grad, strided, residual)
 
@@ -287,7 +274,7 @@ class Candidate:
         )
         y, residual_out = (result, None) if not self.fused else self._fused_results(result, xt, rest[0], out)
         out.fused_style = self.fused_style
-        if self.fused_style != "inplace":
+        if self.fused_style != Style.INPLACE:
             out.mutated = written
         if self.fused and y is None:
             return out
@@ -336,8 +323,8 @@ class Candidate:
         pair = isinstance(result, tuple | list) and len(result) == 2
         inplace = result is None or result is xt
         if self.fused_style is None:
-            self.fused_style = "return" if pair else "inplace" if inplace else None
-        if self.fused_style == "inplace":
+            self.fused_style = Style.RETURN if pair else Style.INPLACE if inplace else None
+        if self.fused_style == Style.INPLACE:
             return xt, rt
         if pair:
             return result[0], result[1]  # type: ignore[index]

@@ -7,6 +7,7 @@ import pytest
 pytest.importorskip("torch")
 
 from normcheck.engine.auditor import Auditor
+from normcheck.options import AuditOptions
 from normcheck.target.loading import load_target
 from normcheck.target.torch_target import Candidate
 
@@ -17,7 +18,11 @@ EXAMPLES = 25
 
 def _audit(spec: str, kind: str, offset: int, examples: int = EXAMPLES):
     return Auditor(
-        Candidate(load_target(spec), spec), spec=spec, kind=kind, weight_offset=offset, examples=examples
+        Candidate(load_target(spec), spec),
+        spec=spec,
+        kind=kind,
+        weight_offset=offset,
+        options=AuditOptions(examples=examples),
     ).run()
 
 

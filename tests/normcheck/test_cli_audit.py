@@ -12,6 +12,7 @@ import pytest
 pytest.importorskip("torch")
 
 from normcheck.cli import main
+from normcheck.options import AuditOptions
 
 from .report_schema import valid_report
 
@@ -141,8 +142,8 @@ def test_ini_settings_reach_the_plugin(pytester):
         (["audit", "missing/file.py:Norm"], "no such file 'missing/file.py'"),
         (["audit", "torch.nn.RMSNorm", "--device", "xpu"], "--device xpu: torch has no xpu device here"),
         (["audit", "torch.nn.RMSNorm", "--device", "tpu:0"], "--device 'tpu:0' is not a torch device"),
-        (["audit", "torch.nn.RMSNorm", "--eps", "-1"], "--eps must be a finite number >= 0"),
-        (["audit", "torch.nn.RMSNorm", "--hidden-size", "0"], "--hidden-size must be >= 1"),
+        (["audit", "torch.nn.RMSNorm", "--eps", "-1"], "eps must be a finite number >= 0, got -1.0"),
+        (["audit", "torch.nn.RMSNorm", "--hidden-size", "0"], "hidden sizes must be >= 1, got [0]"),
         (["audit", "torch.nn.RMSNorm", "--json", "/no/such/dir/r.json"], "cannot write --json"),
     ],
 )
@@ -212,7 +213,7 @@ def test_compile_traces_a_torch_nn_module_through_the_backend():
         return gm.forward
 
     torch._dynamo.reset()
-    candidate = Candidate(torch.nn.RMSNorm, "torch.nn.RMSNorm", compile=counting_backend)
+    candidate = Candidate(torch.nn.RMSNorm, "torch.nn.RMSNorm", AuditOptions(compile=counting_backend))
     x = np.linspace(-1, 1, 6, dtype=np.float32).reshape(2, 3)
     run = candidate.run(x, np.ones(3, np.float32), None, np.ones_like(x))
     assert run.failure is None and run.dx is not None

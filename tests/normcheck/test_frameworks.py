@@ -18,6 +18,7 @@ pytest.importorskip("torch")
 from normcheck.api import audit
 from normcheck.cli import main
 from normcheck.engine.auditor import Auditor
+from normcheck.options import AuditOptions
 from normcheck.target.isolation import open_candidate
 from normcheck.target.registry import detect_framework, make_candidate
 from oracles import resolve_format
@@ -98,7 +99,9 @@ def test_framework_jax_without_jax_installed_is_a_one_line_error(monkeypatch, ca
 def small_findings(candidate, kind: str, dtype: str, *, offset: int = 0, regimes: tuple[str, ...] = ()) -> list:
     """Judge the implementation on the audit's structured cases of n = 3 (the whole audit spends minutes
     compiling XLA code for every shape on this CPU): every output, against the oracle and both bounds."""
-    auditor = Auditor(candidate, spec=candidate.name, kind=kind, weight_offset=offset, dtypes=(dtype,))
+    auditor = Auditor(
+        candidate, spec=candidate.name, kind=kind, weight_offset=offset, options=AuditOptions(dtype=dtype)
+    )
     eps = candidate.describe(3, dtype).eps
     cases = [c for c in auditor.plan.structured_cases(resolve_format(dtype), eps) if c.n == 3]
     cases = [c for c in cases if c.regime in regimes] if regimes else cases
@@ -123,7 +126,7 @@ def test_frameworks_are_detected_from_flax_classes_and_jax_functions():
 def test_a_correct_jax_function_passes_with_gradients_through_vjp_in_float64():
     from .targets import jax_norms
 
-    candidate = make_candidate(jax_norms.rms_norm, "rms_norm", framework="jax")
+    candidate = make_candidate(jax_norms.rms_norm, "rms_norm", AuditOptions(framework="jax"))
     assert small_findings(candidate, "rmsnorm", "float64") == []
     x = np.ones((2, 3), dtype=np.float64)
     run = candidate.run(x, np.ones(3, x.dtype), None, np.ones_like(x))
@@ -134,7 +137,7 @@ def test_a_correct_jax_function_passes_with_gradients_through_vjp_in_float64():
 def test_a_jax_function_without_upcast_fails_on_accuracy():
     from .targets import jax_norms
 
-    candidate = make_candidate(jax_norms.rms_norm_no_upcast, "no_upcast", framework="jax")
+    candidate = make_candidate(jax_norms.rms_norm_no_upcast, "no_upcast", AuditOptions(framework="jax"))
     found = small_findings(candidate, "rmsnorm", "float16")
     assert {f.check for f in found} >= {"accuracy"} and "y" in {f.output for f in found}
 
@@ -177,7 +180,7 @@ def test_flax_layernorm_with_the_two_pass_variance_passes_where_the_default_fail
 def test_flax_default_float32_parameters_promote_a_half_input_to_a_float32_output():
     from flax import nnx
 
-    candidate = make_candidate(nnx.RMSNorm, "RMSNorm", param_dtype="float32")
+    candidate = make_candidate(nnx.RMSNorm, "RMSNorm", AuditOptions(param_dtype="float32"))
     assert candidate.describe(8, "bfloat16").parameter_dtype == "float32"
     x = np.ones((2, 8), dtype=resolve_format("bfloat16").dtype)
     run = candidate.run(x, np.ones(8, np.float32), None, np.ones_like(x))

@@ -12,6 +12,7 @@ pytest.importorskip("torch")
 from normcheck.api import audit
 from normcheck.engine.auditor import Auditor
 from normcheck.engine.bias import BIAS_ULPS
+from normcheck.options import AuditOptions
 from normcheck.target.loading import load_target
 from normcheck.target.torch_target import Candidate
 from normcheck.verdict.bounds import FACTOR
@@ -57,7 +58,7 @@ def test_bugs_on_the_long_row_path_alone_fail_the_default_audit_and_are_named(na
 
 def test_an_error_of_8x_the_worst_correct_computation_fails_and_7x_passes():
     spec = f"{LONG_ROWS}:BlockedRMSNorm"
-    auditor = Auditor(Candidate(load_target(spec), spec), spec=spec, kind="rmsnorm", examples=0)
+    auditor = Auditor(Candidate(load_target(spec), spec), spec=spec, kind="rmsnorm", options=AuditOptions(examples=0))
     fmt = resolve_format("float32")
     case = next(c for c in auditor.plan.structured_cases(fmt, 1e-6) if c.n == 16385 and c.regime == "normal")
     exact, limits = auditor.measure.outputs(case, "float32", grad=False)

@@ -19,6 +19,7 @@ import torch
 from normcheck.api import audit
 from normcheck.engine.auditor import Auditor
 from normcheck.engine.plan import MANY_ROWS
+from normcheck.options import AuditOptions
 from normcheck.target.loading import load_target
 from normcheck.target.torch_target import Candidate
 
@@ -46,7 +47,10 @@ def _variant(kind: str, bug: str) -> type:
 def _audit(kind: str, bug: str):
     cls = _variant(kind, bug)
     return Auditor(
-        Candidate(cls, cls.__name__, device=DEVICE), spec=cls.__name__, kind=kind, examples=EXAMPLES, grad=False
+        Candidate(cls, cls.__name__, AuditOptions(device=DEVICE)),
+        spec=cls.__name__,
+        kind=kind,
+        options=AuditOptions(device=DEVICE, examples=EXAMPLES, grad=False),
     ).run()
 
 
