@@ -5,9 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-import numpy as np
-
-from normcheck.stats import ErrorStats
+from normcheck.stats import Errors, ErrorStats
 
 if TYPE_CHECKING:
     from normcheck.diagnosis.diagnose import Diagnosis
@@ -109,6 +107,6 @@ class AuditResult:
     def stat(self, dtype: str, output: str, regime: str) -> ErrorStats:
         return self.stats.setdefault((dtype, output, regime), ErrorStats())
 
-    def add_errors(self, dtype: str, output: str, regime: str, *errors: np.ndarray) -> None:
+    def add_errors(self, dtype: str, regime: str, errors: Errors) -> None:
         """:meth:`ErrorStats.add` on the statistics of one output, dtype and regime."""
-        self.stat(dtype, output, regime).add(*errors)
+        self.stat(dtype, errors.output, regime).add(errors)

@@ -2,10 +2,24 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
 #: Bins of the ULP-error histograms: 0, then powers of two from 2**-10 to 2**30.
 HIST_EDGES = np.concatenate([[0.0], 2.0 ** np.arange(-10, 31)])
+
+
+@dataclass(frozen=True)
+class Errors:
+    """The errors of one output on one input, per judged element, for :meth:`ErrorStats.add`."""
+
+    output: str
+    signed: np.ndarray  #: the signed error in ulps of each element's scale
+    bounds: dict[str, np.ndarray]  #: per tier (loosest first), its effective bound, same unit
+    plain: np.ndarray  #: the plain ULP error, NaN where the element cancels
+    binade: np.ndarray  #: floor(log2|exact|)
+    n: np.ndarray  #: the hidden size
 
 
 class ErrorStats:
@@ -22,34 +36,23 @@ class ErrorStats:
         self._plain: list[np.ndarray] = []
         self._binade: list[np.ndarray] = []
         self._n: list[np.ndarray] = []
-        self.max_sharp = self.max_rigorous = 0.0  #: the largest bounds seen, in the same unit
-        self.sharp_use = self.rigorous_use = 0.0  #: the largest error / bound ratios seen (below 1 for a pass)
+        self.max_bound: dict[str, float] = {}  #: per tier: the largest bound seen, in the same unit
+        self.use: dict[str, float] = {}  #: per tier: the largest error / bound ratio seen (below 1 for a pass)
 
-    def add(
-        self,
-        signed: np.ndarray,
-        sharp: np.ndarray,
-        rigorous: np.ndarray,
-        plain: np.ndarray,
-        binade: np.ndarray,
-        n: np.ndarray,
-    ) -> None:
-        """Per element: the signed error, the sharp and rigorous bounds (ulps of scale), the plain
-        ULP error (NaN where the element cancels), ``floor(log2|exact|)`` and the hidden size."""
-        if not signed.size:
+    def add(self, errors: Errors) -> None:
+        """The errors of one output on one input (nothing where no element was judged)."""
+        if not errors.signed.size:
             return
-        self._signed.append(signed)
-        self._plain.append(plain)
-        self._binade.append(binade.astype(np.int32))
-        self._n.append(n.astype(np.int32))
-        self.max_sharp = max(self.max_sharp, float(np.max(sharp)))
-        self.max_rigorous = max(self.max_rigorous, float(np.max(rigorous)))
-        with np.errstate(all="ignore"):
-            for attr, bound in (("sharp_use", sharp), ("rigorous_use", rigorous)):
-                ratio = np.abs(signed) / bound
-                ratio = ratio[np.isfinite(ratio)]
-                if ratio.size:
-                    setattr(self, attr, max(getattr(self, attr), float(ratio.max())))
+        self._signed.append(errors.signed)
+        self._plain.append(errors.plain)
+        self._binade.append(errors.binade.astype(np.int32))
+        self._n.append(errors.n.astype(np.int32))
+        for tier, bound in errors.bounds.items():
+            self.max_bound[tier] = max(self.max_bound.get(tier, 0.0), float(np.max(bound)))
+            with np.errstate(all="ignore"):
+                ratio = np.abs(errors.signed) / bound
+            ratio = ratio[np.isfinite(ratio)]
+            self.use[tier] = max(self.use.get(tier, 0.0), float(ratio.max()) if ratio.size else 0.0)
 
     def merge(self, other: ErrorStats) -> None:
         """Fold another collector (another regime) into this one."""
@@ -57,8 +60,9 @@ class ErrorStats:
         self._plain += other._plain
         self._binade += other._binade
         self._n += other._n
-        for attr in ("max_sharp", "max_rigorous", "sharp_use", "rigorous_use"):
-            setattr(self, attr, max(getattr(self, attr), getattr(other, attr)))
+        for mine, theirs in ((self.max_bound, other.max_bound), (self.use, other.use)):
+            for tier, value in theirs.items():
+                mine[tier] = max(mine.get(tier, 0.0), value)
 
     def distribution(self) -> dict:
         """Histogram of |error| (log bins) and max / mean error by |exact| binade and by hidden size."""
@@ -98,8 +102,6 @@ class ErrorStats:
             "p99": float(np.percentile(a, 99)),
             "signed_mean": float(s.mean()),
             "max_ulp": float(plain.max()) if plain.size else None,
-            "max_sharp": self.max_sharp,
-            "max_rigorous": self.max_rigorous,
-            "sharp_use": self.sharp_use,
-            "rigorous_use": self.rigorous_use,
+            **{f"max_{tier}": value for tier, value in self.max_bound.items()},
+            **{f"{tier}_use": value for tier, value in self.use.items()},
         }

@@ -87,7 +87,7 @@ class Auditor:
             self.result.bound_reasons[(dtype, name)] = reasons
         if keep:
             for errors in verdict.errors:
-                self.result.add_errors(dtype, errors.output, case.regime, *errors.arrays())
+                self.result.add_errors(dtype, case.regime, errors)
             if which is not None:
                 counts = self.result.residual_sums.setdefault(dtype, {})
                 counts[which] = counts.get(which, 0) + 1

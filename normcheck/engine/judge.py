@@ -11,25 +11,11 @@ import oracles
 from normcheck.engine.calls import size_block
 from normcheck.report.reproducer import bits
 from normcheck.result import OUTPUTS, Finding
+from normcheck.stats import Errors
 from normcheck.strategies import NormInput
 from normcheck.target.torch_target import Run
-from normcheck.verdict.bounds import FACTOR, Bound, ulp
-
-
-@dataclass(frozen=True)
-class Errors:
-    """The errors of one output on one input, per judged element, for ``ErrorStats.add``."""
-
-    output: str
-    signed: np.ndarray  #: the signed error in ulps of each element's scale
-    sharp: np.ndarray  #: the sharp bound, same unit
-    rigorous: np.ndarray  #: the rigorous bound, same unit
-    plain: np.ndarray  #: the plain ULP error, NaN where the element cancels
-    binade: np.ndarray  #: floor(log2|exact|)
-    n: np.ndarray  #: the hidden size
-
-    def arrays(self) -> tuple[np.ndarray, ...]:
-        return self.signed, self.sharp, self.rigorous, self.plain, self.binade, self.n
+from normcheck.verdict.bounds import Bound, ulp
+from normcheck.verdict.tiers import crossing, effective
 
 
 @dataclass
@@ -38,7 +24,7 @@ class Judgement:
 
     findings: list[Finding] = field(default_factory=list)
     errors: list[Errors] = field(default_factory=list)
-    #: per output: the formulas of both tiers, {"rigorous": ..., "sharp": ...}
+    #: per output: each tier's formula, {"rigorous": ..., "sharp": ...}
     reasons: dict[str, dict[str, str]] = field(default_factory=dict)
 
     @property
@@ -64,7 +50,7 @@ def judge_outputs(
             out.findings.append(Finding("shape", dtype, name, message, case.regime, example=case))
             continue
         limit = limits[name]
-        out.reasons[name] = {"rigorous": limit.reason, "sharp": limit.sharp_reason}
+        out.reasons[name] = {t.name: t.reason for t in limit.tiers}
         findings, errors = judge_output(name, cand, ex, limit, case, dtype)
         out.findings += findings
         if errors is not None:
@@ -87,7 +73,7 @@ def _nonfinite(name: str, c: np.ndarray, ex: oracles.Exact, limit: Bound, case: 
     rounded = ex.round(fmt).astype(np.float64)
     overflow = float(fmt.max_finite) + 2.0 ** (fmt.emax - fmt.precision)
     with np.errstate(invalid="ignore"):
-        overflows = np.isinf(rounded) | (np.abs(ex.approx) + limit.rigorous >= overflow)
+        overflows = np.isinf(rounded) | (np.abs(ex.approx) + limit.allowed("rigorous") >= overflow)
         overflows |= (limit.intermediate > 0) & (limit.scale >= overflow)
         bad_special = nonfinite & ~(overflows & (np.isnan(c) | (np.sign(c) == np.sign(ex.approx))))
     if not bad_special.any():
@@ -119,12 +105,12 @@ def judge_output(
     judged = ~ex.undefined & np.isfinite(c)
     if not judged.any():
         return findings, None
-    sharp = np.minimum(limit.sharp, limit.rigorous)
+    allowed = effective(limit.tiers)
     with np.errstate(all="ignore"):
         unit = ulp(limit.scale, fmt)
         err = np.where(judged, c - ex.approx, 0.0)
         signed = err / unit
-        sharp_ulps, rigorous_ulps = sharp / unit, limit.rigorous / unit
+        in_ulps = [a / unit for a in allowed]
         # The plain ULP error, where the element does not cancel against its own terms.
         whole = judged & (np.abs(ex.approx) >= limit.scale / 16)
         plain = np.where(whole, err / ulp(ex.approx, fmt), np.nan)
@@ -132,30 +118,19 @@ def judge_output(
     errors = Errors(
         name,
         signed[judged],
-        sharp_ulps[judged],
-        rigorous_ulps[judged],
+        {t.name: u[judged] for t, u in zip(limit.tiers, in_ulps)},
         plain[judged],
         np.nan_to_num(binade, neginf=fmt.emin - fmt.precision),
         np.full(int(judged.sum()), case.n),
     )
-    over_sharp = ex.exceeds(c, sharp) & judged
-    if not over_sharp.any():
+    over = [ex.exceeds(c, a) & judged for a in allowed]
+    if not over[-1].any():  # the tightest tier holds: so do the others
         return findings, errors
-    over_rigorous = ex.exceeds(c, limit.rigorous) & judged
-    tier = "rigorous" if over_rigorous.any() else "sharp"
-    crossed = over_rigorous if tier == "rigorous" else over_sharp
+    k = next(i for i, crossed in enumerate(over) if crossed.any())  # the loosest tier crossed
+    tier, crossed = limit.tiers[k].name, over[k]
     i = tuple(int(v) for v in np.unravel_index(int(np.argmax(np.where(crossed, np.abs(signed), -1))), c.shape))
-    e, sharp_i, rigorous_i = abs(signed[i]), sharp_ulps[i], rigorous_ulps[i]
-    if tier == "rigorous":
-        how = (
-            f"beyond the rigorous bound ({rigorous_i:.3g} ulp: no correct implementation can be this far off), "
-            f"{e / sharp_i:.3g}x the sharp bound"
-        )
-    else:
-        how = (
-            f"{e / sharp_i:.3g}x the sharp bound ({sharp_i:.3g} ulp, {FACTOR:g}x the worst correct computation "
-            f"on this input; the rigorous bound, {rigorous_i:.3g} ulp, is not crossed)"
-        )
+    e, at_i = abs(signed[i]), [float(u[i]) for u in in_ulps]
+    how = crossing(float(e), at_i, limit.tiers, k)
     value_ulp = ""
     if name != "y" and not np.isnan(plain[i]) and not 0.5 < abs(plain[i]) / max(e, 1e-300) < 2:
         value_ulp = f" (of its terms' scale; {abs(plain[i]):.3g} ulp of itself)"
@@ -178,8 +153,7 @@ def judge_output(
                 "exact": float(ex.approx[i]),
                 "ulp_error": float(e),
                 "value_ulp_error": None if np.isnan(plain[i]) else float(abs(plain[i])),
-                "sharp_ulp": float(sharp_i),
-                "rigorous_ulp": float(rigorous_i),
+                **{f"{t.name}_ulp": a for t, a in zip(limit.tiers, at_i)},
             },
             example=case,
             severity=float(e),

@@ -11,8 +11,9 @@ import oracles
 from normcheck.engine.calls import Caller
 from normcheck.strategies import NormInput, compute_format
 from normcheck.timing import clocked
-from normcheck.verdict.bounds import Bound, bounds, exact_ulp, sharpen, ulp, unit_roundoff
+from normcheck.verdict.bounds import PROVEN, SHARP, Bound, bounds, exact_ulp, sharpen, ulp, unit_roundoff
 from normcheck.verdict.references import correct_outputs
+from normcheck.verdict.tiers import Tier
 from oracles import resolve_format
 
 
@@ -126,5 +127,6 @@ def residual_out(case: NormInput, dtype: str) -> tuple[oracles.Exact, Bound]:
     reason = f"0.5 ulp(x + residual) + u_{comp.name}*|x + residual| (rounded once, or via {comp.name})"
     if comp.precision == fmt.precision:
         reason = "0.5 ulp(x + residual) (correctly rounded)"
-    bound = Bound(fmt, scale, allowed, np.zeros(total.shape), allowed, reason, allowed, reason)
+    tiers = (Tier("rigorous", allowed, reason, PROVEN), Tier("sharp", allowed, reason, SHARP))
+    bound = Bound(fmt, scale, allowed, np.zeros(total.shape), tiers)
     return total, bound

@@ -135,7 +135,7 @@ def _vector(tc_id: int, kind: str, fmt: FloatFormat, case: NormInput, eps: float
         expected[name] = _hex(ex.round(fmt))
         exact_values[name] = _exact_strings(ex)
         with np.errstate(all="ignore"):
-            ulps = limits[name].rigorous / ulp(np.nan_to_num(ex.approx), fmt)
+            ulps = limits[name].allowed("rigorous") / ulp(np.nan_to_num(ex.approx), fmt)
         allowed[name] = [_round_up(float(v)) if math.isfinite(v) else None for v in np.ravel(ulps)]
     return {
         "tcId": tc_id,

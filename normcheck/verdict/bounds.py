@@ -26,6 +26,7 @@ import numpy as np
 
 import oracles
 from normcheck.strategies import compute_format
+from normcheck.verdict.tiers import Tier
 from oracles import FloatFormat
 from oracles.rounding import quantum_exponents
 
@@ -43,6 +44,11 @@ FACTOR = 8.0
 K_MIN = 2.0
 
 
+#: What an error beyond each tier means.
+PROVEN = "no correct implementation can be this far off"
+SHARP = f"{FACTOR:g}x the worst correct computation on this input"
+
+
 @dataclass(frozen=True)
 class Bound:
     """What a correct implementation can do on one output, per element (absolute errors, float64)."""
@@ -51,11 +57,14 @@ class Bound:
     scale: np.ndarray  #: S: the magnitude of the terms the element is computed from; errors are read in ulp_F(S)
     base: np.ndarray  #: the roundings correct conventions make in the output format (final casts, Llama's)
     intermediate: np.ndarray  #: the worst case of those inside a gradient (part of base; the sharp tier measures it)
-    rigorous: np.ndarray  #: the worst case over every correct implementation: beyond it, a proven failure
-    reason: str  #: the rigorous formula
-    sharp: np.ndarray | None = None  #: FACTOR x the worst correct computation's error on this input (see sharpen)
-    sharp_reason: str | None = None
-    unit: float | None = None  #: K: that worst error relative to S
+    #: The tiers, loosest first: rigorous (the worst case over every correct implementation: beyond it, a
+    #: proven failure), then sharp once :func:`sharpen` added it.
+    tiers: tuple[Tier, ...]
+    unit: float | None = None  #: K: the worst correct computation's error relative to S (the sharp tier's)
+
+    def allowed(self, tier: str) -> np.ndarray:
+        """The allowance of the tier named ``tier``."""
+        return next(t.allowed for t in self.tiers if t.name == tier)
 
 
 def unit_roundoff(fmt: FloatFormat) -> float:
@@ -230,7 +239,7 @@ def bounds(
             scale, base, intermediate, rigorous = (
                 _shaped(a, ulp_y, ex.shape) for a in (scale, base, intermediate, base + rigorous)
             )
-            out[name] = Bound(out_fmt, scale, base, intermediate, rigorous, why)
+            out[name] = Bound(out_fmt, scale, base, intermediate, (Tier("rigorous", rigorous, why, PROVEN),))
     return out
 
 
@@ -285,5 +294,6 @@ def sharpen(
             f"{conv}, at least {K_MIN:g} u_{comp.name}; where the oracle's own error is above 2^-40 S, "
             "K of that element"
         )
-        out[name] = replace(b, sharp=np.where(np.isfinite(sharp), sharp, b.rigorous), sharp_reason=why, unit=k)
+        allowed = np.where(np.isfinite(sharp), sharp, b.allowed("rigorous"))
+        out[name] = replace(b, tiers=(*b.tiers, Tier("sharp", allowed, why, SHARP)), unit=k)
     return out

@@ -68,8 +68,10 @@ def test_an_error_of_8x_the_worst_correct_computation_fails_and_7x_passes():
     sign = np.where(np.arange(y.shape[-1]) % 2, 1.0, -1.0)
     for times, fails in ((FACTOR + 0.5, True), (FACTOR - 0.5, False)):
         candidate = y.approx + sign * times * worst
-        assert y.exceeds(candidate, np.minimum(limit.sharp, limit.rigorous)).all() == fails
-    assert (limit.sharp < limit.rigorous / 50).all()  # far sharper than the worst case at this length
+        assert y.exceeds(candidate, np.minimum(limit.allowed("sharp"), limit.allowed("rigorous"))).all() == fails
+    assert (
+        limit.allowed("sharp") < limit.allowed("rigorous") / 50
+    ).all()  # far sharper than the worst case at this length
 
 
 def test_half_precision_llama_stays_unbiased_where_a_truncating_cast_is_caught_by_its_bias():
@@ -105,4 +107,4 @@ def test_a_gradient_in_a_parameter_dtype_narrower_than_the_input_is_judged_in_it
     result = audit("torch.nn.RMSNorm", dtype="float64", param_dtype="float32", examples=0, in_process=True)
     assert result.passed, [f.message for f in result.findings]
     dw = [s for (dtype, output, _), s in result.stats.items() if output == "dw"]
-    assert dw and max(s.max_sharp for s in dw) <= 2.0  # 1.5 ulp of final roundings + the float64 terms
+    assert dw and max(s.max_bound["sharp"] for s in dw) <= 2.0  # 1.5 ulp of final roundings + the float64 terms
