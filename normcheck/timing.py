@@ -15,6 +15,8 @@ timeout where that is longer, before it counts as hung.
 
 from __future__ import annotations
 
+import signal
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -69,3 +71,29 @@ def clocked(timing: dict[str, float], part: str) -> Iterator[None]:
         yield
     finally:
         add_time(timing, part, time.perf_counter() - start)
+
+
+class TimeoutExpired(Exception):
+    """The implementation did not return in time."""
+
+
+@contextmanager
+def interrupt_after(seconds: float) -> Iterator[None]:
+    """Raise :class:`TimeoutExpired` in the main thread after ``seconds`` (no-op elsewhere, or for 0).
+
+    A signal interrupts Python code only: a hang inside C needs the worker process.
+    """
+    if seconds <= 0 or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def expire(signum: int, frame: object) -> None:
+        raise TimeoutExpired(f"no result within {seconds:g} s")
+
+    previous = signal.signal(signal.SIGALRM, expire)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)

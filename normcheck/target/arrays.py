@@ -20,12 +20,11 @@ from normcheck.options import DEFAULTS, AuditOptions
 from normcheck.target.torch_target import (
     Layout,
     Run,
-    TimeoutExpired,
-    _time_limit,
     function_eps,
     function_signature,
     output_problems,
 )
+from normcheck.timing import TimeoutExpired, interrupt_after
 
 #: (y, pullback): pullback() returns the gradients {"x": dx, "weight": dw, "bias": db} (any may be None).
 Forward = tuple[object, Callable[[], dict[str, object]] | None]
@@ -138,7 +137,7 @@ class ArrayCandidate:
             g = None if not want else np.array(grad, dtype=x.dtype, copy=True).reshape(x.shape)
             try:
                 start = time.perf_counter()
-                with _time_limit(self.timeout), warnings.catch_warnings():
+                with interrupt_after(self.timeout), warnings.catch_warnings():
                     warnings.simplefilter("ignore")  # the implementation's warnings are not normcheck's
                     y, pullback = built.call(xs, params, g)
                     self._ready(y)
@@ -162,7 +161,7 @@ class ArrayCandidate:
                 return out
             try:
                 start = time.perf_counter()
-                with _time_limit(self.timeout), warnings.catch_warnings():
+                with interrupt_after(self.timeout), warnings.catch_warnings():
                     warnings.simplefilter("ignore")
                     grads = pullback()
                     self._ready(grads)

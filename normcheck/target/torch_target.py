@@ -9,12 +9,9 @@ runs the same handle in a worker process, out of the auditor's reach.
 from __future__ import annotations
 
 import inspect
-import signal
-import threading
 import time
 import warnings
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
@@ -24,6 +21,7 @@ from normcheck.errors import UsageError
 from normcheck.options import DEFAULTS, AuditOptions, Style
 from normcheck.target.loading import EPS_NAMES, construct_module, input_parameter, is_module_class
 from normcheck.target.torch_bridge import from_numpy, require_device, require_torch, synchronize, to_numpy
+from normcheck.timing import TimeoutExpired, interrupt_after
 
 WEIGHT_NAMES = ("weight", "scale", "gamma", "g", "w")
 BIAS_NAMES = ("bias", "beta", "b")
@@ -62,32 +60,6 @@ class Layout:
     has_weight: bool
     has_bias: bool
     parameter_dtype: str  #: the dtype its weight is stored in (the input dtype for functions)
-
-
-class TimeoutExpired(Exception):
-    """The implementation did not return in time."""
-
-
-@contextmanager
-def _time_limit(seconds: float) -> Iterator[None]:
-    """Raise :class:`TimeoutExpired` in the main thread after ``seconds`` (no-op elsewhere, or for 0).
-
-    A signal interrupts Python code only: a hang inside C needs the worker process.
-    """
-    if seconds <= 0 or threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def expire(signum: int, frame: object) -> None:
-        raise TimeoutExpired(f"no result within {seconds:g} s")
-
-    previous = signal.signal(signal.SIGALRM, expire)
-    signal.setitimer(signal.ITIMER_REAL, seconds)
-    try:
-        yield
-    finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, previous)
 
 
 def torch_default_eps(dtype_name: str) -> float:
@@ -258,7 +230,7 @@ class Candidate:
             xt, *rest = [leaf.t() if strided else leaf for leaf in leaves]
             # The implementation's own warnings are not normcheck's (and must not become errors under -W error).
             start = time.perf_counter()
-            with _time_limit(self.timeout), warnings.catch_warnings():
+            with interrupt_after(self.timeout), warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 result, params = self._call(xt, weight, bias, n, dtype, *rest)
                 synchronize(self.device)
@@ -297,7 +269,7 @@ class Candidate:
             g = from_numpy(grad.astype(x.dtype), self.device).to(y.dtype).reshape(y.shape)
             g_before = g.clone()
             start = time.perf_counter()
-            with _time_limit(self.timeout), warnings.catch_warnings():
+            with interrupt_after(self.timeout), warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 y.backward(g)
                 synchronize(self.device)
