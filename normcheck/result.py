@@ -23,6 +23,7 @@ CHECKS = (
     "dtype",
     "mutation",
     "nondeterminism",
+    "replay",
     "bias",
 )
 #: Where an audit's time goes: calls of the implementation (``kernels``: inside its forward and

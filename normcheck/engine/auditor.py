@@ -13,6 +13,7 @@ from normcheck.engine.explain import explain, merge_findings
 from normcheck.engine.judge import first_difference, judge_outputs, nondeterminism, run_problems
 from normcheck.engine.measure import Measure, residual_out
 from normcheck.engine.plan import STRUCTURED_SIZES, Plan
+from normcheck.engine.replay import Replay
 from normcheck.engine.search import search
 from normcheck.options import DEFAULTS, AuditOptions
 from normcheck.result import AuditResult, Finding
@@ -46,6 +47,7 @@ class Auditor:
         self.result.isolation = "worker process" if isinstance(candidate, IsolatedCandidate) else "in-process"
         self.caller = Caller(candidate, kind, self.result.timing)
         self.measure = Measure(self.caller, kind, weight_offset)
+        self.replay = Replay(self.caller)
         self.plan = Plan(self.seed, weight_offset, options.shapes, candidate.fused is not None)
 
     # -- one input --------------------------------------------------------------
@@ -185,6 +187,7 @@ class Auditor:
         found: list[Finding] = []
         for dtype in self.dtypes:
             found += self.audit_dtype(dtype)
+        found += self.replay.findings(self.measure.outputs)
         self.result.findings = merge_findings(found)
         for f in self.result.findings:
             explain(f, self.caller, self.measure, spec=self.spec, reproducer_dir=self.options.reproducer_dir)

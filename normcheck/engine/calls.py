@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 
@@ -67,6 +67,8 @@ class Caller:
         self.too_slow: list[dict] = []
         #: Per dtype whose parameters were kept in float32 instead (the module refused them in that dtype): why.
         self.kept_parameters: dict[str, str] = {}
+        #: Called with ``(case, dtype, grad, run, keep)`` after every call that answered.
+        self.observers: list[Callable[[NormInput, str, bool, Run, bool], None]] = []
 
     def layout(self, n: int, dtype: str) -> Layout:
         return self.c.describe(n, dtype)
@@ -130,6 +132,8 @@ class Caller:
             lost.returned += 1
         if run.failure is None:
             self._settled.add(dtype)
+            for observe in self.observers:
+                observe(case, dtype, g is not None, run, keep)
         elif self._refuses_parameters(run, dtype):
             return self._keep_parameters(case, dtype, run, grad=grad, keep=keep)
         return run

@@ -212,10 +212,19 @@ def first_difference(first: Run, second: Run) -> str | None:
     return None
 
 
-def nondeterminism(
-    name: str, first: Run, second: Run, ex: oracles.Exact | None, limit: Bound | None, case: NormInput, dtype: str
+def differing_calls(
+    check: str,
+    head: str,
+    name: str,
+    first: Run,
+    second: Run,
+    ex: oracles.Exact | None,
+    limit: Bound | None,
+    case: NormInput,
+    dtype: str,
 ) -> Finding:
-    """Two identical calls answered ``name`` with different bits: a finding with both calls' errors."""
+    """Two calls on one input answered ``name`` with different bits: a ``check`` finding whose message
+    starts with ``head`` and gives both calls' errors."""
     a, c = getattr(first, name), getattr(second, name)
     errors = ""
     if ex is not None and limit is not None and ex.shape == a.shape:
@@ -224,5 +233,13 @@ def nondeterminism(
             e1, e2 = (float(np.nanmax(np.abs(v.astype(np.float64) - ex.approx) / unit)) for v in (a, c))
         errors = f": max error {e1:.3g} ulp on the first call, {e2:.3g} ulp on the second"
     differ = int((bits(a) != bits(c)).sum())
-    message = f"two identical calls gave different {name} on {differ} of {a.size} elements{errors}"
-    return Finding("nondeterminism", dtype, name, message, case.regime, example=case)
+    message = f"{head} on {differ} of {a.size} elements{errors}"
+    return Finding(check, dtype, name, message, case.regime, example=case)
+
+
+def nondeterminism(
+    name: str, first: Run, second: Run, ex: oracles.Exact | None, limit: Bound | None, case: NormInput, dtype: str
+) -> Finding:
+    """Two identical calls answered ``name`` with different bits: a finding with both calls' errors."""
+    head = f"two identical calls gave different {name}"
+    return differing_calls("nondeterminism", head, name, first, second, ex, limit, case, dtype)
