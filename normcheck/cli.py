@@ -122,8 +122,12 @@ def _print_result(result, console: Console) -> None:
 
     offset = f", weight offset {result.weight_offset}" if result.weight_offset else ""
     mode = " (forward only: no autograd support)" if result.forward_only else ""
-    narrow = {"box": box.SIMPLE_HEAD, "padding": (0, 1), "title_justify": "left"}  # fits 80 columns
-    table = Table(title=f"{result.target}: {result.kind}{offset} on {result.device}{mode}", **narrow)
+
+    def narrow(title: str) -> Table:
+        """A table that fits 80 columns."""
+        return Table(title=title, box=box.SIMPLE_HEAD, padding=(0, 1), title_justify="left")
+
+    table = narrow(f"{result.target}: {result.kind}{offset} on {result.device}{mode}")
     for col in ("dtype", "out", "n", "max", "p99", "signed", "ulp", "sharp", "use"):
         table.add_column(col, justify="right", no_wrap=True)
     for (dtype, output), total in result.totals().items():
@@ -142,7 +146,7 @@ def _print_result(result, console: Console) -> None:
             )
     console.print(table)
     regimes = sorted({regime for (_d, _o, regime) in result.stats})
-    by_regime = Table(title="max error of y by regime [sharp bound]", **narrow)
+    by_regime = narrow("max error of y by regime [sharp bound]")
     by_regime.add_column("regime", no_wrap=True)
     for dtype in result.dtypes:
         by_regime.add_column(SHORT_DTYPES[dtype], justify="right", no_wrap=True)

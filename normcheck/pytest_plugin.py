@@ -39,6 +39,8 @@ DEFAULTS = {
     "report_dir": None,
 }
 _PROPERTY = "normcheck"
+#: The session's settings, in the config's stash.
+_SETTINGS = pytest.StashKey["Settings"]()
 
 
 @dataclass
@@ -123,12 +125,12 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers", "normcheck(dtypes=None, devices=None): run the test once per normcheck dtype and device"
     )
-    config._normcheck = _settings(config)  # type: ignore[attr-defined]
-    config.pluginmanager.register(_Summary(config._normcheck), "normcheck-summary")  # type: ignore[attr-defined]
+    config.stash[_SETTINGS] = _settings(config)
+    config.pluginmanager.register(_Summary(config.stash[_SETTINGS]), "normcheck-summary")
 
 
 def pytest_report_header(config: pytest.Config) -> str:
-    s: Settings = config._normcheck  # type: ignore[attr-defined]
+    s = config.stash[_SETTINGS]
     return (
         f"normcheck: dtypes={','.join(s.dtypes)} devices={','.join(s.devices)} "
         f"{EXAMPLES_OPTION}={s.examples} {SEED_OPTION}={s.seed}"
@@ -139,7 +141,7 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     marker = metafunc.definition.get_closest_marker("normcheck")
     if marker is None:
         return
-    s: Settings = metafunc.config._normcheck  # type: ignore[attr-defined]
+    s = metafunc.config.stash[_SETTINGS]
     dtypes = marker.kwargs.get("dtypes") or s.dtypes
     devices = marker.kwargs.get("devices") or s.devices
     params = [pytest.param(dt, dev, id=f"{dt}-{dev}") for dev in devices for dt in dtypes]
@@ -152,7 +154,7 @@ class NormcheckFixture:
 
     def __init__(self, request: pytest.FixtureRequest, dtypes: list[str], device: str) -> None:
         self._request, self.dtypes, self.device = request, dtypes, device
-        self._settings: Settings = request.config._normcheck  # type: ignore[attr-defined]
+        self._settings = request.config.stash[_SETTINGS]
 
     def audit(self, impl: object, *, kind: str | None = None, **options: object):
         """Audit ``impl`` in the test's dtype(s) and device; fail the test on any finding."""
@@ -172,7 +174,7 @@ class NormcheckFixture:
         options.setdefault("seed", self._settings.seed)
         if self._settings.report_dir:  # reproducers of large inputs store them beside the reports
             options.setdefault("reproducer_dir", self._settings.report_dir)
-        result = audit(impl, kind=kind, dtype=tuple(self.dtypes), device=self.device, **options)  # type: ignore[arg-type]
+        result = audit(impl, kind=kind, dtype=tuple(self.dtypes), device=self.device, **options)  # type: ignore[arg-type]  # keywords of fields, no "options"
         line = {
             "target": result.target,
             "kind": result.kind,
@@ -184,15 +186,15 @@ class NormcheckFixture:
         }
         self._request.node.user_properties.append((_PROPERTY, json.dumps(line)))
         if self._settings.report_dir:
-            self._write_report(result)
+            self._write_report(result, self._settings.report_dir)
         if not result.passed:
             pytest.fail(describe_failure(result), pytrace=False)
         return result
 
-    def _write_report(self, result) -> None:
+    def _write_report(self, result, report_dir: str) -> None:
         from normcheck.report.json_report import to_dict, write_atomically
 
-        folder = Path(self._settings.report_dir)  # type: ignore[arg-type]
+        folder = Path(report_dir)
         folder.mkdir(parents=True, exist_ok=True)
         name = re.sub(r"[^A-Za-z0-9_.-]+", "_", f"{self._request.node.nodeid}-{'-'.join(result.dtypes)}-{self.device}")
         write_atomically(str(folder / f"{name}.json"), json.dumps(to_dict(result, {"source": "pytest"}), indent=2))
@@ -201,7 +203,7 @@ class NormcheckFixture:
 @pytest.fixture
 def normcheck(request: pytest.FixtureRequest) -> NormcheckFixture:
     """Audit implementations against the exact oracle; see :class:`NormcheckFixture`."""
-    s: Settings = request.config._normcheck  # type: ignore[attr-defined]
+    s = request.config.stash[_SETTINGS]
     callspec = getattr(request.node, "callspec", None)
     params = callspec.params if callspec else {}
     dtypes = [params["normcheck_dtype"]] if "normcheck_dtype" in params else s.dtypes
@@ -229,7 +231,7 @@ class _Summary:
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         for key, value in report.user_properties:
-            if key == _PROPERTY and report.when == "call":
+            if key == _PROPERTY and report.when == "call" and isinstance(value, str):  # (json.dumps wrote it)
                 self.settings.summary.append(json.loads(value))
 
     def pytest_terminal_summary(self, terminalreporter) -> None:

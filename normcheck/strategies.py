@@ -21,7 +21,9 @@ from __future__ import annotations
 
 import hashlib
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 import numpy as np
 from hypothesis import strategies as st
@@ -88,6 +90,8 @@ def exponent_range(fmt: FloatFormat, n: int, regime: str) -> tuple[int, int]:
     return -3, 2
 
 
+_T = TypeVar("_T")
+
 #: Up to this many values are drawn one by one (so they shrink); more come from a drawn seed.
 _ELEMENTWISE = 256
 
@@ -98,14 +102,19 @@ class Source:
     def __init__(self, draw: st.DrawFn | None = None, rng: np.random.Generator | None = None) -> None:
         self._draw, self._rng = draw, rng
 
+    def _generator(self) -> np.random.Generator:
+        """The numpy generator of a source without hypothesis draws."""
+        assert self._rng is not None, "a Source needs a draw function or a numpy generator"
+        return self._rng
+
     def integer(self, lo: int, hi: int) -> int:
         if self._draw is not None:
             return self._draw(st.integers(lo, hi))
-        return int(self._rng.integers(lo, hi, endpoint=True))  # type: ignore[union-attr]
+        return int(self._generator().integers(lo, hi, endpoint=True))
 
     def integers(self, lo: int, hi: int, size: int) -> np.ndarray:
         if self._draw is None:
-            return self._rng.integers(lo, hi, size=size, endpoint=True)  # type: ignore[union-attr]
+            return self._generator().integers(lo, hi, size=size, endpoint=True)
         if size > _ELEMENTWISE:
             return np.random.default_rng(self.integer(0, 2**32 - 1)).integers(lo, hi, size=size, endpoint=True)
         return np.array(self._draw(st.lists(st.integers(lo, hi), min_size=size, max_size=size)), dtype=np.int64)
@@ -119,7 +128,7 @@ class Source:
         seed = int.from_bytes(hashlib.blake2b(np.ascontiguousarray(data).tobytes(), digest_size=8).digest(), "little")
         return Source(rng=np.random.default_rng(seed))
 
-    def choice(self, options: tuple | list) -> object:
+    def choice(self, options: Sequence[_T]) -> _T:
         return options[self.integer(0, len(options) - 1)]
 
     def float_parts(self, lo: int, hi: int, p: int, size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -75,8 +75,10 @@ class Exact:
     def error_bound(self) -> np.ndarray:
         """Proven bound on ``|approx - exact|`` per element (``inf`` where unknown)."""
         if self._public_bound is None:
+            low = self._low
+            assert low is not None  # (the public bound is computed lazily only where there is a low part)
             with np.errstate(invalid="ignore"):  # (the sum rounds: widened by far more than its rounding)
-                self._public_bound = (self._bound + np.abs(self._low)) * (1 + _SLACK)
+                self._public_bound = (self._bound + np.abs(low)) * (1 + _SLACK)
             self._public_bound.flags.writeable = False
         return self._public_bound
 

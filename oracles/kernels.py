@@ -21,6 +21,7 @@ import math
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from typing import Literal, TypedDict
 
 import numba
 import numpy as np
@@ -28,7 +29,16 @@ from numba import njit
 from numba.core import types as nbtypes
 from numba.extending import intrinsic
 
-_JIT = {"cache": True, "nogil": True, "error_model": "numpy"}  # IEEE: x / 0 is inf, not an exception
+
+class _JitOptions(TypedDict):
+    """The keywords of every ``njit`` here (typed, so that ``njit(**_JIT)`` matches numba's overloads)."""
+
+    cache: bool
+    nogil: bool
+    error_model: Literal["python", "numpy"]
+
+
+_JIT: _JitOptions = {"cache": True, "nogil": True, "error_model": "numpy"}  # IEEE: x / 0 is inf, not an exception
 # Copies into arrays are written as loops, not slice assignments: numba compiles a shape-mismatch
 # error message for each slice assignment, which was nearly half of the kernels' first compile.
 _CHUNK = 16
@@ -42,7 +52,7 @@ def _pool() -> ThreadPoolExecutor:
     """The threads that share large inputs with the calling one (started on first use)."""
     with _POOL_LOCK:
         if not _POOL:
-            workers = max(1, numba.config.NUMBA_NUM_THREADS - 1)
+            workers = max(1, numba.config.NUMBA_NUM_THREADS - 1)  # type: ignore[attr-defined]  # set at import from the environment
             _POOL.append(ThreadPoolExecutor(workers, thread_name_prefix="oracles"))
         return _POOL[0]
 
@@ -53,7 +63,7 @@ def thread_count(threads: int | None) -> int:
     count = numba.get_num_threads() if threads is None else int(threads)
     if count < 1:
         raise ValueError(f"threads must be at least 1, got threads={threads}")
-    return min(count, numba.config.NUMBA_NUM_THREADS)
+    return min(count, numba.config.NUMBA_NUM_THREADS)  # type: ignore[attr-defined]  # set at import from the environment
 
 
 class Kernel:

@@ -198,5 +198,6 @@ def layer_norm_backward(
         def db_element(j: int) -> RootSum:
             return RootSum((), dyadic_sum([Fraction(v) for v in g_all[:, j].tolist()]))
 
-        grad_bias = Exact(cols[1], bound_db, db_element, ~inp.finite_grad.all(axis=0), threads=threads)
+        undefined_db = np.asarray(~inp.finite_grad.all(axis=0))  # (an array: finite_grad is 2-D)
+        grad_bias = Exact(cols[1], bound_db, db_element, undefined_db, threads=threads)
     return grad_input, grad_weight, grad_bias

@@ -241,14 +241,14 @@ def ln_saved_statistics(x, w, b, eps, off):
 
     class Norm(torch.autograd.Function):
         @staticmethod
-        def forward(ctx, xf, wf, bf):  # type: ignore[override]
+        def forward(ctx, xf, wf, bf):
             mu = xf.mean(-1, keepdim=True)
             r = torch.rsqrt((xf - mu).pow(2).mean(-1, keepdim=True) + eps)
             ctx.save_for_backward(xf, _up(mu.to(x.dtype)), _up(r.to(x.dtype)), wf)
             return _affine((xf - mu) * r, wf, bf, off)
 
         @staticmethod
-        def backward(ctx, g):  # type: ignore[override]
+        def backward(ctx, g):
             xf, mu, r, wf = ctx.saved_tensors
             xhat = (xf - mu) * r
             h = g if wf is None else g * (wf + off)
@@ -293,14 +293,14 @@ def _low_precision_accumulator(kind: str) -> Callable:
 
         class Affine(torch.autograd.Function):
             @staticmethod
-            def forward(ctx, xhat, weight, bias):  # type: ignore[override]
+            def forward(ctx, xhat, weight, bias):
                 ctx.save_for_backward(xhat, weight)
                 ctx.has_bias = bias is not None
                 y = xhat * (_up(weight) + off)
                 return y + _up(bias) if bias is not None else y
 
             @staticmethod
-            def backward(ctx, g):  # type: ignore[override]
+            def backward(ctx, g):
                 xhat, weight = ctx.saved_tensors
                 n = xhat.shape[-1]
                 dw = torch.zeros(n, dtype=weight.dtype)
@@ -571,7 +571,7 @@ def run_emulation(
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         y = emu.forward(xt, wt, bt, eps, offset)
-        if need:
+        if grad is not None:
             y.backward(from_numpy(grad).to(y.dtype))
     out = {"y": to_numpy(y)}
     if need:

@@ -23,7 +23,9 @@ def merge_findings(findings: list[Finding]) -> list[Finding]:
     for group in groups.values():
         worst = max(group, key=lambda f: f.severity)  # the first of equals: structured cases come first
         with_input = [f for f in group if f.example is not None]
-        smallest = min(reversed(with_input), key=lambda f: f.example.x.size) if with_input else worst
+        smallest = (
+            min(reversed(with_input), key=lambda f: f.example.x.size if f.example else 0) if with_input else worst
+        )
         head = Finding(
             worst.check,
             worst.dtype,
@@ -44,7 +46,7 @@ def merge_findings(findings: list[Finding]) -> list[Finding]:
             }
         seen = {id(smallest.example)}
         for f in sorted(with_input, key=lambda f: -f.severity):
-            if id(f.example) not in seen:
+            if f.example is not None and id(f.example) not in seen:
                 seen.add(id(f.example))
                 head.others.append(f.example)
         merged.append(head)
@@ -88,7 +90,7 @@ def explain(f: Finding, caller: Caller, measure: Measure, *, spec: str, reproduc
     for example in [case, *f.others][:MAX_DIAGNOSED]:
         run = caller.run(example, f.dtype, grad=f.output != "y")
         cand = None if run is None else getattr(run, f.output)
-        if cand is None:
+        if run is None or cand is None:
             continue
         w, b = caller.params(example, f.dtype)
         candidates.append(

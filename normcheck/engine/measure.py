@@ -72,9 +72,10 @@ class Measure:
                 offset=self.offset,
                 param_fmt=param_fmt,
             )
-            computed, conventions = correct_outputs(self.kind, case.x, w, b, g, layout.eps, self.offset)
+            computed, in_dtype = correct_outputs(self.kind, case.x, w, b, g, layout.eps, self.offset)
+            conventions: list[dict[str, np.ndarray]] | None = in_dtype
             if case.x.dtype != fmt.dtype:  # a fused sum kept in the compute precision: conventions ran in that
-                computed, conventions = computed + conventions, None
+                computed, conventions = computed + in_dtype, None
             return exact, sharpen(limits, fmt, exact, computed, conventions)
 
     # -- a fused residual-add ---------------------------------------------------------
@@ -101,7 +102,8 @@ class Measure:
         sums = {f"rounded to {dtype}": total.round(fmt), f"kept in {comp.name}": total.round(comp)}
         options = {name: replace(case, x=np.array(s), residual=None) for name, s in sums.items()}
         rounded = next(iter(options))
-        if y is None or y.shape != case.x.shape or np.array_equal(*sums.values(), equal_nan=True):
+        as_rounded, as_kept = sums.values()
+        if y is None or y.shape != case.x.shape or np.array_equal(as_rounded, as_kept, equal_nan=True):
             return [(None, options[rounded])]
         yd = np.asarray(y, np.float64)
 

@@ -226,7 +226,7 @@ def _torch_lines(
     lines.append(f'show_error("y", exact, to_numpy(y), "{dtype}")')
     if fused:
         lines.append(f'show_error("residual_out", total, to_numpy(res), "{dtype}")')
-    if grad:
+    if grad and output is not None:  # (output is a gradient's name)
         tensor = {"dx": "x", "dresidual": "r", "dw": params["w"], "db": params["b"]}[output]
         lines += [
             'y.backward(from_numpy(inputs["g"]).to(y.dtype).reshape(y.shape))  # the audit\'s upstream gradient',

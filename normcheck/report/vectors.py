@@ -13,6 +13,7 @@ import json
 import math
 import re
 from fractions import Fraction
+from typing import Any
 
 import mpmath
 import numpy as np
@@ -95,7 +96,7 @@ def generate(kind: str, dtype: str, *, seed: int = 0) -> dict:
         raise UsageError(f"--kind must be one of {', '.join(KINDS)}, got {kind!r}")
     fmt = resolve_format(dtype)
     src = Source(rng=np.random.default_rng(seed))
-    tests = []
+    tests: list[dict] = []
     specs = [(regime, n, 1e-6, 0, "normal") for regime in REGIMES for n in SIZES]
     specs += [(regime, n, 1e-5, 0, "normal") for regime in EPS_SENSITIVE for n in SIZES]
     specs += [(regime, 8, 0.0, 0, "normal") for regime in ("normal", "eps_dominant", "tiny")]
@@ -211,11 +212,11 @@ def check(corpus: dict, results: dict) -> list[dict]:
 def _number(v: object) -> float:
     if isinstance(v, str):
         return float.fromhex(v) if "0x" in v.lower() else float(v)
-    return float(v)  # type: ignore[arg-type]
+    return float(v)  # type: ignore[arg-type]  # a JSON number: an int or a float
 
 
 def _worst(got: list[float], exact: list[str | None], allowed: list[float | None], fmt: FloatFormat) -> dict | None:
-    worst = None
+    worst: dict[str, Any] | None = None
     for i, (c, e, a) in enumerate(zip(got, exact, allowed)):
         if e is None:
             continue

@@ -152,7 +152,7 @@ class ArrayCandidate:
             if not self._is_array(y):
                 out.problems.append(f"returned {type(y).__name__}, not a {self.array_name}")
                 return out
-            out.problems += output_problems(tuple(y.shape), str(y.dtype), x)  # type: ignore[attr-defined]
+            out.problems += output_problems(tuple(y.shape), str(y.dtype), x)  # type: ignore[attr-defined]  # an array
             out.y = self._host(y)
             if grad is not None and pullback is None:
                 self.supports_grad = False  # no gradients: audited forward-only
@@ -172,7 +172,7 @@ class ArrayCandidate:
                 return Run(
                     failure="exception", error=f"backward: {type(exc).__name__}: {exc}".strip(), mutated=out.mutated
                 )
-        if not same_bits(np.asarray(grad, dtype=x.dtype).reshape(x.shape), g):  # type: ignore[arg-type]
+        if not same_bits(np.asarray(grad, dtype=x.dtype).reshape(x.shape), g):  # type: ignore[arg-type]  # g: an array, as want
             out.mutated += ("grad_output",)
         for key, name in (("x", "dx"), ("weight", "dw"), ("bias", "db")):
             value = grads.get(key)

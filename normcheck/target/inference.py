@@ -42,7 +42,7 @@ def infer(candidate: Candidate | IsolatedCandidate, kind: str | None, offset: in
     if layout is not None:
         wt, bt = (w if has_w else None), (b if layout.has_bias else None)
         run = candidate.run(x, wt, bt, None, residual=np.zeros_like(x) if candidate.fused else None)
-    if run is None or run.y is None or run.y.shape != x.shape:
+    if layout is None or run is None or run.y is None or run.y.shape != x.shape:  # (no layout: no run)
         if kind:  # the implementation fails anyway: let the audit report that as a finding
             return kind, offsets[0]
         why = "the module could not be built" if run is None else run.error or "; ".join(run.problems) or "no output"

@@ -32,6 +32,7 @@ import time
 from dataclasses import dataclass, replace
 from multiprocessing.connection import Connection
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -87,19 +88,19 @@ class IsolatedCandidate:
     @property
     def style(self) -> str:
         """``module``, ``factory`` or ``function``: how the target is called."""
-        return self._ready().hello["style"]
+        return self._hello()["style"]
 
     @property
     def framework(self) -> str:
         """``torch``, ``jax`` or ``numpy``: as named, or as the worker detected it (known after a close)."""
         if self._framework is None:
-            self._framework = self._ready().hello["framework"]
+            self._framework = self._hello()["framework"]
         return self._framework
 
     @property
     def function_parameters(self) -> tuple[str, ...]:
         """A function target's parameter names (empty for modules)."""
-        return self._ready().hello["function_parameters"]
+        return self._hello()["function_parameters"]
 
     # -- the Candidate interface ------------------------------------------------
 
@@ -210,7 +211,14 @@ class IsolatedCandidate:
                 self._request(("keep_parameters", dtype, param_dtype))
         return worker
 
-    def _request(self, message: tuple) -> object:
+    def _hello(self) -> dict:
+        """The worker's greeting: the target's style, framework and function parameters."""
+        hello = self._ready().hello
+        assert hello is not None  # (_ready waits for it)
+        return hello
+
+    def _request(self, message: tuple) -> Any:
+        """Send ``message`` and return the worker's answer (a Layout, a Run or None: as the message asks)."""
         conn = self._ready().conn
         try:
             conn.send(message)
@@ -268,7 +276,7 @@ class _Worker:
                 time.sleep(0.05)
             process.kill()
         try:
-            code: int | None = process.wait(5)
+            code = process.wait(5)
         except subprocess.TimeoutExpired:
             process.kill()
             code, stopped = process.wait(), True
@@ -296,7 +304,7 @@ def _payload(target: object, name: str) -> tuple[str, object]:
         return ("spec", target)
     main = sys.modules.get("__main__")
     if getattr(target, "__module__", None) == "__main__" and getattr(main, "__file__", None):
-        return ("spec", f"{main.__file__}:{target.__qualname__}")  # type: ignore[attr-defined,union-attr]
+        return ("spec", f"{main.__file__}:{target.__qualname__}")  # type: ignore[attr-defined,union-attr]  # both getattr'd above
     try:
         return ("pickle", pickle.dumps(target))
     except Exception as exc:
@@ -324,7 +332,9 @@ def _where(detail: str | None) -> str | None:
     frames = re.findall(r'File "([^"]+)", line (\d+) in (\S+)', stack[1].split("\n\n", 1)[0] if len(stack) > 1 else "")
     if not frames:
         return None
-    library = tuple(str(Path(m.__file__).resolve().parent) for m in (os, sys.modules.get("torch")) if m is not None)
+    library = tuple(
+        str(Path(m.__file__).resolve().parent) for m in (os, sys.modules.get("torch")) if m is not None and m.__file__
+    )
     own = [f for f in frames if not str(Path(f[0]).resolve()).startswith(library)]
     file, line, function = (own or frames)[0]
     return f"{function} ({Path(file).name}:{line})"
@@ -394,7 +404,7 @@ def open_candidate(target: object, name: str, options: AuditOptions = DEFAULTS) 
     """
     if options.in_process:
         impl = load_target(target) if isinstance(target, str) else target
-        return make_candidate(impl, name, options)  # type: ignore[return-value]
+        return make_candidate(impl, name, options)  # type: ignore[return-value]  # an ArrayCandidate answers as a Candidate does
     candidate = IsolatedCandidate(target, name, options)
     # While the worker starts: import torch (the diagnosis's emulations run here) and compile the oracles'
     # kernels (a machine's first audit) or load them from numba's cache.

@@ -103,13 +103,13 @@ class JaxCandidate(ArrayCandidate):
             def apply(x: object, p: dict[str, object]) -> object:
                 weight, bias = p.get("weight"), p.get("bias")
                 kwargs = function_arguments(self.function_parameters, n, weight, bias, self.eps_override)
-                return self.target(x, **kwargs)  # type: ignore[operator]
+                return self.target(x, **kwargs)  # type: ignore[operator]  # a function target: callable
 
             roles: dict[str, str] = {"weight": "weight", "bias": "bias"}
         elif self.style == "linen":
             mod = construct_module(self.target, n, self.eps_override, {"param_dtype": pdtype}, positional_size=False)
             try:
-                variables = mod.init(jax.random.key(0), jax.numpy.zeros((1, n), dtype))  # type: ignore[attr-defined]
+                variables = mod.init(jax.random.key(0), jax.numpy.zeros((1, n), dtype))  # type: ignore[attr-defined]  # a linen module
             except Exception as exc:
                 raise UsageError(
                     f"cannot initialize {self.name} on a row of {n}: {type(exc).__name__}: {exc}"
@@ -120,7 +120,7 @@ class JaxCandidate(ArrayCandidate):
 
             def apply(x: object, p: dict[str, object]) -> object:
                 params = {**values, **{roles[k]: v for k, v in p.items()}}
-                return mod.apply({**variables, "params": params}, x)  # type: ignore[attr-defined]
+                return mod.apply({**variables, "params": params}, x)  # type: ignore[attr-defined]  # a linen module
 
         else:
             from flax import nnx
@@ -128,7 +128,7 @@ class JaxCandidate(ArrayCandidate):
             mod = construct_module(self.target, n, self.eps_override, {"param_dtype": pdtype, "rngs": nnx.Rngs(0)})
             if not isinstance(mod, nnx.Module):
                 raise UsageError(f"{self.name}({n}) returned a {type(mod).__name__}, not a Flax nnx module")
-            graphdef, state, rest = nnx.split(mod, nnx.Param, ...)
+            graphdef, state, *rest = nnx.split(mod, nnx.Param, ...)
             values = nnx.to_pure_dict(state)
             roles = _roles(values, n)
             layout = self._module_layout(mod, values, roles, dtype)
@@ -136,7 +136,7 @@ class JaxCandidate(ArrayCandidate):
             def apply(x: object, p: dict[str, object]) -> object:
                 own = jax.tree.map(lambda a: a, state)  # a copy: the module's own state stays as built
                 nnx.replace_by_pure_dict(own, {**values, **{roles[k]: v for k, v in p.items()}})
-                return nnx.merge(graphdef, own, rest)(x)
+                return nnx.merge(graphdef, own, *rest)(x)
 
         if self.compile is not None:
             apply = jax.jit(apply)
@@ -148,7 +148,7 @@ class JaxCandidate(ArrayCandidate):
             y, vjp = jax.vjp(apply, x, params)
 
             def pullback() -> dict[str, object]:
-                dx, dp = vjp(self._array(grad).astype(y.dtype).reshape(y.shape))  # type: ignore[attr-defined]
+                dx, dp = vjp(self._array(grad).astype(y.dtype).reshape(y.shape))  # type: ignore[attr-defined]  # y: a jax array
                 return {"x": dx, **dp}
 
             return y, pullback

@@ -112,7 +112,7 @@ def construct_module(
         if inspect.isclass(maker):
             params: list[inspect.Parameter] | None = list(inspect.signature(maker.__init__).parameters.values())[1:]
         else:
-            params = list(inspect.signature(maker).parameters.values())  # type: ignore[arg-type]
+            params = list(inspect.signature(maker).parameters.values())  # type: ignore[arg-type]  # TypeError if not callable
     except (TypeError, ValueError):
         params = None  # unknown: the size goes first
     name = getattr(maker, "__name__", repr(maker))
@@ -137,7 +137,7 @@ def construct_module(
     errors: list[Exception] = []
     for call_args, call_kwargs in attempts:
         try:
-            return maker(*call_args, **call_kwargs)  # type: ignore[operator]
+            return maker(*call_args, **call_kwargs)  # type: ignore[operator]  # a class or factory, as the user gave it
         except Exception as exc:
             errors.append(exc)
             if not isinstance(exc, TypeError):
@@ -160,7 +160,7 @@ def _takes_size_first(params: list[inspect.Parameter] | None) -> bool:
 def input_parameter(fn: object) -> str | None:
     """The name of a plain function's input-tensor parameter, or None if it has none."""
     try:
-        params = list(inspect.signature(fn).parameters)  # type: ignore[arg-type]
+        params = list(inspect.signature(fn).parameters)  # type: ignore[arg-type]  # TypeError if not callable
     except (TypeError, ValueError):
         return None
     if params and params[0] in INPUT_NAMES:

@@ -47,8 +47,8 @@ class NumpyCandidate(ArrayCandidate):
                 self.function_parameters, n, params.get("weight"), params.get("bias"), self.eps_override
             )
             if grad is None:
-                return self.target(x, **kwargs), None  # type: ignore[operator]
-            result = self.target(x, **kwargs, **{GRAD_PARAMETER: grad})  # type: ignore[operator]
+                return self.target(x, **kwargs), None  # type: ignore[operator]  # a function target: callable
+            result = self.target(x, **kwargs, **{GRAD_PARAMETER: grad})  # type: ignore[operator]  # as above
             if not isinstance(result, Mapping):
                 return result, _not_a_mapping(result)
             return result.get("y"), lambda: {

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 from normcheck.options import DEFAULTS, AuditOptions, Framework
 
 if TYPE_CHECKING:
+    from normcheck.target.arrays import ArrayCandidate
     from normcheck.target.torch_target import Candidate
 
 #: Top-level packages whose classes and functions are JAX targets.
@@ -29,6 +30,7 @@ def detect_framework(target: object) -> Framework:
     A plain function of the user's is torch's unless ``--framework`` says otherwise:
     from its code alone, a function of jax arrays looks like one of tensors or of numpy arrays.
     """
+    owners: tuple[object, ...]
     if inspect.isclass(target):
         owners = inspect.getmro(target)
     else:
@@ -36,7 +38,7 @@ def detect_framework(target: object) -> Framework:
     return Framework.JAX if any(_package(owner) in JAX_PACKAGES for owner in owners) else Framework.TORCH
 
 
-def make_candidate(target: object, name: str, options: AuditOptions = DEFAULTS) -> Candidate | object:
+def make_candidate(target: object, name: str, options: AuditOptions = DEFAULTS) -> Candidate | ArrayCandidate:
     """The in-process candidate for ``target`` in ``options.framework`` (detected when None)."""
     framework = options.framework or detect_framework(target)
     if framework == Framework.TORCH:

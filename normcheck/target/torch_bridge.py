@@ -4,11 +4,17 @@ from __future__ import annotations
 
 import importlib
 from types import ModuleType
+from typing import Any
 
 import ml_dtypes
 import numpy as np
 
 from normcheck.errors import UsageError
+
+#: A ``torch.Tensor``: torch is optional and imported at run time (:func:`require_torch`), so its type is Any.
+Tensor = Any
+#: A ``torch.nn.Module`` (Any, as :data:`Tensor`).
+Module = Any
 
 
 def require_torch() -> ModuleType:
@@ -48,22 +54,22 @@ def synchronize(device: str) -> None:
         return
     accelerator = getattr(torch, "accelerator", None)
     current = accelerator.current_accelerator() if accelerator is not None and accelerator.is_available() else None
-    if current is not None and current.type == dev.type:
+    if accelerator is not None and current is not None and current.type == dev.type:
         accelerator.synchronize(dev)
     else:
         getattr(torch, dev.type).synchronize()
 
 
-def to_numpy(tensor: object) -> np.ndarray:
+def to_numpy(tensor: Tensor) -> np.ndarray:
     """A detached CPU copy as numpy, same values; bfloat16 becomes ``ml_dtypes.bfloat16``."""
     torch = require_torch()
-    t = tensor.detach().cpu()  # type: ignore[attr-defined]
+    t = tensor.detach().cpu()
     if t.dtype == torch.bfloat16:
         return t.to(torch.float32).numpy().astype(ml_dtypes.bfloat16)  # exact: fp32 holds every bf16
     return t.numpy().copy()
 
 
-def from_numpy(array: np.ndarray, device: str = "cpu") -> object:
+def from_numpy(array: np.ndarray, device: str = "cpu") -> Tensor:
     """A torch tensor with the same values and dtype as ``array``, in memory of its own.
 
     Never a view of ``array``: what an implementation writes into the tensor cannot

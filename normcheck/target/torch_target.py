@@ -13,14 +13,22 @@ import time
 import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from types import MappingProxyType
+from types import MappingProxyType, ModuleType
 
 import numpy as np
 
 from normcheck.errors import UsageError
 from normcheck.options import DEFAULTS, AuditOptions, Style
 from normcheck.target.loading import EPS_NAMES, construct_module, input_parameter, is_module_class
-from normcheck.target.torch_bridge import from_numpy, require_device, require_torch, synchronize, to_numpy
+from normcheck.target.torch_bridge import (
+    Module,
+    Tensor,
+    from_numpy,
+    require_device,
+    require_torch,
+    synchronize,
+    to_numpy,
+)
 from normcheck.timing import TimeoutExpired, interrupt_after
 
 WEIGHT_NAMES = ("weight", "scale", "gamma", "g", "w")
@@ -116,7 +124,7 @@ class Candidate:
 
     # -- construction ---------------------------------------------------------
 
-    def module(self, n: int, dtype: str) -> object:
+    def module(self, n: int, dtype: str) -> Module:
         """The module for hidden size ``n`` in ``dtype`` on the device (cached)."""
         key = (n, dtype)
         if key not in self._modules:
@@ -137,11 +145,11 @@ class Candidate:
         self._modules = {k: v for k, v in self._modules.items() if k[1] != dtype}
         self._layouts = {k: v for k, v in self._layouts.items() if k[1] != dtype}
 
-    def parameters(self, n: int, dtype: str) -> tuple[object | None, object | None]:
+    def parameters(self, n: int, dtype: str) -> tuple[Tensor | None, Tensor | None]:
         """The (weight, bias) tensors the implementation scales and shifts with, or None."""
         if self.style == "function":
             return None, None
-        named = dict(self.module(n, dtype).named_parameters())  # type: ignore[attr-defined]
+        named = dict(self.module(n, dtype).named_parameters())
         vectors = {k: p for k, p in named.items() if p.dim() == 1 and p.shape[0] == n}
         weight = next((vectors[k] for k in WEIGHT_NAMES if k in vectors), None)
         bias = next((vectors[k] for k in BIAS_NAMES if k in vectors), None)
@@ -158,7 +166,7 @@ class Candidate:
             else:
                 w, b = self.parameters(n, dtype)
                 has_w, has_b = w is not None, b is not None
-                pdtype = dtype if w is None else str(w.dtype).replace("torch.", "")  # type: ignore[attr-defined]
+                pdtype = dtype if w is None else str(w.dtype).replace("torch.", "")
             self._layouts[key] = Layout(self._eps(n, dtype), has_w, has_b, pdtype)
         return self._layouts[key]
 
@@ -289,7 +297,7 @@ class Candidate:
             out.problems.append("backward produced no gradient for the input")
         return out
 
-    def _fused_results(self, result: object, xt: object, rt: object, out: Run) -> tuple[object, object]:
+    def _fused_results(self, result: object, xt: Tensor, rt: Tensor, out: Run) -> tuple[Tensor, Tensor]:
         """(y, residual_out) of a fused residual-add by its style (found here under auto), or (None, None)
         with a problem noted when the call answered neither way."""
         pair = isinstance(result, tuple | list) and len(result) == 2
@@ -299,7 +307,7 @@ class Candidate:
         if self.fused_style == Style.INPLACE:
             return xt, rt
         if pair:
-            return result[0], result[1]  # type: ignore[index]
+            return result[0], result[1]  # type: ignore[index]  # pair: a tuple or list of two
         what = "None" if result is None else type(result).__name__
         out.problems.append(
             f"returned {what} as a fused residual-add: expected (y, residual_out), or y written into x and "
@@ -307,10 +315,10 @@ class Candidate:
         )
         return None, None
 
-    def _call(self, xt: object, weight: np.ndarray | None, bias: np.ndarray | None, n: int, dtype: str, *rest: object):
+    def _call(self, xt: Tensor, weight: np.ndarray | None, bias: np.ndarray | None, n: int, dtype: str, *rest: object):
         torch = self.torch
         if self.style == "function":
-            need = xt.requires_grad  # type: ignore[attr-defined]
+            need = xt.requires_grad
             w_t = None if weight is None else from_numpy(weight, self.device).requires_grad_(need)
             b_t = None if bias is None else from_numpy(bias, self.device).requires_grad_(need)
             kwargs = function_arguments(self.function_parameters, n, w_t, b_t, self.eps_override)
@@ -323,9 +331,9 @@ class Candidate:
         with torch.no_grad():
             for p, v in ((w_t, weight), (b_t, bias)):
                 if p is not None and v is not None:
-                    p.copy_(from_numpy(v, self.device))  # type: ignore[attr-defined]
+                    p.copy_(from_numpy(v, self.device))
                 if p is not None:
-                    p.grad = None  # type: ignore[attr-defined]
+                    p.grad = None
         return self._invoke(mod, xt, rest, {}), (w_t, b_t)
 
     def device_is_healthy(self) -> bool:
@@ -344,13 +352,13 @@ class Candidate:
 
 def _invoke(implementation: object, x: object, args: tuple, kwargs: dict[str, object]) -> object:
     """Call a module or function on ``x``: the frame torch.compile compiles under ``--compile``."""
-    return implementation(x, *args, **kwargs)  # type: ignore[operator]
+    return implementation(x, *args, **kwargs)  # type: ignore[operator]  # a module or function, as the user gave it
 
 
-def _allow_recompiles(torch: object) -> None:
+def _allow_recompiles(torch: ModuleType) -> None:
     """Let torch.compile recompile for every shape and dtype the audit tries, and never fall back
     to eager code silently (past its recompile limit it would run, and so audit, the eager module)."""
-    config = torch._dynamo.config  # type: ignore[attr-defined]
+    config = torch._dynamo.config
     for name in ("recompile_limit", "cache_size_limit", "accumulated_recompile_limit", "accumulated_cache_size_limit"):
         if hasattr(config, name):
             setattr(config, name, 1 << 16)
@@ -360,7 +368,7 @@ def _allow_recompiles(torch: object) -> None:
 
 def function_signature(target: object, name: str, eps: float | None) -> MappingProxyType:
     """A plain function's parameters; a usage error if it takes no eps and none is stated."""
-    params = inspect.signature(target).parameters  # type: ignore[arg-type]
+    params = inspect.signature(target).parameters  # type: ignore[arg-type]  # a function target: callable
     if eps is None and not any(n in params for n in EPS_NAMES):
         raise UsageError(f"{name} takes no eps argument: pass the eps it uses with --eps")
     return params
@@ -400,7 +408,7 @@ def _wrapped_norm(module: object) -> object | None:
     """The one submodule of a torch module with an eps attribute (the norm it wraps); None if none or several."""
     if not is_module_class(type(module)):
         return None
-    held = [m for m in module.modules() if m is not module and _eps_attribute(m) is not None]  # type: ignore[attr-defined]
+    held = [m for m in module.modules() if m is not module and _eps_attribute(m) is not None]  # type: ignore[attr-defined]  # a torch module
     return held[0] if len(held) == 1 else None
 
 
@@ -435,9 +443,9 @@ def function_arguments(
     return kwargs
 
 
-def _same_bits(a: object, b: object) -> bool:
+def _same_bits(a: Tensor, b: Tensor) -> bool:
     torch = require_torch()
-    if a.shape != b.shape or a.dtype != b.dtype:  # type: ignore[attr-defined]
+    if a.shape != b.shape or a.dtype != b.dtype:
         return False
-    ints = {2: torch.int16, 4: torch.int32, 8: torch.int64}[a.element_size()]  # type: ignore[attr-defined]
-    return bool(torch.equal(a.view(ints), b.view(ints)))  # type: ignore[attr-defined]
+    ints = {2: torch.int16, 4: torch.int32, 8: torch.int64}[a.element_size()]
+    return bool(torch.equal(a.view(ints), b.view(ints)))

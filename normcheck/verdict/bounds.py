@@ -132,7 +132,7 @@ def _scales(
         )
 
 
-def _shaped(a: np.ndarray, like: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+def _shaped(a: np.ndarray | float, like: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
     """A per-element array of an output's shape from one broadcast against its (rows, n) layout."""
     return np.broadcast_to(np.asarray(a, dtype=np.float64), np.shape(like)).reshape(shape)
 
@@ -174,7 +174,7 @@ def bounds(
             out_fmt = param_fmt if param_fmt is not None and name in ("dw", "db") else fmt
             ulp_y = exact_ulp(ex, out_fmt)
             ulp_y = ulp_y.reshape(-1, ex.shape[-1]) if ulp_y.ndim else ulp_y
-            intermediate = 0.0
+            intermediate: np.ndarray | float = 0.0
             if name == "y":
                 core = s.xhat * s.scale
                 # Llama / T5 / half affine round xhat, then w * xhat (then + b): each at most half an ulp.
@@ -236,10 +236,11 @@ def bounds(
                 base = ROUNDINGS * ulp_y
                 rigorous = MARGIN * (rows + 2) * uc * scale
                 why = f"{ROUNDINGS} ulp + {MARGIN}*(rows+2)*u_{comp.name}*sum|g|"
-            scale, base, intermediate, rigorous = (
+            per_scale, per_base, per_intermediate, per_rigorous = (
                 _shaped(a, ulp_y, ex.shape) for a in (scale, base, intermediate, base + rigorous)
             )
-            out[name] = Bound(out_fmt, scale, base, intermediate, (Tier("rigorous", rigorous, why, PROVEN),))
+            tiers = (Tier("rigorous", per_rigorous, why, PROVEN),)
+            out[name] = Bound(out_fmt, per_scale, per_base, per_intermediate, tiers)
     return out
 
 

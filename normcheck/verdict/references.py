@@ -91,7 +91,7 @@ def formula(
     ``total``; arrays shaped like the inputs. ``mean_step`` (LayerNorm) moves the mean to the next value of
     ``dtype`` up (1) or down (-1)."""
     shape, n = x.shape, x.shape[-1]
-    xf = x.reshape(-1, n).astype(dtype)
+    xf: np.ndarray = x.reshape(-1, n).astype(dtype)
     inv_n = dtype(1) / dtype(n)
     scale = np.ones(n, dtype) if weight is None else weight.astype(dtype) + dtype(offset)
     if kind == "layernorm":
@@ -109,7 +109,7 @@ def formula(
     out = {"y": y.reshape(shape)}
     if grad is None:
         return out
-    g = grad.reshape(-1, n).astype(dtype)
+    g: np.ndarray = grad.reshape(-1, n).astype(dtype)
     h = g * scale
     inner = h - xhat * (total(h * xhat) * inv_n)
     if kind == "layernorm":
@@ -141,4 +141,7 @@ def correct_outputs(
     conventions = [
         run_emulation(emu, x, weight, bias, grad, eps, offset) for emu in emulations_for(kind, offset) if emu.correct
     ]
-    return [[{k: np.asarray(v, np.float64) for k, v in r.items()} for r in rs] for rs in (computed, conventions)]
+    computed64, conventions64 = (
+        [{k: np.asarray(v, np.float64) for k, v in r.items()} for r in rs] for rs in (computed, conventions)
+    )
+    return computed64, conventions64
