@@ -60,7 +60,7 @@ class Replay:
         inst.calls += 1
         if self._recording and keep and len(inst.first) < SAMPLE:
             inst.first.append((case, grad, run, self._identity(dtype)))
-        if case.residual is None and (inst.cheapest is None or row_count(case) < row_count(inst.cheapest)):
+        if inst.cheapest is None or row_count(case) < row_count(inst.cheapest):
             inst.cheapest = case
 
     def findings(self, exact: ExactOf) -> list[Finding]:

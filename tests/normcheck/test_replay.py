@@ -10,7 +10,7 @@ pytest.importorskip("torch")
 from normcheck.api import audit, open_audit
 from normcheck.engine.replay import MIN_CALLS
 from normcheck.options import AuditOptions
-from tests.normcheck.targets.warmup import WARM_CALLS, CountingRMSNorm
+from tests.normcheck.targets.warmup import WARM_CALLS, CountingFusedAddRMSNorm, CountingRMSNorm
 
 TARGETS = "tests/normcheck/targets/warmup.py"
 
@@ -26,11 +26,12 @@ def test_an_instance_right_for_its_first_calls_and_zero_after_fails_the_replay()
     assert MIN_CALLS > WARM_CALLS
 
 
-def test_a_correct_implementation_passes_and_each_instance_is_called_often():
-    options = AuditOptions(kind="rmsnorm", dtype="bfloat16", examples=10, in_process=True)
-    with open_audit(CountingRMSNorm, options) as auditor:
-        CountingRMSNorm.INSTANCES.clear()  # (the instance the kind was probed on is not audited)
+@pytest.mark.parametrize("cls, residual", [(CountingRMSNorm, False), (CountingFusedAddRMSNorm, True)])
+def test_a_correct_implementation_passes_and_each_instance_is_called_often(cls, residual):
+    options = AuditOptions(kind="rmsnorm", dtype="bfloat16", examples=10, in_process=True, residual=residual)
+    with open_audit(cls, options) as auditor:
+        cls.INSTANCES.clear()  # (the instance the kind was probed on is not audited)
         result = auditor.run()
     assert result.passed, [f.message for f in result.findings]
-    calls = [m.calls for m in CountingRMSNorm.INSTANCES]
+    calls = [m.calls for m in cls.INSTANCES]
     assert calls and min(calls) >= MIN_CALLS, calls

@@ -39,3 +39,22 @@ class CountingRMSNorm(torch.nn.RMSNorm):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         self.calls += 1
         return super().forward(x)
+
+
+class CountingFusedAddRMSNorm(torch.nn.Module):
+    """A correct fused residual-add + RMSNorm (the sum in float32), counting its calls per instance."""
+
+    INSTANCES: ClassVar[list[CountingFusedAddRMSNorm]] = []
+
+    def __init__(self, hidden_size: int, eps: float = 1e-6) -> None:
+        super().__init__()
+        self.weight = torch.nn.Parameter(torch.ones(hidden_size))
+        self.eps = eps
+        self.calls = 0
+        CountingFusedAddRMSNorm.INSTANCES.append(self)
+
+    def forward(self, x: torch.Tensor, residual: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        self.calls += 1
+        s = x.float() + residual.float()
+        y = s * torch.rsqrt(s.square().mean(-1, keepdim=True) + self.eps) * self.weight.float()
+        return y.to(x.dtype), s.to(x.dtype)
