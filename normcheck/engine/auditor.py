@@ -19,7 +19,8 @@ from normcheck.options import DEFAULTS, AuditOptions
 from normcheck.result import AuditResult, Finding
 from normcheck.strategies import HIDDEN_SIZES, NormInput, norm_inputs
 from normcheck.target.isolation import IsolatedCandidate, WorkerLost
-from normcheck.target.torch_target import Candidate, Run
+from normcheck.target.protocol import Run
+from normcheck.target.torch_target import Candidate
 from oracles import resolve_format
 
 

@@ -14,7 +14,8 @@ import numpy as np
 from normcheck.engine.plan import row_count
 from normcheck.strategies import NormInput
 from normcheck.target.isolation import IsolatedCandidate, WorkerLost
-from normcheck.target.torch_target import Candidate, Layout, Run
+from normcheck.target.protocol import Layout, Run
+from normcheck.target.torch_target import Candidate
 from normcheck.timing import Pace, add_time, clocked, time_limit, too_slow
 from oracles import FloatFormat, resolve_format, round_floats
 
@@ -99,6 +100,25 @@ class Caller:
         predict to take longer than the timeout is not run either (:mod:`normcheck.timing`).
         ``keep=False`` (hypothesis shrinking): the inputs not run are not counted.
         """
+        return self._call(case, dtype, grad=grad, keep=keep, times=1)
+
+    def repeat(self, case: NormInput, dtype: str, times: int) -> Run | None:
+        """Call the implementation forward ``times`` times on ``case`` (answers not judged), in batches each
+        predicted to take at most the timeout: the run standing for the last batch, or the first failed one
+        (:attr:`Run.calls` the calls it stands for); None where not run, as for :meth:`run`."""
+        run = None
+        while times > 0:
+            per_call = self._pace.setdefault((dtype, False), Pace()).predict(row_count(case), case.n)
+            timeout = self.c.timeout
+            batch = times if not per_call or timeout <= 0 else max(1, min(times, int(timeout / per_call)))
+            run = self._call(case, dtype, grad=False, keep=False, times=batch)
+            if run is None or run.failure is not None:
+                return run
+            times -= batch
+        return run
+
+    def _call(self, case: NormInput, dtype: str, *, grad: bool, keep: bool, times: int) -> Run | None:
+        """:meth:`run` (``times`` 1) and :meth:`repeat` (forward only)."""
         lost = self._lost.setdefault(dtype, _Lost())
         if size_block(case.n) in lost.blocks or lost.gave_up():
             lost.skipped += keep
@@ -106,7 +126,7 @@ class Caller:
         g = case.grad if grad and self.c.supports_grad else None
         rows, timeout = row_count(case), self.c.timeout
         pace = self._pace.setdefault((dtype, g is not None), Pace())
-        predicted = pace.predict(rows, case.n)
+        predicted = pace.predict(rows * times, case.n)
         if too_slow(predicted, timeout):
             if keep:
                 entry = {"dtype": dtype, "shape": list(case.x.shape), "regime": case.regime, "predicted_s": predicted}
@@ -119,9 +139,12 @@ class Caller:
         else:
             start = time.perf_counter()
             with clocked(self.timing, "implementation"), self._allowing(time_limit(predicted, timeout)):
-                run = self.c.run(case.x, w, b, g, case.strided, residual=case.residual)
+                if times == 1:
+                    run = self.c.run(case.x, w, b, g, case.strided, residual=case.residual)
+                else:
+                    run = self.c.repeat(times, case.x, w, b, case.residual)
             if run.failure is None:
-                pace.record(rows, case.n, time.perf_counter() - start)
+                pace.record(rows * run.calls, case.n, time.perf_counter() - start)
             elif run.failure == "timeout" and predicted is not None:
                 run = replace(run, error=f"{run.error}; {predicted:.3g} s predicted from the calls before it")
             add_time(self.timing, "kernels", run.seconds)

@@ -13,7 +13,7 @@ from normcheck.report.reproducer import bits
 from normcheck.result import OUTPUTS, Finding
 from normcheck.stats import Errors
 from normcheck.strategies import NormInput
-from normcheck.target.torch_target import Run
+from normcheck.target.protocol import Run
 from normcheck.verdict.bounds import Bound, ulp
 from normcheck.verdict.tiers import crossing, effective
 

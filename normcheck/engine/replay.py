@@ -20,7 +20,7 @@ from normcheck.engine.judge import differing_calls, first_difference
 from normcheck.engine.plan import row_count
 from normcheck.result import Finding
 from normcheck.strategies import NormInput
-from normcheck.target.torch_target import Run
+from normcheck.target.protocol import Run
 from normcheck.verdict.bounds import Bound
 
 #: Calls every instance gets in an audit, at least.
@@ -57,7 +57,7 @@ class Replay:
     def observe(self, case: NormInput, dtype: str, grad: bool, run: Run, keep: bool) -> None:
         """One call that returned an answer."""
         inst = self._instances.setdefault((case.n, dtype), _Instance())
-        inst.calls += 1
+        inst.calls += run.calls
         if self._recording and keep and len(inst.first) < SAMPLE:
             inst.first.append((case, grad, run, self._identity(dtype)))
         if inst.cheapest is None or row_count(case) < row_count(inst.cheapest):
@@ -68,10 +68,8 @@ class Replay:
         where an answer's bits changed."""
         self._recording = False
         for (_n, dtype), inst in self._instances.items():
-            while inst.calls < MIN_CALLS and inst.cheapest is not None:
-                run = self.caller.run(inst.cheapest, dtype, grad=False, keep=False)
-                if run is None or run.failure is not None:
-                    break
+            if inst.calls < MIN_CALLS and inst.cheapest is not None:
+                self.caller.repeat(inst.cheapest, dtype, MIN_CALLS - inst.calls)
         out = []
         for (_n, dtype), inst in self._instances.items():
             for case, grad, first, identity in inst.first:

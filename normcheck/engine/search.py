@@ -10,7 +10,7 @@ from hypothesis.strategies import SearchStrategy
 from normcheck.report.reproducer import bits
 from normcheck.result import Finding
 from normcheck.strategies import NormInput
-from normcheck.target.torch_target import Run
+from normcheck.target.protocol import Run
 
 #: Judge one input: ``(case, keep)`` -> the call's answer (None: not run) and its findings; ``keep`` is False
 #: while hypothesis shrinks (what the statistics count is the search's inputs, not its shrinking attempts).

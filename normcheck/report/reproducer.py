@@ -18,7 +18,8 @@ import numpy as np
 from normcheck.errors import UsageError
 from normcheck.options import REPRODUCER_DIR
 from normcheck.strategies import NormInput
-from normcheck.target.torch_target import RESIDUAL_NAMES, Candidate, function_arguments
+from normcheck.target.protocol import RESIDUAL_NAMES, function_arguments
+from normcheck.target.torch_target import Candidate
 from oracles import Exact, resolve_format
 
 if TYPE_CHECKING:

@@ -17,13 +17,8 @@ import numpy as np
 
 from normcheck.errors import UsageError
 from normcheck.options import DEFAULTS, AuditOptions
-from normcheck.target.torch_target import (
-    Layout,
-    Run,
-    function_eps,
-    function_signature,
-    output_problems,
-)
+from normcheck.target.eps import function_eps, function_signature
+from normcheck.target.protocol import Layout, Run, output_problems, repeated
 from normcheck.timing import TimeoutExpired, interrupt_after
 
 #: (y, pullback): pullback() returns the gradients {"x": dx, "weight": dw, "bias": db} (any may be None).
@@ -183,6 +178,12 @@ class ArrayCandidate:
         if grads.get("x") is None:
             out.problems.append("backward produced no gradient for the input")
         return out
+
+    def repeat(
+        self, times: int, x: np.ndarray, weight: np.ndarray | None, bias: np.ndarray | None, residual: np.ndarray | None
+    ) -> Run:
+        """Call the implementation forward ``times`` times on ``x`` (:func:`~normcheck.target.protocol.repeated`)."""
+        return repeated(lambda: self.run(x, weight, bias, None, residual=residual), times)
 
     def _mutated(self, x: np.ndarray, given: object) -> tuple[str, ...]:
         """``("x",)`` if the implementation wrote into (or, JAX, deleted by donation) the input it was given."""

@@ -5,7 +5,7 @@ worker process builds the module, receives copies of the inputs and sends back
 outputs and gradients. A worker that dies (segfault, abort, ``exit``, an
 out-of-memory kill, a broken CUDA context) or does not answer in time (a hang in
 Python, in C or on the GPU) is stopped and replaced, and the call comes back as a
-:class:`~normcheck.target.torch_target.Run` whose failure is ``crash`` or ``timeout``, with
+:class:`~normcheck.target.protocol.Run` whose failure is ``crash`` or ``timeout``, with
 the signal and the worker's last words (Python's ``faulthandler`` stack). From
 the first loss on a spare worker loads in the background, so the next loss is
 replaced at once rather than after torch's import.
@@ -40,9 +40,10 @@ import normcheck
 from normcheck.errors import UsageError
 from normcheck.options import DEFAULTS, AuditOptions
 from normcheck.target.loading import load_target
+from normcheck.target.protocol import Layout, Run
 from normcheck.target.registry import make_candidate
 from normcheck.target.torch_bridge import require_torch
-from normcheck.target.torch_target import Candidate, Layout, Run
+from normcheck.target.torch_target import Candidate
 
 #: Seconds a new worker may take to import torch and the target.
 START_TIMEOUT = 180.0
@@ -127,13 +128,23 @@ class IsolatedCandidate:
         residual: np.ndarray | None = None,
     ) -> Run:
         """As :meth:`Candidate.run`; a dead or stalled worker is a ``crash`` or ``timeout`` run."""
-        try:
-            run: Run = self._request(("run", x, weight, bias, grad if self.supports_grad else None, strided, residual))
-        except WorkerLost as lost:
-            return Run(failure=lost.failure, error=lost.error, detail=lost.detail)
+        run = self._run(("run", x, weight, bias, grad if self.supports_grad else None, strided, residual))
         if run.forward_only:
             self.supports_grad = False
         return run
+
+    def repeat(
+        self, times: int, x: np.ndarray, weight: np.ndarray | None, bias: np.ndarray | None, residual: np.ndarray | None
+    ) -> Run:
+        """As :meth:`Candidate.repeat`, in one round trip to the worker."""
+        return self._run(("repeat", times, x, weight, bias, residual))
+
+    def _run(self, message: tuple) -> Run:
+        """The worker's run for ``message``; a dead or stalled worker is a ``crash`` or ``timeout`` run."""
+        try:
+            return self._request(message)
+        except WorkerLost as lost:
+            return Run(failure=lost.failure, error=lost.error, detail=lost.detail)
 
     def close(self) -> None:
         """Stop the workers (at once: they hold nothing to save, and tearing torch down takes a second)."""
@@ -383,8 +394,8 @@ def worker_main() -> None:
         try:
             if op in ("describe", "keep_parameters"):
                 reply: tuple = ("ok", getattr(candidate, op)(*args))
-            else:
-                run = candidate.run(*args)
+            else:  # "run" or "repeat"
+                run = getattr(candidate, op)(*args)
                 restart = run.failure == "exception" and not candidate.device_is_healthy()
                 reply = ("ok", run)
         except UsageError as exc:

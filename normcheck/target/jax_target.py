@@ -29,8 +29,9 @@ import numpy as np
 from normcheck.errors import UsageError
 from normcheck.options import DEFAULTS, AuditOptions
 from normcheck.target.arrays import ArrayCandidate, Built, Forward
+from normcheck.target.eps import module_eps
 from normcheck.target.loading import construct_module, input_parameter
-from normcheck.target.torch_target import BIAS_NAMES, WEIGHT_NAMES, Layout, function_arguments, module_eps
+from normcheck.target.protocol import BIAS_NAMES, WEIGHT_NAMES, Layout, function_arguments
 
 
 def require_jax() -> ModuleType:

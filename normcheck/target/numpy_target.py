@@ -18,7 +18,7 @@ import numpy as np
 from normcheck.errors import UsageError
 from normcheck.options import DEFAULTS, AuditOptions
 from normcheck.target.arrays import ArrayCandidate, Built, Forward
-from normcheck.target.torch_target import function_arguments
+from normcheck.target.protocol import function_arguments
 
 #: The parameter through which a numpy function offers gradients.
 GRAD_PARAMETER = "grad_output"

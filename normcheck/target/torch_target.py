@@ -8,18 +8,26 @@ runs the same handle in a worker process, out of the auditor's reach.
 
 from __future__ import annotations
 
-import inspect
 import time
 import warnings
-from collections.abc import Mapping
-from dataclasses import dataclass, field
-from types import MappingProxyType, ModuleType
+from types import ModuleType
 
 import numpy as np
 
 from normcheck.errors import UsageError
 from normcheck.options import DEFAULTS, AuditOptions, Style
-from normcheck.target.loading import EPS_NAMES, construct_module, input_parameter, is_module_class
+from normcheck.target.eps import function_eps, function_signature, module_eps
+from normcheck.target.loading import construct_module, input_parameter, is_module_class
+from normcheck.target.protocol import (
+    BIAS_NAMES,
+    RESIDUAL_NAMES,
+    WEIGHT_NAMES,
+    Layout,
+    Run,
+    function_arguments,
+    output_problems,
+    repeated,
+)
 from normcheck.target.torch_bridge import (
     Module,
     Tensor,
@@ -30,49 +38,6 @@ from normcheck.target.torch_bridge import (
     to_numpy,
 )
 from normcheck.timing import TimeoutExpired, interrupt_after
-
-WEIGHT_NAMES = ("weight", "scale", "gamma", "g", "w")
-BIAS_NAMES = ("bias", "beta", "b")
-#: Parameter names a fused residual-add function takes its residual by (else it is the second argument).
-RESIDUAL_NAMES = ("residual", "res", "residual_in", "skip")
-#: How a call can fail to return a result: the implementation raised, ran past the time limit,
-#: or (in a worker process) took the process down.
-FAILURES = ("exception", "timeout", "crash")
-
-
-@dataclass
-class Run:
-    """What one call of the implementation produced (numpy arrays, input dtype unless wrong)."""
-
-    y: np.ndarray | None = None
-    dx: np.ndarray | None = None
-    dw: np.ndarray | None = None
-    db: np.ndarray | None = None
-    residual_out: np.ndarray | None = None  #: a fused residual-add's x + residual
-    dresidual: np.ndarray | None = None  #: the gradient of its residual input
-    fused_style: str | None = None  #: how the fused residual-add answered: "return" or "inplace"
-    failure: str | None = None  #: one of :data:`FAILURES`, or None when the call returned
-    error: str | None = None  #: what the failure was, as "Type: message" or a signal
-    detail: str | None = None  #: more of it (the worker's last words, a stack), for the report
-    mutated: tuple[str, ...] = ()  #: the inputs the call wrote into ("x", "residual", "grad_output")
-    problems: list[str] = field(default_factory=list)  #: wrong shape, dtype, missing gradients
-    forward_only: bool = False  #: the output carried no autograd graph
-    seconds: float = 0.0  #: time inside the implementation's forward and backward (device synchronized)
-
-
-@dataclass(frozen=True)
-class Layout:
-    """What the implementation is at one hidden size and dtype: its eps and parameters."""
-
-    eps: float
-    has_weight: bool
-    has_bias: bool
-    parameter_dtype: str  #: the dtype its weight is stored in (the input dtype for functions)
-
-
-def torch_default_eps(dtype_name: str) -> float:
-    """The eps torch uses when an RMSNorm's eps is None: finfo of the opmath dtype."""
-    return 2.0**-52 if dtype_name == "float64" else 2.0**-23
 
 
 class Candidate:
@@ -212,6 +177,12 @@ class Candidate:
         if self.fused_style == Style.INPLACE:
             grad = None  # autograd refuses in-place writes into inputs that need gradients
         return self._run(x, weight, bias, grad, strided, residual)
+
+    def repeat(
+        self, times: int, x: np.ndarray, weight: np.ndarray | None, bias: np.ndarray | None, residual: np.ndarray | None
+    ) -> Run:
+        """Call the implementation forward ``times`` times on ``x`` (:func:`~normcheck.target.protocol.repeated`)."""
+        return repeated(lambda: self.run(x, weight, bias, None, residual=residual), times)
 
     def _run(
         self,
@@ -364,83 +335,6 @@ def _allow_recompiles(torch: ModuleType) -> None:
             setattr(config, name, 1 << 16)
     if hasattr(config, "fail_on_recompile_limit_hit"):
         config.fail_on_recompile_limit_hit = True
-
-
-def function_signature(target: object, name: str, eps: float | None) -> MappingProxyType:
-    """A plain function's parameters; a usage error if it takes no eps and none is stated."""
-    params = inspect.signature(target).parameters  # type: ignore[arg-type]  # a function target: callable
-    if eps is None and not any(n in params for n in EPS_NAMES):
-        raise UsageError(f"{name} takes no eps argument: pass the eps it uses with --eps")
-    return params
-
-
-def function_eps(params: Mapping[str, inspect.Parameter], dtype: str, override: float | None) -> float:
-    """The eps a plain function uses: the stated one, else its eps parameter's default (None: torch's)."""
-    if override is not None:
-        return float(override)
-    name = next(n for n in EPS_NAMES if n in params)
-    default = params[name].default
-    return torch_default_eps(dtype) if default in (None, inspect.Parameter.empty) else float(default)
-
-
-def module_eps(module: object, name: str, dtype: str, override: float | None) -> float:
-    """The eps a module uses: the stated one, else its first eps-like attribute, or that of the one
-    norm it wraps (``self.ln = nn.LayerNorm(...)``); None means torch's."""
-    if override is not None:
-        return float(override)
-    holder = module if _eps_attribute(module) is not None else _wrapped_norm(module)
-    attr = None if holder is None else _eps_attribute(holder)
-    if attr is None:
-        raise UsageError(
-            f"cannot find the eps of {name} (no attribute {', '.join(EPS_NAMES)}, on it or on one norm it wraps): "
-            "pass --eps"
-        )
-    value = getattr(holder, attr)
-    return torch_default_eps(dtype) if value is None else float(value)
-
-
-def _eps_attribute(obj: object) -> str | None:
-    """The first of :data:`EPS_NAMES` ``obj`` has as an attribute, or None."""
-    return next((attr for attr in EPS_NAMES if hasattr(obj, attr)), None)
-
-
-def _wrapped_norm(module: object) -> object | None:
-    """The one submodule of a torch module with an eps attribute (the norm it wraps); None if none or several."""
-    if not is_module_class(type(module)):
-        return None
-    held = [m for m in module.modules() if m is not module and _eps_attribute(m) is not None]  # type: ignore[attr-defined]  # a torch module
-    return held[0] if len(held) == 1 else None
-
-
-def output_problems(shape: tuple[int, ...], dtype: str, x: np.ndarray, name: str = "output") -> list[str]:
-    """What is wrong with an output (``name``) of ``shape`` and ``dtype`` (its name) for the input ``x``."""
-    problems = []
-    if shape != tuple(x.shape):
-        problems.append(f"{name} shape {shape} differs from the input shape {tuple(x.shape)}")
-    if dtype != str(x.dtype):
-        problems.append(f"{name} dtype {dtype} differs from the input dtype {x.dtype}")
-    return problems
-
-
-def function_arguments(
-    parameters: tuple[str, ...], n: int, weight: object | None, bias: object | None, eps: float | None
-) -> dict[str, object]:
-    """The keyword arguments a plain function is called with, by the names it takes.
-
-    ``normalized_shape`` gets ``(n,)``; ``weight`` and ``bias`` their tensors; the
-    first eps-like name gets ``eps`` when one is stated (else the function's default holds).
-    """
-    kwargs: dict[str, object] = {}
-    if "normalized_shape" in parameters:
-        kwargs["normalized_shape"] = (n,)
-    if "weight" in parameters and weight is not None:
-        kwargs["weight"] = weight
-    if "bias" in parameters and bias is not None:
-        kwargs["bias"] = bias
-    eps_name = next((k for k in EPS_NAMES if k in parameters), None)
-    if eps is not None and eps_name is not None:
-        kwargs[eps_name] = eps
-    return kwargs
 
 
 def _same_bits(a: Tensor, b: Tensor) -> bool:
