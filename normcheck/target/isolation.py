@@ -19,24 +19,14 @@ log file whose tail a crash report quotes.
 
 from __future__ import annotations
 
-import faulthandler
 import os
 import pickle
-import re
-import signal
-import socket
-import subprocess
 import sys
-import tempfile
-import time
-from dataclasses import dataclass, replace
-from multiprocessing.connection import Connection
-from pathlib import Path
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
 
-import normcheck
 from normcheck.errors import UsageError
 from normcheck.options import DEFAULTS, AuditOptions
 from normcheck.target.loading import load_target
@@ -44,13 +34,10 @@ from normcheck.target.protocol import Layout, Run
 from normcheck.target.registry import make_candidate
 from normcheck.target.torch_bridge import require_torch
 from normcheck.target.torch_target import Candidate
+from normcheck.target.worker import WORKER_ENV, Worker, crash_site, spawn
 
 #: Seconds a new worker may take to import torch and the target.
 START_TIMEOUT = 180.0
-#: Bytes of the worker's output kept for a crash or timeout report.
-LOG_TAIL = 6000
-#: Set in a worker's environment: an audit started inside a worker is a script without a main guard.
-WORKER_ENV = "NORMCHECK_WORKER"
 
 
 class WorkerLost(Exception):
@@ -80,11 +67,11 @@ class IsolatedCandidate:
         self._framework = options.framework
         self.supports_grad = True
         self.restarts = 0  #: workers started after the first (one per crash or timeout)
-        self._payload = _payload(target, name)
+        self._payload = payload(target, name)
         self._layouts: dict[tuple[int, str], Layout] = {}
         self._kept: dict[str, str | None] = {}  #: as :meth:`Candidate.keep_parameters` set, for every worker
-        self._worker: _Worker | None = self._spawn()
-        self._spare: _Worker | None = None
+        self._worker: Worker | None = self._spawn()
+        self._spare: Worker | None = None
 
     @property
     def style(self) -> str:
@@ -156,37 +143,12 @@ class IsolatedCandidate:
 
     # -- the workers ---------------------------------------------------------------
 
-    def _spawn(self) -> _Worker:
-        """Start a worker process and send it the target; it loads in the background."""
-        ours, theirs = socket.socketpair()
-        env = dict(os.environ, **{WORKER_ENV: "1"})
-        # Idle OpenMP threads sleep instead of spinning (results are the same): spinning ones took a core
-        # from the oracle while the worker waited for its next input.
-        env.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-        root = str(Path(normcheck.__file__).resolve().parent.parent)  # normcheck importable from a checkout too
-        env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH")) if p)
-        fd, log = tempfile.mkstemp(prefix="normcheck-worker-", suffix=".log")
-        with os.fdopen(fd, "wb") as out:
-            process = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-c",
-                    "from normcheck.target.isolation import worker_main; worker_main()",
-                    str(theirs.fileno()),
-                ],
-                pass_fds=(theirs.fileno(),),
-                stdin=subprocess.DEVNULL,
-                stdout=out,
-                stderr=out,
-                env=env,
-            )
-        theirs.close()
-        conn = Connection(ours.detach())
-        conn.send((list(sys.path), self._payload, self.name, replace(self.options, framework=self._framework)))
-        return _Worker(process, conn, log)
+    def _spawn(self) -> Worker:
+        """Start a worker process for the target; it loads in the background."""
+        return spawn(self._payload, self.name, replace(self.options, framework=self._framework))
 
     def _replace(self, *, hung: bool = False) -> tuple[str, str | None]:
-        """Stop the lost worker (see :meth:`_Worker.stop`) and put a loaded one in its place.
+        """Stop the lost worker (see :meth:`Worker.stop`) and put a loaded one in its place.
 
         After a first loss more are likely (a kernel that crashes on a class of inputs), so from then
         on a spare worker loads in the background: the next loss does not wait for torch to import.
@@ -197,7 +159,7 @@ class IsolatedCandidate:
         self.restarts += 1
         return error, detail
 
-    def _ready(self) -> _Worker:
+    def _ready(self) -> Worker:
         """The worker, once it has loaded the target (its greeting tells the target's style)."""
         worker = self._worker
         if worker is None:
@@ -238,7 +200,7 @@ class IsolatedCandidate:
             answered = True
         if not answered:
             _, detail = self._replace(hung=True)
-            where = _where(detail)
+            where = crash_site(detail)
             raise WorkerLost(
                 "timeout",
                 f"no result within {self.timeout:g} s{f', stuck in {where}' if where else ''}; the worker was stopped",
@@ -258,58 +220,7 @@ class IsolatedCandidate:
         return value
 
 
-@dataclass
-class _Worker:
-    """A worker process, the auditor's connection to it, the file its output goes to, and its greeting."""
-
-    process: subprocess.Popen
-    conn: Connection
-    log: str
-    hello: dict | None = None
-
-    def stop(self, *, hung: bool = False) -> tuple[str, str | None]:
-        """End the worker and return how it ended and its last output (its log is removed).
-
-        A worker that is waiting for work exits when its connection closes; one
-        that crashed is given a moment to finish dying; a hung one is asked for its
-        Python stack (faulthandler prints it even from inside C) and killed.
-        """
-        process = self.process
-        self.conn.close()
-        stopped = hung and process.poll() is None
-        if stopped:
-            if hasattr(signal, "SIGUSR1"):
-                size = os.path.getsize(self.log)
-                process.send_signal(signal.SIGUSR1)
-                deadline = time.monotonic() + 2.0
-                while os.path.getsize(self.log) == size and time.monotonic() < deadline:
-                    time.sleep(0.02)
-                time.sleep(0.05)
-            process.kill()
-        try:
-            code = process.wait(5)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            code, stopped = process.wait(), True
-        detail = _tail(self.log)
-        Path(self.log).unlink(missing_ok=True)
-        if stopped:
-            error = "the worker process was stopped"
-        elif code < 0:
-            sig = signal.Signals(-code).name
-            error = f"the worker process was killed by {sig}" + (" (out of memory?)" if sig == "SIGKILL" else "")
-        else:
-            error = f"the worker process exited with status {code}"
-        fatal = re.search(r"^Fatal Python error: (.+)$", detail or "", re.M)
-        if fatal:
-            error += f" ({fatal.group(1).strip()})"
-        where = _where(detail)
-        if where:
-            error += f" in {where}"
-        return error, detail
-
-
-def _payload(target: object, name: str) -> tuple[str, object]:
+def payload(target: object, name: str) -> tuple[str, object]:
     """How the target travels to the worker: its name, a file of the main script, or pickled by reference."""
     if isinstance(target, str):
         return ("spec", target)
@@ -323,88 +234,6 @@ def _payload(target: object, name: str) -> tuple[str, object]:
             f"{name} cannot be sent to normcheck's worker process ({type(exc).__name__}: {exc}): define it at "
             "module level, or audit in-process (--in-process, in_process=True)"
         ) from None
-
-
-def _tail(path: str) -> str | None:
-    """The end of the worker's output (its prints, faulthandler's stacks, a CUDA error)."""
-    with open(path, "rb") as fh:
-        fh.seek(max(0, os.path.getsize(path) - LOG_TAIL))
-        text = fh.read().decode("utf-8", errors="replace").strip()
-    return text or None
-
-
-def _where(detail: str | None) -> str | None:
-    """``function (file:line)`` of the innermost frame of the crashed thread's stack (faulthandler's) that is
-    not in Python's standard library or torch: the implementation's own code, where it shows."""
-    if not detail:
-        return None
-    current = detail.split("Current thread", 1)  # the thread that crashed (or took the stack-dump signal)
-    stack = current[-1].split("most recent call first):", 1)
-    frames = re.findall(r'File "([^"]+)", line (\d+) in (\S+)', stack[1].split("\n\n", 1)[0] if len(stack) > 1 else "")
-    if not frames:
-        return None
-    library = tuple(
-        str(Path(m.__file__).resolve().parent) for m in (os, sys.modules.get("torch")) if m is not None and m.__file__
-    )
-    own = [f for f in frames if not str(Path(f[0]).resolve()).startswith(library)]
-    file, line, function = (own or frames)[0]
-    return f"{function} ({Path(file).name}:{line})"
-
-
-def _die_with_parent() -> None:
-    """Linux: the kernel kills the worker when the auditor dies, even if the worker is stuck in C."""
-    if sys.platform.startswith("linux"):
-        import ctypes
-
-        pr_set_pdeathsig = 1
-        ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGKILL)
-
-
-def worker_main() -> None:
-    """The worker process: load the target, then answer ``describe`` and ``run`` until the auditor closes."""
-    conn = Connection(int(sys.argv[1]))
-    _die_with_parent()
-    faulthandler.enable(all_threads=True)  # stderr is the log the auditor reads after a crash
-    if hasattr(signal, "SIGUSR1"):
-        faulthandler.register(signal.SIGUSR1, all_threads=True)
-    path, (how, payload), name, options = conn.recv()
-    sys.path[:] = path
-    try:
-        try:
-            impl = load_target(payload) if how == "spec" else pickle.loads(payload)
-        except UsageError:
-            raise
-        except Exception as exc:
-            raise UsageError(f"the worker process cannot load {name}: {type(exc).__name__}: {exc}") from None
-        candidate = make_candidate(impl, name, options.in_worker())
-    except UsageError as exc:
-        conn.send(("usage", str(exc)))
-        return
-    if candidate.framework == "torch":  # torch imports parts of itself on first use: paid here, not in a timed call
-        torch = require_torch()
-        (torch.ones(2, device=options.device, requires_grad=True) * 2).sum().backward()
-    hello = {"style": candidate.style, "function_parameters": candidate.function_parameters}
-    conn.send(("ok", {**hello, "framework": candidate.framework}))
-    while True:
-        try:
-            op, *args = conn.recv()
-        except EOFError:
-            return
-        restart = False
-        try:
-            if op in ("describe", "keep_parameters"):
-                reply: tuple = ("ok", getattr(candidate, op)(*args))
-            else:  # "run" or "repeat"
-                run = getattr(candidate, op)(*args)
-                restart = run.failure == "exception" and not candidate.device_is_healthy()
-                reply = ("ok", run)
-        except UsageError as exc:
-            reply = ("usage", str(exc))
-        except Exception as exc:
-            reply = ("error", f"{type(exc).__name__}: {exc}")
-        conn.send((*reply, "restart") if restart else reply)
-        if restart:
-            return
 
 
 def open_candidate(target: object, name: str, options: AuditOptions = DEFAULTS) -> Candidate | IsolatedCandidate:
