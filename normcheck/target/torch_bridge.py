@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+from functools import cache
 from types import ModuleType
 from typing import Any
 
@@ -44,6 +45,16 @@ def require_device(device: str) -> None:
     count = backend.device_count() if hasattr(backend, "device_count") else 1
     if dev.index is not None and dev.index >= count:
         raise UsageError(f"--device {device}: torch sees {count} {dev.type} device(s) here (indices from 0)")
+
+
+@cache
+def require_dtype(device: str, dtype: str) -> None:
+    """A one-line :class:`UsageError` unless ``device`` computes in ``dtype`` (bfloat16 on an old GPU...)."""
+    torch = require_torch()
+    try:
+        (torch.ones(2, dtype=getattr(torch, dtype), device=device) * 2).sum().item()
+    except Exception as exc:
+        raise UsageError(f"device {device!r} cannot compute in {dtype}: {exc}") from None
 
 
 def synchronize(device: str) -> None:

@@ -33,6 +33,7 @@ from normcheck.target.torch_bridge import (
     Tensor,
     from_numpy,
     require_device,
+    require_dtype,
     require_torch,
     synchronize,
     to_numpy,
@@ -69,7 +70,6 @@ class Candidate:
         self._modules: dict[tuple[int, str], object] = {}
         self._layouts: dict[tuple[int, str], Layout] = {}
         self._kept: dict[str, str | None] = {}  #: input dtype -> the dtype its parameters are kept in instead
-        self._dtypes_ok: set[str] = set()
         if is_module_class(target):
             self.style = "module"
         elif input_parameter(target) is not None or not callable(target):
@@ -124,7 +124,7 @@ class Candidate:
         """The eps, parameters and parameter dtype of the implementation at ``n`` in ``dtype`` (cached)."""
         key = (n, dtype)
         if key not in self._layouts:
-            self._require_dtype(dtype)
+            require_dtype(self.device, dtype)
             if self.style == "function":
                 has_w, has_b = "weight" in self._fn_params, "bias" in self._fn_params
                 pdtype = self._parameter_dtype(dtype)
@@ -139,16 +139,6 @@ class Candidate:
         if self.style == "function":
             return function_eps(self._fn_params, dtype, self.eps_override)
         return module_eps(self.module(n, dtype), self.name, dtype, self.eps_override)
-
-    def _require_dtype(self, dtype: str) -> None:
-        if dtype in self._dtypes_ok:
-            return
-        torch = self.torch
-        try:
-            (torch.ones(2, dtype=getattr(torch, dtype), device=self.device) * 2).sum().item()
-        except Exception as exc:
-            raise UsageError(f"device {self.device!r} cannot compute in {dtype}: {exc}") from None
-        self._dtypes_ok.add(dtype)
 
     # -- running --------------------------------------------------------------
 
@@ -223,7 +213,9 @@ class Candidate:
         written = tuple(
             name for name, leaf, old in zip(("x", "residual"), leaves, before) if not _same_bits(old, leaf.detach())
         )
-        y, residual_out = (result, None) if not self.fused else self._fused_results(result, xt, rest[0], out)
+        y, residual_out = result, None
+        if self.fused:
+            y, residual_out, self.fused_style = fused_results(result, xt, rest[0], self.fused_style, out.problems)
         out.fused_style = self.fused_style
         if self.fused_style != Style.INPLACE:
             out.mutated = written
@@ -267,24 +259,6 @@ class Candidate:
         if out.dx is None:
             out.problems.append("backward produced no gradient for the input")
         return out
-
-    def _fused_results(self, result: object, xt: Tensor, rt: Tensor, out: Run) -> tuple[Tensor, Tensor]:
-        """(y, residual_out) of a fused residual-add by its style (found here under auto), or (None, None)
-        with a problem noted when the call answered neither way."""
-        pair = isinstance(result, tuple | list) and len(result) == 2
-        inplace = result is None or result is xt
-        if self.fused_style is None:
-            self.fused_style = Style.RETURN if pair else Style.INPLACE if inplace else None
-        if self.fused_style == Style.INPLACE:
-            return xt, rt
-        if pair:
-            return result[0], result[1]  # type: ignore[index]  # pair: a tuple or list of two
-        what = "None" if result is None else type(result).__name__
-        out.problems.append(
-            f"returned {what} as a fused residual-add: expected (y, residual_out), or y written into x and "
-            "x + residual into residual (in place)"
-        )
-        return None, None
 
     def _call(self, xt: Tensor, weight: np.ndarray | None, bias: np.ndarray | None, n: int, dtype: str, *rest: object):
         torch = self.torch
@@ -335,6 +309,26 @@ def _allow_recompiles(torch: ModuleType) -> None:
             setattr(config, name, 1 << 16)
     if hasattr(config, "fail_on_recompile_limit_hit"):
         config.fail_on_recompile_limit_hit = True
+
+
+def fused_results(
+    result: object, xt: Tensor, rt: Tensor, style: str | None, problems: list[str]
+) -> tuple[Tensor | None, Tensor | None, str | None]:
+    """(y, residual_out, style) of a fused residual-add called on ``xt`` and ``rt``, by its ``style`` (None: found
+    here from how it answered); (None, None, style) with a problem noted where it answered neither way."""
+    pair = isinstance(result, tuple | list) and len(result) == 2
+    if style is None:
+        style = Style.RETURN if pair else Style.INPLACE if result is None or result is xt else None
+    if style == Style.INPLACE:
+        return xt, rt, style
+    if pair:
+        return result[0], result[1], style  # type: ignore[index]  # pair: a tuple or list of two
+    what = "None" if result is None else type(result).__name__
+    problems.append(
+        f"returned {what} as a fused residual-add: expected (y, residual_out), or y written into x and "
+        "x + residual into residual (in place)"
+    )
+    return None, None, style
 
 
 def _same_bits(a: Tensor, b: Tensor) -> bool:
