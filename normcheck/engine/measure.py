@@ -17,28 +17,6 @@ from normcheck.verdict.tiers import Tier
 from oracles import resolve_format
 
 
-def exact_outputs(
-    kind: str, case: NormInput, w: np.ndarray | None, b: np.ndarray | None, eps: float, offset: int, grad: bool
-) -> dict[str, oracles.Exact]:
-    """The oracle's outputs on ``case``: ``y``, and with ``grad`` the gradients the parameters have."""
-    x, g = case.x, case.grad
-    if kind == "rmsnorm":
-        out = {"y": oracles.rms_norm(x, w, eps, offset)}
-        if grad:
-            out["dx"], dw = oracles.rms_norm_backward(x, g, w, eps, offset)
-            if dw is not None:
-                out["dw"] = dw
-        return out
-    out = {"y": oracles.layer_norm(x, w, b, eps, offset)}
-    if grad:
-        out["dx"], dw, db = oracles.layer_norm_backward(x, g, w, b, eps, offset)
-        if dw is not None:
-            out["dw"] = dw
-        if db is not None:
-            out["db"] = db
-    return out
-
-
 class Measure:
     """The exact side of an audit: the oracle and the bounds, for the parameters the implementation keeps."""
 
@@ -49,7 +27,7 @@ class Measure:
         w, b = self.caller.params(case, dtype)
         eps = self.caller.layout(case.n, dtype).eps
         with clocked(self.caller.timing, "oracle"):
-            return exact_outputs(self.kind, case, w, b, eps, self.offset, grad)
+            return oracles.norm_outputs(self.kind, case.x, w, b, eps, self.offset, case.grad if grad else None)
 
     def outputs(self, case: NormInput, dtype: str, grad: bool) -> tuple[dict[str, oracles.Exact], dict[str, Bound]]:
         """The exact outputs on ``case`` and both tiers of their bounds."""
