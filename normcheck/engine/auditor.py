@@ -39,24 +39,23 @@ class Auditor:
     ) -> None:
         """``kind`` and ``weight_offset`` as inferred (``options`` may leave them unset)."""
         self.spec, self.kind, self.offset, self.options = spec, kind, weight_offset, options
-        self.dtypes, self.examples, self.seed, self.grad = options.dtypes, options.examples, options.seed, options.grad
-        self.hidden_sizes = options.hidden_sizes or HIDDEN_SIZES
+        self.hidden_sizes = options.hidden_sizes or HIDDEN_SIZES  #: as stated, or the plan's default
         self.progress = progress or (lambda _msg: None)
         self.result = AuditResult(
-            spec, kind, candidate.device, weight_offset, list(self.dtypes), {}, False, self.seed, self.examples
+            spec, kind, candidate.device, weight_offset, list(options.dtypes), {}, False, options.seed, options.examples
         )
         self.result.isolation = "worker process" if isinstance(candidate, IsolatedCandidate) else "in-process"
         self.caller = Caller(candidate, kind, self.result.timing)
         self.measure = Measure(self.caller, kind, weight_offset)
         self.replay = Replay(self.caller)
-        self.plan = Plan(self.seed, weight_offset, options.shapes, candidate.fused is not None)
+        self.plan = Plan(options.seed, weight_offset, options.shapes, candidate.fused is not None)
 
     # -- one input --------------------------------------------------------------
 
     def check(self, case: NormInput, dtype: str, *, keep: bool = True) -> list[Finding]:
         """Run the implementation and the oracle on one input; return what is wrong. ``keep=False``
         (hypothesis shrinking): the statistics do not count it."""
-        run = self.caller.run(case, dtype, grad=self.grad, keep=keep)
+        run = self.caller.run(case, dtype, grad=self.options.grad, keep=keep)
         return [] if run is None else self.judge(case, dtype, run, keep=keep)
 
     def judge(self, case: NormInput, dtype: str, run: Run, *, keep: bool = True) -> list[Finding]:
@@ -73,7 +72,7 @@ class Auditor:
         if case.residual is not None:
             got["dresidual"] = run.dresidual
         self.result.eps[dtype] = self.caller.layout(case.n, dtype).eps
-        grad = self.grad and run.dx is not None
+        grad = self.options.grad and run.dx is not None
         tried = []
         for which, option in self.measure.sums(case, dtype, run.y):
             exact, limits = self.measure.outputs(option, dtype, grad)
@@ -100,7 +99,7 @@ class Auditor:
     def _replay(self, case: NormInput, dtype: str, first: Run | None, keep: bool = True) -> list[Finding]:
         """Call again on ``case``: a finding if the answer's bits differ from ``first``'s (the call is made,
         or counted as skipped, even where ``first`` was not run)."""
-        second = self.caller.run(case, dtype, grad=self.grad, keep=keep)
+        second = self.caller.run(case, dtype, grad=self.options.grad, keep=keep)
         name = None if first is None or second is None else first_difference(first, second)
         if first is None or second is None or name is None:
             return []
@@ -132,7 +131,7 @@ class Auditor:
         findings = structured(first, 0)
         for case in first:  # two calls on a short and on a long row of random values, bit for bit
             if case.regime == "normal" and case.n in (STRUCTURED_SIZES[0][0], STRUCTURED_SIZES[2][0]):
-                again = self.caller.run(case, dtype, grad=self.grad, keep=False)  # counted as a structured case
+                again = self.caller.run(case, dtype, grad=self.options.grad, keep=False)  # counted as a structured case
                 findings += self._replay(case, dtype, again, keep=False)
         self.progress(f"{dtype}: statistics over {aggregate.x.size} outputs")
         findings += self.check(aggregate, dtype)
@@ -143,16 +142,16 @@ class Auditor:
         )
         findings += search(
             strategy,
-            examples=self.examples,
-            seed_value=self.seed,
+            examples=self.options.examples,
+            seed_value=self.options.seed,
             attempt=lambda case, keep: self._attempt(case, dtype, keep),
             replay=lambda case, first_run, keep: self._replay(case, dtype, first_run, keep),
-            progress=lambda i: self.progress(f"{dtype}: search example {i}/{self.examples}"),
+            progress=lambda i: self.progress(f"{dtype}: search example {i}/{self.options.examples}"),
         )
         return findings
 
     def _attempt(self, case: NormInput, dtype: str, keep: bool) -> tuple[Run | None, list[Finding]]:
-        run = self.caller.run(case, dtype, grad=self.grad, keep=keep)
+        run = self.caller.run(case, dtype, grad=self.options.grad, keep=keep)
         return run, [] if run is None else self.judge(case, dtype, run, keep=keep)
 
     def _bias(self, case: NormInput, dtype: str) -> list[Finding]:
@@ -187,7 +186,7 @@ class Auditor:
     def run(self) -> AuditResult:
         start = time.perf_counter()
         found: list[Finding] = []
-        for dtype in self.dtypes:
+        for dtype in self.options.dtypes:
             found += self.audit_dtype(dtype)
         found += self.replay.findings(self.measure.outputs)
         self.result.findings = merge_findings(found)
@@ -195,7 +194,7 @@ class Auditor:
             explain(f, self.caller, self.measure, spec=self.spec, reproducer_dir=self.options.reproducer_dir)
         c = self.caller.c
         self.result.forward_only = not c.supports_grad
-        for dtype in self.dtypes:
+        for dtype in self.options.dtypes:
             self._conventions(dtype)
         self.result.skipped = self.caller.skipped()
         self.result.too_slow = self.caller.too_slow
