@@ -37,7 +37,8 @@ def load_target(spec: str) -> object:
         try:
             module = importlib.import_module(name)
         except ModuleNotFoundError as exc:
-            if exc.name is not None and not name.startswith(exc.name):
+            missing_itself = exc.name is None or name == exc.name or name.startswith(exc.name + ".")
+            if not missing_itself:  # a module it imports is missing: say which
                 raise UsageError(f"cannot import {name!r} for target {spec!r}: {exc}") from None
             continue
         except Exception as exc:  # the user's module failed while importing

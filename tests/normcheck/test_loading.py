@@ -141,12 +141,6 @@ def test_a_module_whose_own_import_is_missing_says_which_one(make_module: MakeMo
         load_target("nc_needs_dep.Norm")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: load_target skips a ModuleNotFoundError whose missing name is a string prefix of the module "
-    "(name.startswith(exc.name)), so a module 'nc_dep_user' importing a missing 'nc_dep' is reported as "
-    "'no module nc_dep_user' instead of naming the missing dependency",
-)
 def test_a_missing_dependency_whose_name_prefixes_the_module_is_named(make_module: MakeModule) -> None:
     make_module("nc_dep_user", "import nc_dep\nclass Norm: pass\n")
     with pytest.raises(UsageError, match=r"No module named 'nc_dep'"):
