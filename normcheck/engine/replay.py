@@ -3,21 +3,22 @@
 An implementation is built once per hidden size and dtype and keeps its state between calls. A kernel
 right for its first calls and wrong later (a stale workspace, an autotuner switching configurations
 after warm-up, a captured CUDA graph replaying stale pointers) passes every check that judges a call on
-its own. So each instance is called at least :data:`MIN_CALLS` times (the cheapest input it was given,
-forward only, not judged), then its first :data:`SAMPLE` inputs run again and must answer with the same
-bits as the first time. An instance rebuilt since (a new worker after a crash or a timeout, parameters
+its own. So each instance is called at least :data:`MIN_CALLS` times (the first row of the first input it
+was given, forward only, not judged), then its first :data:`SAMPLE` inputs run again and must answer
+with the same bits as the first time. An instance rebuilt since (a new worker after a crash or a timeout, parameters
 kept in another dtype) is not the one that answered first: it is not compared.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+
+import numpy as np
 
 import oracles
 from normcheck.engine.calls import Caller
 from normcheck.engine.judge import differing_calls, first_difference
-from normcheck.engine.plan import row_count
 from normcheck.result import Finding
 from normcheck.strategies import NormInput
 from normcheck.target.protocol import Run
@@ -34,11 +35,11 @@ ExactOf = Callable[[NormInput, str, bool], tuple[dict[str, oracles.Exact], dict[
 
 @dataclass
 class _Instance:
-    """What one (hidden size, dtype) instance was asked: how often, its first answers, its cheapest input."""
+    """What one (hidden size, dtype) instance was asked: how often, its first answers, what it is topped up with."""
 
     calls: int = 0
     first: list[tuple[NormInput, bool, Run, tuple]] = field(default_factory=list)
-    cheapest: NormInput | None = None
+    probe: NormInput | None = None  #: what it is called on to reach MIN_CALLS: one row of its first input
 
 
 class Replay:
@@ -60,16 +61,16 @@ class Replay:
         inst.calls += run.calls
         if self._recording and keep and len(inst.first) < SAMPLE:
             inst.first.append((case, grad, run, self._identity(dtype)))
-        if inst.cheapest is None or row_count(case) < row_count(inst.cheapest):
-            inst.cheapest = case
+        if inst.probe is None:
+            inst.probe = _one_row(case)
 
     def findings(self, exact: ExactOf) -> list[Finding]:
         """Call each instance up to :data:`MIN_CALLS` times, then its earliest inputs again: a finding
         where an answer's bits changed."""
         self._recording = False
         for (_n, dtype), inst in self._instances.items():
-            if inst.calls < MIN_CALLS and inst.cheapest is not None:
-                self.caller.repeat(inst.cheapest, dtype, MIN_CALLS - inst.calls)
+            if inst.calls < MIN_CALLS and inst.probe is not None:
+                self.caller.repeat(inst.probe, dtype, MIN_CALLS - inst.calls)
         out = []
         for (_n, dtype), inst in self._instances.items():
             for case, grad, first, identity in inst.first:
@@ -84,3 +85,13 @@ class Replay:
                         differing_calls("replay", head, name, first, again, ex.get(name), limits.get(name), case, dtype)
                     )
         return out
+
+
+def _one_row(case: NormInput) -> NormInput:
+    """``case``'s first row, as a 1 x n input: the instance it is called on is the same, the call the cheapest."""
+
+    def first(a: np.ndarray) -> np.ndarray:
+        return a.reshape(-1, case.n)[:1]
+
+    residual = None if case.residual is None else first(case.residual)
+    return replace(case, x=first(case.x), grad=first(case.grad), residual=residual, strided=False)

@@ -18,8 +18,8 @@ import numpy as np
 from normcheck.errors import UsageError
 from normcheck.options import DEFAULTS, AuditOptions
 from normcheck.target.eps import function_eps, function_signature
-from normcheck.target.protocol import Layout, Run, output_problems, repeated
-from normcheck.timing import TimeoutExpired, interrupt_after
+from normcheck.target.protocol import Layout, Run, failed, output_problems, repeated
+from normcheck.timing import interrupt_after
 
 #: (y, pullback): pullback() returns the gradients {"x": dx, "weight": dw, "bias": db} (any may be None).
 Forward = tuple[object, Callable[[], dict[str, object]] | None]
@@ -139,10 +139,8 @@ class ArrayCandidate:
                 out.seconds = time.perf_counter() - start
             except UsageError:
                 raise
-            except TimeoutExpired as exc:
-                return Run(failure="timeout", error=str(exc))
-            except (Exception, SystemExit) as exc:  # sys.exit() in the implementation is its exception
-                return Run(failure="exception", error=f"{type(exc).__name__}: {exc}".strip())
+            except (Exception, SystemExit) as exc:  # a timeout, or the implementation's exception
+                return failed(exc)
             out.mutated = self._mutated(x, xs)
             if not self._is_array(y):
                 out.problems.append(f"returned {type(y).__name__}, not a {self.array_name}")
@@ -161,12 +159,8 @@ class ArrayCandidate:
                     grads = pullback()
                     self._ready(grads)
                 out.seconds += time.perf_counter() - start
-            except TimeoutExpired as exc:
-                return Run(failure="timeout", error=f"backward: {exc}", mutated=out.mutated)
             except (Exception, SystemExit) as exc:
-                return Run(
-                    failure="exception", error=f"backward: {type(exc).__name__}: {exc}".strip(), mutated=out.mutated
-                )
+                return failed(exc, "backward", out.mutated)
         if not same_bits(np.asarray(grad, dtype=x.dtype).reshape(x.shape), g):  # type: ignore[arg-type]  # g: an array, as want
             out.mutated += ("grad_output",)
         for key, name in (("x", "dx"), ("weight", "dw"), ("bias", "db")):

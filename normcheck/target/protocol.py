@@ -15,6 +15,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 
 from normcheck.target.loading import EPS_NAMES
+from normcheck.timing import TimeoutExpired
 
 WEIGHT_NAMES = ("weight", "scale", "gamma", "g", "w")
 BIAS_NAMES = ("bias", "beta", "b")
@@ -54,6 +55,15 @@ class Layout:
     has_weight: bool
     has_bias: bool
     parameter_dtype: str  #: the dtype its weight is stored in (the input dtype for functions)
+
+
+def failed(exc: BaseException, where: str = "", mutated: tuple[str, ...] = ()) -> Run:
+    """The run of a call that raised ``exc``: a ``timeout`` for :class:`~normcheck.timing.TimeoutExpired`, else the
+    implementation's ``exception`` (``sys.exit()`` in it too); ``where``: the part of the call ("backward")."""
+    prefix = f"{where}: " if where else ""
+    if isinstance(exc, TimeoutExpired):
+        return Run(failure="timeout", error=f"{prefix}{exc}", mutated=mutated)
+    return Run(failure="exception", error=f"{prefix}{type(exc).__name__}: {exc}".strip(), mutated=mutated)
 
 
 def repeated(call: Callable[[], Run], times: int) -> Run:

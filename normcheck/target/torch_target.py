@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import time
 import warnings
+from dataclasses import replace
 from types import ModuleType
 
 import numpy as np
@@ -24,9 +25,9 @@ from normcheck.target.protocol import (
     WEIGHT_NAMES,
     Layout,
     Run,
+    failed,
     function_arguments,
     output_problems,
-    repeated,
 )
 from normcheck.target.torch_bridge import (
     Module,
@@ -38,7 +39,47 @@ from normcheck.target.torch_bridge import (
     synchronize,
     to_numpy,
 )
-from normcheck.timing import TimeoutExpired, interrupt_after
+from normcheck.timing import interrupt_after
+
+
+class Modules:
+    """A module or factory target's modules, built once per hidden size and dtype on the device, and the dtype
+    parameters are kept in for each input dtype: as stated (``param_dtype``), as :meth:`keep` set, or the input
+    dtype (a function's parameters follow the same rule)."""
+
+    def __init__(self, target: object, name: str, options: AuditOptions) -> None:
+        self.torch = require_torch()
+        self.target, self.name, self.device = target, name, options.device
+        self.eps, self.param_dtype = options.eps, options.param_dtype
+        self._built: dict[tuple[int, str], Module] = {}
+        self._kept: dict[str, str | None] = {}  #: input dtype -> the dtype its parameters are kept in instead
+
+    def parameter_dtype(self, dtype: str) -> str:
+        """The dtype the parameters for ``dtype`` inputs are kept in."""
+        return self.param_dtype or self._kept.get(dtype) or dtype
+
+    def keep(self, dtype: str, param_dtype: str | None) -> None:
+        """From now on keep the parameters for ``dtype`` inputs in ``param_dtype`` (None: in ``dtype``)."""
+        self._kept[dtype] = param_dtype
+        self._built = {k: v for k, v in self._built.items() if k[1] != dtype}
+
+    def get(self, n: int, dtype: str) -> Module:
+        """The module for hidden size ``n`` in ``dtype`` on the device (built on first use)."""
+        key = (n, dtype)
+        if key not in self._built:
+            mod = construct_module(self.target, n, self.eps)
+            if not isinstance(mod, self.torch.nn.Module):
+                raise UsageError(f"{self.name}({n}) returned a {type(mod).__name__}, not a torch.nn.Module")
+            self._built[key] = mod.to(device=self.device, dtype=getattr(self.torch, self.parameter_dtype(dtype)))
+        return self._built[key]
+
+    def parameters(self, n: int, dtype: str) -> tuple[Tensor | None, Tensor | None]:
+        """The module's (weight, bias): its vectors of length ``n`` by their names, or None."""
+        named = dict(self.get(n, dtype).named_parameters())
+        vectors = {k: p for k, p in named.items() if p.dim() == 1 and p.shape[0] == n}
+        weight = next((vectors[k] for k in WEIGHT_NAMES if k in vectors), None)
+        bias = next((vectors[k] for k in BIAS_NAMES if k in vectors), None)
+        return weight, bias
 
 
 class Candidate:
@@ -67,9 +108,8 @@ class Candidate:
         self.fused = options.fused
         #: The fused residual-add's style: as forced, or found on the first call (None until then under auto).
         self.fused_style = None if self.fused in (None, Style.AUTO) else self.fused
-        self._modules: dict[tuple[int, str], object] = {}
+        self.modules = Modules(target, name, options)
         self._layouts: dict[tuple[int, str], Layout] = {}
-        self._kept: dict[str, str | None] = {}  #: input dtype -> the dtype its parameters are kept in instead
         if is_module_class(target):
             self.style = "module"
         elif input_parameter(target) is not None or not callable(target):
@@ -87,38 +127,14 @@ class Candidate:
         self._invoke = _invoke if compiled is None else self.torch.compile(_invoke, backend=compiled)
         self.supports_grad = True
 
-    # -- construction ---------------------------------------------------------
-
-    def module(self, n: int, dtype: str) -> Module:
-        """The module for hidden size ``n`` in ``dtype`` on the device (cached)."""
-        key = (n, dtype)
-        if key not in self._modules:
-            mod = construct_module(self.target, n, self.eps_override)
-            if not isinstance(mod, self.torch.nn.Module):
-                raise UsageError(f"{self.name}({n}) returned a {type(mod).__name__}, not a torch.nn.Module")
-            mod = mod.to(device=self.device, dtype=getattr(self.torch, self._parameter_dtype(dtype)))
-            self._modules[key] = mod
-        return self._modules[key]
-
-    def _parameter_dtype(self, dtype: str) -> str:
-        """The dtype the parameters for ``dtype`` inputs are kept in."""
-        return self.param_dtype or self._kept.get(dtype) or dtype
-
     def keep_parameters(self, dtype: str, param_dtype: str | None) -> None:
         """From now on keep the parameters for ``dtype`` inputs in ``param_dtype`` (None: in ``dtype``)."""
-        self._kept[dtype] = param_dtype
-        self._modules = {k: v for k, v in self._modules.items() if k[1] != dtype}
+        self.modules.keep(dtype, param_dtype)
         self._layouts = {k: v for k, v in self._layouts.items() if k[1] != dtype}
 
     def parameters(self, n: int, dtype: str) -> tuple[Tensor | None, Tensor | None]:
         """The (weight, bias) tensors the implementation scales and shifts with, or None."""
-        if self.style == "function":
-            return None, None
-        named = dict(self.module(n, dtype).named_parameters())
-        vectors = {k: p for k, p in named.items() if p.dim() == 1 and p.shape[0] == n}
-        weight = next((vectors[k] for k in WEIGHT_NAMES if k in vectors), None)
-        bias = next((vectors[k] for k in BIAS_NAMES if k in vectors), None)
-        return weight, bias
+        return (None, None) if self.style == "function" else self.modules.parameters(n, dtype)
 
     def describe(self, n: int, dtype: str) -> Layout:
         """The eps, parameters and parameter dtype of the implementation at ``n`` in ``dtype`` (cached)."""
@@ -127,7 +143,7 @@ class Candidate:
             require_dtype(self.device, dtype)
             if self.style == "function":
                 has_w, has_b = "weight" in self._fn_params, "bias" in self._fn_params
-                pdtype = self._parameter_dtype(dtype)
+                pdtype = self.modules.parameter_dtype(dtype)
             else:
                 w, b = self.parameters(n, dtype)
                 has_w, has_b = w is not None, b is not None
@@ -138,7 +154,7 @@ class Candidate:
     def _eps(self, n: int, dtype: str) -> float:
         if self.style == "function":
             return function_eps(self._fn_params, dtype, self.eps_override)
-        return module_eps(self.module(n, dtype), self.name, dtype, self.eps_override)
+        return module_eps(self.modules.get(n, dtype), self.name, dtype, self.eps_override)
 
     # -- running --------------------------------------------------------------
 
@@ -171,8 +187,29 @@ class Candidate:
     def repeat(
         self, times: int, x: np.ndarray, weight: np.ndarray | None, bias: np.ndarray | None, residual: np.ndarray | None
     ) -> Run:
-        """Call the implementation forward ``times`` times on ``x`` (:func:`~normcheck.target.protocol.repeated`)."""
-        return repeated(lambda: self.run(x, weight, bias, None, residual=residual), times)
+        """Call the implementation forward ``times`` times on copies of ``x`` (and ``residual``), for what calls do
+        to its state. The first call is checked as :meth:`run` checks one and stands for all (:attr:`Run.calls`,
+        :attr:`Run.seconds` the total); the others, on tensors prepared once, only have to return."""
+        first = self.run(x, weight, bias, None, residual=residual)
+        if first.failure is not None or times <= 1:
+            return first
+        n, dtype = x.shape[-1], str(x.dtype)
+        given = [from_numpy(a, self.device) for a in (x, residual) if a is not None]
+        if self.style != "function":  # a module's parameters hold the weight and bias already
+            weight = bias = None
+        start = time.perf_counter()
+        try:
+            with interrupt_after(self.timeout), warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                for _ in range(times - 1):
+                    xt, *rest = (t.clone() for t in given)
+                    self._call(xt, weight, bias, n, dtype, *rest)
+                synchronize(self.device)
+        except UsageError:
+            raise
+        except (Exception, SystemExit) as exc:  # a timeout, or the implementation's exception
+            return failed(exc, "called again")
+        return replace(first, calls=times, seconds=first.seconds + time.perf_counter() - start)
 
     def _run(
         self,
@@ -206,10 +243,8 @@ class Candidate:
             out.seconds = time.perf_counter() - start
         except UsageError:
             raise
-        except TimeoutExpired as exc:
-            return Run(failure="timeout", error=str(exc))
-        except (Exception, SystemExit) as exc:  # sys.exit() in the implementation is its exception
-            return Run(failure="exception", error=f"{type(exc).__name__}: {exc}".strip())
+        except (Exception, SystemExit) as exc:  # a timeout, or the implementation's exception
+            return failed(exc)
         written = tuple(
             name for name, leaf, old in zip(("x", "residual"), leaves, before) if not _same_bits(old, leaf.detach())
         )
@@ -245,10 +280,8 @@ class Candidate:
                 y.backward(g)
                 synchronize(self.device)
             out.seconds += time.perf_counter() - start
-        except TimeoutExpired as exc:
-            return Run(failure="timeout", error=f"backward: {exc}", mutated=out.mutated)
-        except (Exception, SystemExit) as exc:  # sys.exit() in the implementation is its exception
-            return Run(failure="exception", error=f"backward: {type(exc).__name__}: {exc}".strip(), mutated=out.mutated)
+        except (Exception, SystemExit) as exc:
+            return failed(exc, "backward", out.mutated)
         if not _same_bits(g_before, g):
             out.mutated += ("grad_output",)
         grads = [None if t.grad is None else to_numpy(t.grad.t() if strided else t.grad) for t in leaves]
@@ -271,7 +304,7 @@ class Candidate:
             if rest and name is not None:
                 kwargs[name], rest = rest[0], ()
             return self._invoke(self.target, xt, rest, kwargs), (kwargs.get("weight"), kwargs.get("bias"))
-        mod = self.module(n, dtype)
+        mod = self.modules.get(n, dtype)
         w_t, b_t = self.parameters(n, dtype)
         with torch.no_grad():
             for p, v in ((w_t, weight), (b_t, bias)):
