@@ -64,11 +64,12 @@ def test_the_schema_is_draft_2020_12_and_has_the_keys_and_checks_the_prose_docum
 @pytest.fixture(scope="module")
 def counted(tmp_path_factory) -> tuple[dict, set, dict]:
     """A correct float16 norm audited forward only with 3 search examples, and every input it was called with."""
-    report_values.SEEN.clear()
-    report_values.SIZES.clear()
+    for recorded in (report_values.SEEN, report_values.SIZES, report_values.PROBES):
+        recorded.clear()
     tmp = tmp_path_factory.mktemp("counted")
     status, data = audit_json(tmp, "CountingRMSNorm", "--kind", "rmsnorm", "--weight-offset", "0", "--examples", "3")
     assert status == 0, [f["message"] for f in data["findings"]]
+    assert report_values.PROBES  # the replay check tops instances up with one row of an input seen before
     return data, set(report_values.SEEN), dict(report_values.SIZES)
 
 
