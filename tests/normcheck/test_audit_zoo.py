@@ -33,7 +33,10 @@ def test_correct_conventions_pass_in_every_dtype(spec, kind, offset):
     assert set(result.conventions) == {"float16", "bfloat16", "float32"}
 
 
-@pytest.mark.parametrize("examples", [0, EXAMPLES], ids=["structured", "searched"])
+# The structured cases alone catch and name every bug class; the search on top of them is the long sweep.
+@pytest.mark.parametrize(
+    "examples", [0, pytest.param(EXAMPLES, marks=pytest.mark.slow)], ids=["structured", "searched"]
+)
 @pytest.mark.parametrize("spec, kind, offset, bug", BUGGY, ids=[b[0].split(":")[-1] for b in BUGGY])
 def test_every_bug_class_is_caught_and_named_and_no_finding_names_another(spec, kind, offset, bug, examples):
     result = _audit(spec, kind, offset, examples)

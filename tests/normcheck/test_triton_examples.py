@@ -29,6 +29,8 @@ EXAMPLE = str(Path(__file__).resolve().parents[2] / "examples" / "triton_norms.p
 ROW_KERNELS = str(Path(__file__).parent / "targets" / "triton_row_kernels.py")
 EXAMPLES = 10
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
+# Under the CPU interpreter each audit takes half a minute: a long sweep, run with `-m slow`.
+pytestmark = [] if DEVICE == "cuda" else [pytest.mark.slow]
 
 
 def _variant(kind: str, bug: str) -> type:
