@@ -73,13 +73,13 @@ class ErrorStats:
         counts, _ = np.histogram(np.clip(a, HIST_EDGES[0], HIST_EDGES[-1]), bins=HIST_EDGES)
 
         def by(keys: np.ndarray) -> dict[str, dict[str, float]]:
+            # One stable sort: each group holds its errors in their order (the mean sums them as a[keys == k]).
+            order = np.argsort(keys, kind="stable")
+            unique, starts = np.unique(keys[order], return_index=True)
+            groups = np.split(a[order], starts[1:])
             return {
-                str(int(k)): {
-                    "count": int((keys == k).sum()),
-                    "max": float(a[keys == k].max()),
-                    "mean": float(a[keys == k].mean()),
-                }
-                for k in np.unique(keys)
+                str(int(k)): {"count": int(g.size), "max": float(g.max()), "mean": float(g.mean())}
+                for k, g in zip(unique, groups)
             }
 
         return {
