@@ -3,10 +3,10 @@
 An implementation is built once per hidden size and dtype and keeps its state between calls. A kernel
 right for its first calls and wrong later (a stale workspace, an autotuner switching configurations
 after warm-up, a captured CUDA graph replaying stale pointers) passes every check that judges a call on
-its own. So each instance is called at least :data:`MIN_CALLS` times (the first row of the first input it
-was given, forward only, not judged), then its first :data:`SAMPLE` inputs run again and must answer
-with the same bits as the first time. An instance rebuilt since (a new worker after a crash or a timeout, parameters
-kept in another dtype) is not the one that answered first: it is not compared.
+its own. So each instance is called at least :data:`MIN_CALLS` times (the first row of the first input
+it was given, forward only, not judged), then its first :data:`SAMPLE` inputs run again and must answer
+with the same bits as the first time. An instance rebuilt since (a new worker after a crash or a
+timeout, parameters kept in another dtype) is not the one that answered first: it is not compared.
 """
 
 from __future__ import annotations

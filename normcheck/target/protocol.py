@@ -44,7 +44,7 @@ class Run:
     problems: list[str] = field(default_factory=list)  #: wrong shape, dtype, missing gradients
     forward_only: bool = False  #: the output carried no autograd graph
     seconds: float = 0.0  #: time inside the implementation's forward and backward (device synchronized)
-    calls: int = 1  #: the calls this run stands for (more than one: :func:`repeated`, its seconds summed)
+    calls: int = 1  #: the calls this run stands for (more than one: a candidate's ``repeat``, seconds summed)
 
 
 @dataclass(frozen=True)
