@@ -26,6 +26,13 @@ def require_torch() -> ModuleType:
         raise UsageError("this command needs PyTorch: install it first, e.g. `pip install torch`") from None
 
 
+def warm_up_autograd(device: str = "cpu") -> None:
+    """One backward with a gradient tensor, as the audit's are: torch imports parts of itself on the first
+    (``backward(grad)`` imports sympy, 0.5 s), paid here rather than in a timed call."""
+    torch = require_torch()
+    (torch.ones(2, device=device, requires_grad=True) * 2).backward(torch.ones(2, device=device))
+
+
 def require_device(device: str) -> None:
     """A one-line :class:`UsageError` unless torch has ``device`` here (cpu, cuda, cuda:1, xpu, mps, ...)."""
     if device == "cpu":

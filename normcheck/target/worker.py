@@ -24,7 +24,7 @@ from normcheck.errors import UsageError
 from normcheck.options import AuditOptions
 from normcheck.target.loading import load_target
 from normcheck.target.registry import make_candidate
-from normcheck.target.torch_bridge import require_torch
+from normcheck.target.torch_bridge import warm_up_autograd
 
 #: Bytes of the worker's output kept for a crash or timeout report.
 LOG_TAIL = 6000
@@ -169,9 +169,8 @@ def worker_main() -> None:
     except UsageError as exc:
         conn.send(("usage", str(exc)))
         return
-    if candidate.framework == "torch":  # torch imports parts of itself on first use: paid here, not in a timed call
-        torch = require_torch()
-        (torch.ones(2, device=options.device, requires_grad=True) * 2).sum().backward()
+    if candidate.framework == "torch":
+        warm_up_autograd(options.device)
     hello = {"style": candidate.style, "function_parameters": candidate.function_parameters}
     conn.send(("ok", {**hello, "framework": candidate.framework}))
     while True:
