@@ -123,9 +123,10 @@ def judge_output(
         np.nan_to_num(binade, neginf=fmt.emin - fmt.precision),
         np.full(int(judged.sum()), case.n),
     )
-    over = [ex.exceeds(c, a) & judged for a in allowed]
-    if not over[-1].any():  # the tightest tier holds: so do the others
+    tightest = ex.exceeds(c, allowed[-1]) & judged
+    if not tightest.any():  # the tightest tier holds: so do the others (the common case: one exact test)
         return findings, errors
+    over = [ex.exceeds(c, a) & judged for a in allowed[:-1]] + [tightest]
     k = next(i for i, crossed in enumerate(over) if crossed.any())  # the loosest tier crossed
     tier, crossed = limit.tiers[k].name, over[k]
     i = tuple(int(v) for v in np.unravel_index(int(np.argmax(np.where(crossed, np.abs(signed), -1))), c.shape))

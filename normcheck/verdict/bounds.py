@@ -270,15 +270,19 @@ def sharpen(
         narrower = b.fmt.precision < comp.precision
         with np.errstate(all="ignore"):
             resolved = (b.scale > 0) & (ex.error_bound <= 2.0**-40 * b.scale)  # the oracle pins the error down
-            local = np.zeros(ex.shape)  # K of an element the oracle leaves unresolved, alone
             final = 0.5 * exact_ulp(ex, b.fmt) if narrower else 0.0
+            # Per element, the largest finite error over the references (each less what it may round at the
+            # end): the error relative to S grows with it, so its largest is the largest reference's.
+            worst = np.full(ex.shape, -np.inf)
             for ref, beyond in [(r, 0.0) for r in computed] + [(r, final) for r in conventions or []]:
                 got = ref.get(name)
                 if got is not None and got.shape == ex.shape:
-                    rel = np.maximum(np.abs(got - ex.approx) + ex.error_bound - beyond, 0.0) / b.scale
-                    known = np.isfinite(rel)
-                    k = max(k, float(rel[resolved & known].max(initial=0.0)))
-                    local = np.where(known & ~resolved, np.maximum(local, rel), local)
+                    d = np.abs(got - ex.approx) + ex.error_bound - beyond
+                    np.maximum(worst, d, out=worst, where=np.isfinite(d))
+            rel = np.maximum(worst, 0.0) / b.scale
+            known = np.isfinite(rel)
+            k = max(k, float(rel[resolved & known].max(initial=0.0)))
+            local = np.where(known & ~resolved, rel, 0.0)  # K of an element the oracle leaves unresolved, alone
             measured = b.intermediate if conventions is not None else 0.0
             sharp = (b.base - measured if narrower else 0.0) + FACTOR * np.maximum(k, local) * b.scale
         rounding = f" + the final roundings into {b.fmt.name} (as rigorous)" if narrower else ""
