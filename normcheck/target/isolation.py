@@ -32,7 +32,7 @@ from normcheck.options import DEFAULTS, AuditOptions
 from normcheck.target.loading import load_target
 from normcheck.target.protocol import Layout, Run
 from normcheck.target.registry import make_candidate
-from normcheck.target.torch_bridge import warm_up_autograd
+from normcheck.target.torch_bridge import require_torch
 from normcheck.target.torch_target import Candidate
 from normcheck.target.worker import WORKER_ENV, Worker, crash_site, spawn
 
@@ -246,10 +246,9 @@ def open_candidate(target: object, name: str, options: AuditOptions = DEFAULTS) 
         impl = load_target(target) if isinstance(target, str) else target
         return make_candidate(impl, name, options)  # type: ignore[return-value]  # an ArrayCandidate answers as a Candidate does
     candidate = IsolatedCandidate(target, name, options)
-    # While the worker starts: import torch and run its first backward (the diagnosis's emulations and the
-    # sharp tier's conventions run here), and compile the oracles' kernels (a machine's first audit) or load
-    # them from numba's cache.
-    warm_up_autograd()
+    # While the worker starts: import torch (the diagnosis's emulations and the sharp tier's conventions run
+    # here), and compile the oracles' kernels (a machine's first audit) or load them from numba's cache.
+    require_torch()
     from oracles.warmup import warm_up  # (not at the top: the worker, which imports this module, needs no oracle)
 
     warm_up()
