@@ -210,11 +210,12 @@ def fused_line(result) -> str:
 def time_line(result) -> str:
     """Where the audit's time went, in one line."""
     t = result.timing
-    impl, kernels = t.get("implementation", 0.0), t.get("kernels", 0.0)
-    rest = result.seconds - impl - t.get("oracle", 0.0) - t.get("bounds", 0.0)
+    impl, kernels, overlapped = t.get("implementation", 0.0), t.get("kernels", 0.0), t.get("overlapped", 0.0)
+    rest = result.seconds - impl - t.get("oracle", 0.0) - t.get("bounds", 0.0) + overlapped
+    meanwhile = f", {overlapped:.1f} s of it while the oracle and bounds ran" if overlapped else ""
     return (
         f"time {result.seconds:.1f} s: implementation {impl:.1f} s ({kernels:.1f} s in its kernels, "
-        f"{impl - kernels:.1f} s copies and worker), oracle {t.get('oracle', 0.0):.1f} s, "
+        f"{impl - kernels:.1f} s copies and worker{meanwhile}), oracle {t.get('oracle', 0.0):.1f} s, "
         f"bounds {t.get('bounds', 0.0):.1f} s, search and statistics {rest:.1f} s"
     )
 

@@ -29,7 +29,9 @@ CHECKS = (
 #: Where an audit's time goes: calls of the implementation (``kernels``: inside its forward and
 #: backward, device synchronized; the rest of ``implementation`` is copies to and from the device and
 #: the worker process), the exact oracle, and the bounds (with the correct references they rest on).
-TIMED = ("implementation", "kernels", "oracle", "bounds")
+#: ``overlapped``: the part of ``implementation`` a worker process spent on a call while this process
+#: computed the same input's oracle and bounds (counted in both).
+TIMED = ("implementation", "kernels", "oracle", "bounds", "overlapped")
 
 
 @dataclass
@@ -89,7 +91,8 @@ class AuditResult:
     #: ``{"dtype", "shape", "regime", "predicted_s"}`` each. Slow is not hung: they are not findings.
     too_slow: list[dict] = field(default_factory=list)
     isolation: str = "worker process"  #: where the implementation ran: "worker process" or "in-process"
-    #: Seconds spent per part of the audit (see :data:`TIMED`); the rest of :attr:`seconds` is the search's own.
+    #: Seconds spent per part of the audit (see :data:`TIMED`); the rest of :attr:`seconds` (``overlapped`` added
+    #: back) is the search's own.
     timing: dict[str, float] = field(default_factory=dict)
 
     @property

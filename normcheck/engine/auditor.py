@@ -55,8 +55,19 @@ class Auditor:
     def check(self, case: NormInput, dtype: str, *, keep: bool = True) -> list[Finding]:
         """Run the implementation and the oracle on one input; return what is wrong. ``keep=False``
         (hypothesis shrinking): the statistics do not count it."""
-        run = self.caller.run(case, dtype, grad=self.options.grad, keep=keep)
+        run = self._call(case, dtype, keep)
         return [] if run is None else self.judge(case, dtype, run, keep=keep)
+
+    def _call(self, case: NormInput, dtype: str, keep: bool) -> Run | None:
+        """The implementation's answer on ``case``; in a worker process, the exact outputs and bounds the
+        judge needs are computed while it computes (an input's sums of a fused residual-add wait for y)."""
+        grad = self.options.grad and self.caller.c.supports_grad
+
+        def prepare() -> None:
+            self.measure.prepare(case, dtype, grad)
+
+        meanwhile = prepare if case.residual is None else None
+        return self.caller.run(case, dtype, grad=self.options.grad, keep=keep, meanwhile=meanwhile)
 
     def judge(self, case: NormInput, dtype: str, run: Run, *, keep: bool = True) -> list[Finding]:
         """What is wrong with ``run``, the implementation's answer on ``case``; its errors go into the
@@ -151,7 +162,7 @@ class Auditor:
         return findings
 
     def _attempt(self, case: NormInput, dtype: str, keep: bool) -> tuple[Run | None, list[Finding]]:
-        run = self.caller.run(case, dtype, grad=self.options.grad, keep=keep)
+        run = self._call(case, dtype, keep)
         return run, [] if run is None else self.judge(case, dtype, run, keep=keep)
 
     def _bias(self, case: NormInput, dtype: str) -> list[Finding]:

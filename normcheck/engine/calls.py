@@ -16,7 +16,7 @@ from normcheck.strategies import NormInput
 from normcheck.target.isolation import IsolatedCandidate, WorkerLost
 from normcheck.target.protocol import Layout, Run
 from normcheck.target.torch_target import Candidate
-from normcheck.timing import Pace, add_time, clocked, time_limit, too_slow
+from normcheck.timing import Pace, add_time, time_limit, too_slow
 from oracles import FloatFormat, resolve_format, round_floats
 
 #: Failures that cost the worker process: their hidden-size block is not run again in that dtype.
@@ -90,7 +90,15 @@ class Caller:
         """Inputs not run per dtype, because of crashes or timeouts at their hidden size."""
         return {d: lost.skipped for d, lost in self._lost.items() if lost.skipped}
 
-    def run(self, case: NormInput, dtype: str, *, grad: bool, keep: bool = True) -> Run | None:
+    def run(
+        self,
+        case: NormInput,
+        dtype: str,
+        *,
+        grad: bool,
+        keep: bool = True,
+        meanwhile: Callable[[], None] | None = None,
+    ) -> Run | None:
         """Call the implementation on ``case``; None where earlier crashes or timeouts say not to.
 
         A crash or timeout is not triggered again in the same hidden-size block
@@ -99,8 +107,13 @@ class Caller:
         an implementation that dies or hangs costs a bounded time. An input that the calls before it
         predict to take longer than the timeout is not run either (:mod:`normcheck.timing`).
         ``keep=False`` (hypothesis shrinking): the inputs not run are not counted.
+
+        ``meanwhile`` (the exact side of the same input, say) runs while a worker process computes; in
+        this process, or where the call is not made, it does not run. The implementation's clock counts
+        the time the audit waited for it and the worker's time on the call that overlapped ``meanwhile``
+        (:data:`~normcheck.result.TIMED`: ``overlapped``).
         """
-        return self._call(case, dtype, grad=grad, keep=keep, times=1)
+        return self._call(case, dtype, grad=grad, keep=keep, times=1, meanwhile=meanwhile)
 
     def repeat(self, case: NormInput, dtype: str, times: int) -> Run | None:
         """Call the implementation forward ``times`` times on ``case`` (answers not judged), in batches each
@@ -117,7 +130,16 @@ class Caller:
             times -= batch
         return run
 
-    def _call(self, case: NormInput, dtype: str, *, grad: bool, keep: bool, times: int) -> Run | None:
+    def _call(
+        self,
+        case: NormInput,
+        dtype: str,
+        *,
+        grad: bool,
+        keep: bool,
+        times: int,
+        meanwhile: Callable[[], None] | None = None,
+    ) -> Run | None:
         """:meth:`run` (``times`` 1) and :meth:`repeat` (forward only)."""
         lost = self._lost.setdefault(dtype, _Lost())
         if size_block(case.n) in lost.blocks or lost.gave_up():
@@ -137,14 +159,30 @@ class Caller:
         except WorkerLost as exc:  # building the module took the worker down
             run = Run(failure=exc.failure, error=exc.error, detail=exc.detail)
         else:
+            spent = 0.0  # in meanwhile
             start = time.perf_counter()
-            with clocked(self.timing, "implementation"), self._allowing(time_limit(predicted, timeout)):
-                if times == 1:
-                    run = self.c.run(case.x, w, b, g, case.strided, residual=case.residual)
-                else:
+            with self._allowing(time_limit(predicted, timeout)):
+                if times > 1:
                     run = self.c.repeat(times, case.x, w, b, case.residual)
+                elif meanwhile is not None and isinstance(self.c, IsolatedCandidate):
+                    work = meanwhile
+
+                    def timed() -> None:
+                        nonlocal spent
+                        begin = time.perf_counter()
+                        work()
+                        spent = time.perf_counter() - begin
+
+                    run = self.c.run(case.x, w, b, g, case.strided, residual=case.residual, meanwhile=timed)
+                else:
+                    run = self.c.run(case.x, w, b, g, case.strided, residual=case.residual)
+            overlapped = min(spent, run.handled or 0.0)
+            took = time.perf_counter() - start - spent + overlapped
+            add_time(self.timing, "implementation", took)
+            if overlapped:
+                add_time(self.timing, "overlapped", overlapped)
             if run.failure is None:
-                pace.record(rows * run.calls, case.n, time.perf_counter() - start)
+                pace.record(rows * run.calls, case.n, took)
             elif run.failure == "timeout" and predicted is not None:
                 run = replace(run, error=f"{run.error}; {predicted:.3g} s predicted from the calls before it")
             add_time(self.timing, "kernels", run.seconds)

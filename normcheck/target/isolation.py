@@ -22,6 +22,8 @@ from __future__ import annotations
 import os
 import pickle
 import sys
+import time
+from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
@@ -72,6 +74,7 @@ class IsolatedCandidate:
         self._kept: dict[str, str | None] = {}  #: as :meth:`Candidate.keep_parameters` set, for every worker
         self._worker: Worker | None = self._spawn()
         self._spare: Worker | None = None
+        self._in_flight = False  #: a request is out and ``meanwhile`` work runs: no other request may start
 
     @property
     def style(self) -> str:
@@ -113,9 +116,12 @@ class IsolatedCandidate:
         grad: np.ndarray | None,
         strided: bool = False,
         residual: np.ndarray | None = None,
+        meanwhile: Callable[[], None] | None = None,
     ) -> Run:
-        """As :meth:`Candidate.run`; a dead or stalled worker is a ``crash`` or ``timeout`` run."""
-        run = self._run(("run", x, weight, bias, grad if self.supports_grad else None, strided, residual))
+        """As :meth:`Candidate.run`; a dead or stalled worker is a ``crash`` or ``timeout`` run.
+        ``meanwhile`` runs here while the worker computes (it must not call the worker)."""
+        message = ("run", x, weight, bias, grad if self.supports_grad else None, strided, residual)
+        run = self._run(message, meanwhile)
         if run.forward_only:
             self.supports_grad = False
         return run
@@ -126,10 +132,10 @@ class IsolatedCandidate:
         """As :meth:`Candidate.repeat`, in one round trip to the worker."""
         return self._run(("repeat", times, x, weight, bias, residual))
 
-    def _run(self, message: tuple) -> Run:
+    def _run(self, message: tuple, meanwhile: Callable[[], None] | None = None) -> Run:
         """The worker's run for ``message``; a dead or stalled worker is a ``crash`` or ``timeout`` run."""
         try:
-            return self._request(message)
+            return self._request(message, meanwhile)
         except WorkerLost as lost:
             return Run(failure=lost.failure, error=lost.error, detail=lost.detail)
 
@@ -190,12 +196,26 @@ class IsolatedCandidate:
         assert hello is not None  # (_ready waits for it)
         return hello
 
-    def _request(self, message: tuple) -> Any:
-        """Send ``message`` and return the worker's answer (a Layout, a Run or None: as the message asks)."""
+    def _request(self, message: tuple, meanwhile: Callable[[], None] | None = None) -> Any:
+        """Send ``message`` and return the worker's answer (a Layout, a Run or None: as the message asks);
+        ``meanwhile`` runs after sending, and the time it takes counts against the timeout."""
         conn = self._ready().conn
+        if self._in_flight:
+            raise RuntimeError(f"a request to the worker ({message[0]}) while another one is in flight")
         try:
             conn.send(message)
-            answered = conn.poll(self.timeout if self.timeout > 0 else None)
+            sent = time.perf_counter()
+            if meanwhile is not None:
+                self._in_flight = True
+                try:
+                    meanwhile()
+                except BaseException:
+                    self.close()  # the worker's answer is still to come: no later request could be in step
+                    raise
+                finally:
+                    self._in_flight = False
+            left = self.timeout - (time.perf_counter() - sent)
+            answered = conn.poll(max(0.0, left) if self.timeout > 0 else None)
         except (OSError, EOFError):  # the worker died while reading the message
             answered = True
         if not answered:

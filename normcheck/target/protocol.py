@@ -45,6 +45,8 @@ class Run:
     forward_only: bool = False  #: the output carried no autograd graph
     seconds: float = 0.0  #: time inside the implementation's forward and backward (device synchronized)
     calls: int = 1  #: the calls this run stands for (more than one: a candidate's ``repeat``, seconds summed)
+    #: In a worker process: its seconds on the call, from the request to the answer (copies included).
+    handled: float | None = None
 
 
 @dataclass(frozen=True)

@@ -183,7 +183,9 @@ def worker_main() -> None:
             if op in ("describe", "keep_parameters"):
                 reply: tuple = ("ok", getattr(candidate, op)(*args))
             else:  # "run" or "repeat"
+                start = time.perf_counter()
                 run = getattr(candidate, op)(*args)
+                run.handled = time.perf_counter() - start
                 restart = run.failure == "exception" and not candidate.device_is_healthy()
                 reply = ("ok", run)
         except UsageError as exc:
