@@ -75,14 +75,14 @@ class ErrorStats:
         def by(keys: np.ndarray) -> dict[str, dict[str, float]]:
             # One stable sort: each group holds its errors in their order (the mean sums them as a[keys == k]).
             # Keys that fit 16 bits sort by radix (a third of the time for a default audit's 0.5 M errors).
-            small = keys.astype(np.int16) if np.array_equal(keys, keys.astype(np.int16)) else keys
-            order = np.argsort(small, kind="stable")
+            small = keys.astype(np.int16)
+            order = np.argsort(small if np.array_equal(small, keys) else keys, kind="stable")
             ordered = keys[order]
             starts = np.flatnonzero(ordered[1:] != ordered[:-1]) + 1
-            groups = np.split(a[order], starts)
+            firsts = ordered[np.concatenate(([0], starts))]
             return {
-                str(int(g_keys[0])): {"count": int(g.size), "max": float(g.max()), "mean": float(g.mean())}
-                for g_keys, g in zip(np.split(ordered, starts), groups)
+                str(int(k)): {"count": int(g.size), "max": float(g.max()), "mean": float(g.mean())}
+                for k, g in zip(firsts, np.split(a[order], starts))
             }
 
         return {

@@ -32,7 +32,6 @@ class Measure:
     def prepare(self, case: NormInput, dtype: str, grad: bool) -> None:
         """Compute :meth:`outputs` now (while the implementation computes in its worker); the next call of
         :meth:`outputs` on the same input, dtype and gradients, the layout unchanged, returns them."""
-        self._prepared = None
         outputs = self.outputs(case, dtype, grad)
         self._prepared = (case, (dtype, grad, self.caller.layout(case.n, dtype)), outputs)
 
