@@ -126,6 +126,7 @@ def main() -> None:
         commands |= {dtype: (DTYPE_TARGET, ["--dtype", dtype]) for dtype in DTYPES}
     runs = alternate(commands, args.repeat)
     name = labels(args.targets)
+    median = {target: medians(runs[target]) for target in args.targets}
     for target in args.targets:
         print(f"{name[target]:<16} {target}")
     print(f"\nmedian of {args.repeat} runs, seconds; wall: process start to exit, audit: the report's seconds")
@@ -134,7 +135,7 @@ def main() -> None:
         f"{'audit/impl':>10} {'inputs':>6}  verdict"
     )
     for target in args.targets:
-        m = medians(runs[target])
+        m = median[target]
         print(
             f"{name[target]:<16} {m['wall']:>6.1f} {m['seconds']:>6.1f} {m['implementation']:>6.1f} "
             f"{m['kernels']:>7.1f} {m['oracle']:>6.1f} {m['bounds']:>6.1f} {m['ratio']:>10.2f} "
@@ -142,7 +143,7 @@ def main() -> None:
         )
     print("\ntargets")
     for target in args.targets:
-        m = medians(runs[target])
+        m = median[target]
         limits = TARGETS.get(target, {})
         checks = ", ".join(check(metric, m[metric], limit) for metric, limit in limits.items()) or "none set"
         print(f"{name[target]:<16} {checks}")
