@@ -1,4 +1,5 @@
-"""Command line: ``normcheck audit TARGET`` (exit 0 pass, 1 findings, 2 usage error) and ``normcheck demo``."""
+"""Command line: ``normcheck audit TARGET`` (exit 0 pass, 1 findings, 2 usage error), ``normcheck scan PACKAGE``
+(exit 1 when any implementation fails), ``merge``, ``report``, ``vectors``, ``check-vectors`` and ``demo``."""
 
 from __future__ import annotations
 
@@ -7,11 +8,12 @@ import sys
 from pathlib import Path
 
 from rich.console import Console
-from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from normcheck.errors import UsageError
 from normcheck.options import DEFAULT_DTYPES, DEFAULTS, DTYPES, REPRODUCER_DIR, AuditOptions, Framework, Kind, Style
+from normcheck.scan.discover import NAME_PATTERN
 from normcheck.timing import SLACK
 
 
@@ -32,6 +34,20 @@ def _demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _common_options(args: argparse.Namespace) -> dict:
+    """The options ``audit`` and ``scan`` share, from the command line."""
+    return {
+        "dtype": tuple(args.dtype or DEFAULT_DTYPES),
+        "device": args.device,
+        "examples": args.examples,
+        "seed": args.seed,
+        "grad": not args.no_grad,
+        "timeout": args.timeout,
+        "compile": args.compile_backend if args.compile else None,
+        "param_dtype": args.param_dtype,
+    }
+
+
 def _options(args: argparse.Namespace) -> AuditOptions:
     """The audit's options from the command line (their checks are the options' own)."""
     if args.report_dir:  # reproducers of large inputs store them beside the report
@@ -39,23 +55,16 @@ def _options(args: argparse.Namespace) -> AuditOptions:
     else:
         folder = str(Path(args.json).parent) if args.json else REPRODUCER_DIR
     return AuditOptions(
+        **_common_options(args),
         kind=args.kind,
-        dtype=tuple(args.dtype or DEFAULT_DTYPES),
-        device=args.device,
         eps=args.eps,
         weight_offset=args.weight_offset,
-        examples=args.examples,
-        seed=args.seed,
-        grad=not args.no_grad,
         hidden_sizes=tuple(args.hidden_size or ()),
         shapes=tuple(parse_shape(text) for text in args.shape or ()),
-        timeout=args.timeout,
         in_process=args.in_process,
-        compile=args.compile_backend if args.compile else None,
         residual=args.residual,
         style=args.style,
         framework=args.framework,
-        param_dtype=args.param_dtype,
         reproducer_dir=folder,
     )
 
@@ -73,14 +82,7 @@ def parse_shape(text: str) -> tuple[int, ...]:
 
 def _audit(args: argparse.Namespace) -> int:
     options = _options(args)
-    if args.json:
-        from normcheck.report.json_report import check_writable
-
-        check_writable(args.json)
-    if args.report_dir:
-        folder = Path(args.report_dir)
-        if folder.exists() and not folder.is_dir():
-            raise UsageError(f"--report-dir {args.report_dir!r} exists and is not a folder")
+    _check_outputs(args)
     from normcheck.api import open_audit
 
     with (
@@ -220,6 +222,71 @@ def time_line(result) -> str:
     )
 
 
+def _check_outputs(args: argparse.Namespace) -> None:
+    """Fail early, with one line, on a --json or --report-dir that cannot be written."""
+    if args.json:
+        from normcheck.report.json_report import check_writable
+
+        check_writable(args.json)
+    if args.report_dir:
+        folder = Path(args.report_dir)
+        if folder.exists() and not folder.is_dir():
+            raise UsageError(f"--report-dir {args.report_dir!r} exists and is not a folder")
+
+
+def _scan(args: argparse.Namespace) -> int:
+    import os
+
+    from normcheck.scan.render import print_summary, short_name, write
+    from normcheck.scan.scanner import scan
+
+    options = AuditOptions(**_common_options(args))
+    if args.jobs is not None and args.jobs < 1:
+        raise UsageError(f"--jobs must be >= 1, got {args.jobs}")
+    _check_outputs(args)
+    with Progress(
+        SpinnerColumn(),
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=Console(stderr=True),
+        transient=True,
+    ) as progress:
+        task = progress.add_task(f"scanning {args.target}: finding norms", total=None)
+
+        def show(state) -> None:
+            names = ", ".join(short_name(s) for s in state.running)
+            progress.update(task, total=state.total, completed=state.finished, description=f"auditing {names}"[:60])
+
+        doc = scan(
+            args.target,
+            options,
+            include=args.include or (),
+            exclude=args.exclude or (),
+            names=args.names,
+            jobs=args.jobs or os.cpu_count() or 1,
+            cache=args.cache,
+            progress=show,
+        )
+    print_summary(doc, Console())
+    write(doc, args.json, args.report_dir)
+    return 0 if doc["counts"]["fail"] == 0 and doc["counts"]["errors"] == 0 else 1
+
+
+def _merge(args: argparse.Namespace) -> int:
+    from normcheck.scan.render import load, print_summary, write
+    from normcheck.scan.summary import merge
+
+    if not (args.json or args.report_dir):
+        raise UsageError("give --json FILE and/or --report-dir DIR for the merged summary")
+    _check_outputs(args)
+    doc = merge([load(path) for path in args.shards])
+    print_summary(doc, Console())
+    write(doc, args.json, args.report_dir)
+    return 0 if doc["counts"]["fail"] == 0 and doc["counts"]["errors"] == 0 else 1
+
+
 def _report(args: argparse.Namespace) -> int:
     from normcheck.report.render import render
 
@@ -270,16 +337,45 @@ def _check_vectors(args: argparse.Namespace) -> int:
     return 1
 
 
+def _add_common_options(command: argparse.ArgumentParser) -> None:
+    """The options ``audit`` and ``scan`` share (read back by :func:`_common_options`)."""
+    command.add_argument("--device", default=DEFAULTS.device, help="a torch device: cpu, cuda, cuda:1, xpu, mps, ...")
+    command.add_argument(
+        "--dtype", action="append", choices=DTYPES, help=f"repeat for several (default: {', '.join(DEFAULT_DTYPES)})"
+    )
+    command.add_argument(
+        "--param-dtype", choices=DTYPES, help="keep the parameters in this dtype (default: the audited dtype)"
+    )
+    command.add_argument(
+        "--compile", action="store_true", help="audit the implementation under torch.compile (JAX: jax.jit)"
+    )
+    command.add_argument("--compile-backend", default="inductor", help="torch.compile backend for --compile")
+    command.add_argument(
+        "--examples",
+        type=int,
+        default=DEFAULTS.examples,
+        help=f"random search examples per dtype (default {DEFAULTS.examples})",
+    )
+    command.add_argument(
+        "--seed", type=int, default=DEFAULTS.seed, help="search seed: the same seed gives the same verdict"
+    )
+    command.add_argument("--no-grad", action="store_true", help="audit the forward pass only")
+    command.add_argument(
+        "--timeout",
+        type=float,
+        default=DEFAULTS.timeout,
+        help=f"seconds before a call counts as hanging (or {SLACK:g}x its predicted time, if longer); inputs predicted "
+        "to take longer are not run (0: no limit)",
+    )
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="normcheck", description="Exact-oracle audits of RMSNorm and LayerNorm.")
     sub = parser.add_subparsers(dest="command", required=True)
     audit = sub.add_parser("audit", help="audit an implementation against the exact oracle")
     audit.add_argument("target", help="mypkg.RMSNorm, mypkg.sub:RMSNorm, path/to/file.py:Name or a function")
     audit.add_argument("--kind", choices=tuple(Kind), help="inferred by probing when omitted")
-    audit.add_argument("--device", default=DEFAULTS.device, help="a torch device: cpu, cuda, cuda:1, xpu, mps, ...")
-    audit.add_argument(
-        "--dtype", action="append", choices=DTYPES, help=f"repeat for several (default: {', '.join(DEFAULT_DTYPES)})"
-    )
+    _add_common_options(audit)
     audit.add_argument("--eps", type=float, help="construct with / call with this eps (default: the implementation's)")
     audit.add_argument("--weight-offset", type=int, choices=(0, 1), help="1 for Gemma's (1 + w); inferred if omitted")
     audit.add_argument("--hidden-size", type=int, action="append", help="hidden sizes to search (repeatable)")
@@ -305,30 +401,6 @@ def _parser() -> argparse.ArgumentParser:
         help="what the target is written in (default: jax for Flax modules and jax functions, else torch)",
     )
     audit.add_argument(
-        "--param-dtype", choices=DTYPES, help="keep the parameters in this dtype (default: the audited dtype)"
-    )
-    audit.add_argument(
-        "--compile", action="store_true", help="audit the implementation under torch.compile (JAX: jax.jit)"
-    )
-    audit.add_argument("--compile-backend", default="inductor", help="torch.compile backend for --compile")
-    audit.add_argument(
-        "--examples",
-        type=int,
-        default=DEFAULTS.examples,
-        help=f"random search examples per dtype (default {DEFAULTS.examples})",
-    )
-    audit.add_argument(
-        "--seed", type=int, default=DEFAULTS.seed, help="search seed: the same seed gives the same verdict"
-    )
-    audit.add_argument("--no-grad", action="store_true", help="audit the forward pass only")
-    audit.add_argument(
-        "--timeout",
-        type=float,
-        default=DEFAULTS.timeout,
-        help=f"seconds before a call counts as hanging (or {SLACK:g}x its predicted time, if longer); inputs predicted "
-        "to take longer are not run (0: no limit)",
-    )
-    audit.add_argument(
         "--in-process",
         action="store_true",
         help="run the implementation in normcheck's own process (for a debugger; a crash or a hang in C "
@@ -337,6 +409,24 @@ def _parser() -> argparse.ArgumentParser:
     audit.add_argument("--json", help="write the versioned JSON report here (atomically)")
     audit.add_argument("--report-dir", help="write audit.json, report.md (with plots) and report.html here")
     audit.set_defaults(func=_audit)
+    scan = sub.add_parser("scan", help="audit every norm in a package: one audit per distinct implementation")
+    scan.add_argument("target", help="an installed package or module: transformers, transformers.models.llama, mypkg")
+    _add_common_options(scan)
+    scan.add_argument(
+        "--include", action="append", help="audit only module.Name matching this pattern (fnmatch; repeatable)"
+    )
+    scan.add_argument("--exclude", action="append", help="leave out module.Name matching this pattern (repeatable)")
+    scan.add_argument("--names", default=NAME_PATTERN, help=f"what a norm is called (regex, default {NAME_PATTERN!r})")
+    scan.add_argument("--jobs", type=int, help="audits at once, each in its own processes (default: the cores)")
+    scan.add_argument("--cache", help="the folder of finished audits (default: ~/.cache/normcheck/scan)")
+    scan.add_argument("--json", help="write the scan's JSON summary here (atomically)")
+    scan.add_argument("--report-dir", help="write scan.md and scan.html here")
+    scan.set_defaults(func=_scan)
+    merge = sub.add_parser("merge", help="merge the JSON summaries of a scan's shards into the whole scan's")
+    merge.add_argument("shards", nargs="+", help="scan summaries (scan --json), e.g. one per CI job")
+    merge.add_argument("--json", help="write the merged JSON summary here")
+    merge.add_argument("--report-dir", help="write scan.md and scan.html of the merged summary here")
+    merge.set_defaults(func=_merge)
     rep = sub.add_parser("report", help="render Markdown and self-contained HTML from audit JSON reports")
     rep.add_argument("results", nargs="+", help="audit reports (--json) to show side by side")
     rep.add_argument("--out", required=True, help="folder for report.md, its plots and report.html")
