@@ -12,7 +12,17 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn
 from rich.table import Table
 
 from normcheck.errors import UsageError
-from normcheck.options import DEFAULT_DTYPES, DEFAULTS, DTYPES, REPRODUCER_DIR, AuditOptions, Framework, Kind, Style
+from normcheck.options import (
+    DEFAULT_DTYPES,
+    DEFAULTS,
+    DTYPES,
+    REPRODUCER_DIR,
+    AuditOptions,
+    Framework,
+    InputLayout,
+    Kind,
+    Style,
+)
 from normcheck.scan.discover import NAME_PATTERN
 from normcheck.timing import SLACK
 
@@ -45,6 +55,7 @@ def _common_options(args: argparse.Namespace) -> dict:
         "timeout": args.timeout,
         "compile": args.compile_backend if args.compile else None,
         "param_dtype": args.param_dtype,
+        "layout": args.layout,
     }
 
 
@@ -360,6 +371,13 @@ def _add_common_options(command: argparse.ArgumentParser) -> None:
         "--seed", type=int, default=DEFAULTS.seed, help="search seed: the same seed gives the same verdict"
     )
     command.add_argument("--no-grad", action="store_true", help="audit the forward pass only")
+    command.add_argument(
+        "--layout",
+        choices=tuple(InputLayout),
+        default=DEFAULTS.layout,
+        help="where the normalized dimension is: last (default), or the channels of a channels-first tensor, "
+        "nchw (LayerNorm2d, ConvNext's channels_first) or ncl (1-d)",
+    )
     command.add_argument(
         "--timeout",
         type=float,

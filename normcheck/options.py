@@ -39,6 +39,14 @@ class Style(StrEnum):
     RETURN = "return"  #: returns (y, residual_out)
 
 
+class InputLayout(StrEnum):
+    """Where the normalized dimension is in the tensor the implementation takes."""
+
+    LAST = "last"  #: the last dimension (rows of hidden size n)
+    NCHW = "nchw"  #: channels first, (N, C, H, W): LayerNorm2d, ConvNext's channels_first
+    NCL = "ncl"  #: channels first, (N, C, L): a 1-d channels-first norm (SqueezeBERT's)
+
+
 def _choice(name: str, value: object, allowed: tuple[str, ...]) -> None:
     if value not in allowed:
         raise UsageError(f"{name} must be one of {', '.join(map(str, allowed))}, got {value!r}")
@@ -49,9 +57,10 @@ class AuditOptions:
     """What to audit and how. ``dtype`` is one dtype or several (kept as a tuple, in order, once each);
     ``eps`` constructs or calls the implementation with that eps (None: its own); ``compile`` names
     a torch.compile backend (JAX: any name means ``jax.jit``); ``residual`` audits a fused
-    residual-add + norm answering in ``style``; ``param_dtype`` keeps the parameters in that dtype
-    instead of the audited one; ``timeout`` is the seconds before a call counts as hanging (0: no
-    limit); ``in_process`` runs the implementation in normcheck's own process (for a debugger)."""
+    residual-add + norm answering in ``style``; ``layout`` says where the normalized dimension is in the
+    tensor the implementation takes (channels first: ``nchw``, ``ncl``); ``param_dtype`` keeps the
+    parameters in that dtype instead of the audited one; ``timeout`` is the seconds before a call counts
+    as hanging (0: no limit); ``in_process`` runs the implementation in normcheck's own process (for a debugger)."""
 
     kind: str | None = None
     dtype: str | tuple[str, ...] = DEFAULT_DTYPES
@@ -68,6 +77,7 @@ class AuditOptions:
     compile: str | None = None
     residual: bool = False
     style: str = Style.AUTO
+    layout: str = InputLayout.LAST
     framework: str | None = None
     param_dtype: str | None = None
     reproducer_dir: str = field(default=REPRODUCER_DIR, compare=False)
@@ -90,6 +100,9 @@ class AuditOptions:
         if self.param_dtype is not None:
             _choice("param dtype", self.param_dtype, DTYPES)
         _choice("style", self.style, tuple(Style))
+        _choice("layout", self.layout, tuple(InputLayout))
+        if self.layout != InputLayout.LAST and self.residual:
+            raise UsageError(f"layout {self.layout} applies to a plain norm, not to a fused residual-add")
         if self.eps is not None and not (math.isfinite(self.eps) and self.eps >= 0):
             raise UsageError(f"eps must be a finite number >= 0, got {self.eps!r}")
         if any(n < 1 for n in self.hidden_sizes):
@@ -135,6 +148,7 @@ class AuditOptions:
             "shapes": [list(shape) for shape in self.shapes],
             "compile": self.compile,
             "residual": self.residual,
+            "layout": self.layout,
             "timeout": self.timeout,
             "framework": framework,
             "param_dtype": self.param_dtype,

@@ -18,12 +18,14 @@ import torch
 import torch.nn.functional as F
 from transformers.models.chameleon.modeling_chameleon import ChameleonLayerNorm
 from transformers.models.deepseek_v4.modeling_deepseek_v4 import DeepseekV4UnweightedRMSNorm
+from transformers.models.dinov3_convnext.modeling_dinov3_convnext import DINOv3ConvNextLayerNorm
 from transformers.models.esm.modeling_esmfold import EsmFoldLayerNorm
 from transformers.models.esmc.modeling_esmc import EsmcLayerNorm
 from transformers.models.gradium_phonon_tts.modeling_gradium_phonon_tts import GradiumPhononTTSFlowLayerNorm
 from transformers.models.imagegpt.modeling_imagegpt import ImageGPTLayerNorm
 from transformers.models.moonshine_streaming.modeling_moonshine_streaming import MoonshineStreamingLayerNorm
 from transformers.models.muse_spark.modeling_muse_spark import MuseSparkTextCenteredRMSNorm
+from transformers.models.nemotron.modeling_nemotron import NemotronLayerNorm1P
 from transformers.models.pocket_tts.modeling_pocket_tts import PocketTTSFlowLayerNorm
 from transformers.models.sam.modeling_sam import SamLayerNorm
 from transformers.models.videoprism.modeling_videoprism import VideoPrismLayerNorm
@@ -141,3 +143,24 @@ class KernelFixedEsmc(EsmcLayerNorm):
     def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
         with fp32_layer_norm():
             return super().forward(hidden_states)
+
+
+class KernelFixedDINOv3ConvNext(DINOv3ConvNextLayerNorm):
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        with fp32_layer_norm():
+            return super().forward(features)
+
+
+class FixedNemotron1P(NemotronLayerNorm1P):
+    """1 + w in float32 and torch's kernel on float32 copies."""
+
+    def forward(self, input: torch.Tensor) -> torch.Tensor:
+        return _fp32_layer_norm(input, self.normalized_shape, self.weight.float() + 1.0, self.bias, self.eps)
+
+
+class KernelFixedNemotron1P(NemotronLayerNorm1P):
+    """torch's kernel on float32 copies; 1 + w still rounded to the weight dtype."""
+
+    def forward(self, input: torch.Tensor) -> torch.Tensor:
+        with fp32_layer_norm():
+            return super().forward(input)

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from normcheck.errors import UsageError
-from normcheck.options import REPRODUCER_DIR
+from normcheck.options import REPRODUCER_DIR, InputLayout
 from normcheck.strategies import NormInput
 from normcheck.target.protocol import RESIDUAL_NAMES, function_arguments
 from normcheck.target.torch_target import Candidate
@@ -180,11 +180,19 @@ def _torch_lines(
     """The reproducer of a torch target: its own code, as a user would write it."""
     fused, weight, bias = "r" in arrays, "w" in arrays, "b" in arrays
     grad = output in GRADIENTS
+    layout = candidate.layout
+    x_in = "x" if layout == InputLayout.LAST else f'to_layout(x, "{layout}")'
+
+    def rows(call: str) -> str:
+        """A call's output as rows again, where the input went in channels first."""
+        return call if layout == InputLayout.LAST else f'from_layout({call}, tuple(x.shape), "{layout}")'
+
     lines = [
         "import ml_dtypes, numpy as np, torch, oracles",
         "from normcheck.target.loading import construct_module, load_target",
         "from normcheck.report.reproducer import load_inputs, show_error",
         "from normcheck.target.torch_bridge import from_numpy, to_numpy",
+        *(["from normcheck.target.layouts import from_layout, to_layout"] if layout != InputLayout.LAST else []),
         *inputs,
         f'target = load_target("{spec}")',
         *(f'{k} = from_numpy(inputs["{k}"])' for k in ("x", "r", "w", "b") if k in arrays),
@@ -208,9 +216,10 @@ def _torch_lines(
             candidate.eps_override,
         )
         residual = next((k for k in RESIDUAL_NAMES if k in candidate.function_parameters), None)
-        first = ["x"] if not fused else ["x", f"{residual}=r" if residual else "r"]
+        first = [x_in] if not fused else ["x", f"{residual}=r" if residual else "r"]
         args = [*first, *(f"{k}={v if isinstance(v, str) else repr(v)}" for k, v in kwargs.items())]
-        lines.append(f"{out} = target({', '.join(args)})")
+        call = f"target({', '.join(args)})"
+        lines.append(f"{out} = {rows(call)}")
         params = {"w": "w", "b": "b"}
     else:
         # The weight's dtype: kept in float32 where the module refuses others.
@@ -219,7 +228,7 @@ def _torch_lines(
         if weight or bias:
             lines.append("with torch.no_grad():")
             lines += [f"    m.{name}.copy_({k})" for k, name in (("w", "weight"), ("b", "bias")) if k in arrays]
-        lines.append(f"{out} = m(x, r)" if fused else "y = m(x)")
+        lines.append(f"{out} = m(x, r)" if fused else f"y = {rows(f'm({x_in})')}")
         params = {"w": "m.weight", "b": "m.bias"}
     if fused:
         lines.append("y, res = out if isinstance(out, (tuple, list)) else (x, r)  # returned, or written in place")

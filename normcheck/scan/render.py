@@ -13,7 +13,8 @@ from rich.table import Table
 from normcheck.errors import UsageError
 from normcheck.report.json_report import write_atomically
 from normcheck.report.render import SHORT_DTYPES, short
-from normcheck.scan.summary import AUDITED, SCHEMA, reason_class
+from normcheck.scan.reasons import AUDITED, reason_class
+from normcheck.scan.summary import SCHEMA
 
 
 def short_name(spec: str) -> str:
@@ -27,6 +28,12 @@ def worst(cell: dict) -> tuple[str, float] | None:
         return None
     output = max(cell["worst"], key=lambda o: (cell["worst"][o], o))
     return output, cell["worst"][output]
+
+
+def layout_note(r: dict, joint: str) -> str:
+    """``/nchw`` (``joint`` first) for an implementation audited channels first; empty for rows."""
+    layout = r.get("layout", "last")
+    return "" if layout == "last" else f"{joint}{layout}"
 
 
 def cell_text(cell: dict | None) -> str:
@@ -73,7 +80,7 @@ def print_summary(doc: dict, console: Console) -> None:
         table.add_column(SHORT_DTYPES[dtype], no_wrap=True)
     for r in doc["groups"]:
         if r["status"] == AUDITED:
-            kind = "rms" if r["kind"] == "rmsnorm" else "ln"
+            kind = ("rms" if r["kind"] == "rmsnorm" else "ln") + layout_note(r, "/")
             table.add_row(group_name(r), kind, *(cell_text(r["dtypes"].get(d)) for d in dtypes(doc)))
     console.print(table)
     lines = []
@@ -116,7 +123,8 @@ def markdown(doc: dict) -> str:
         + (", ".join(f"{why}: {n}" for why, n in c["not_audited_by_reason"].items()) or "none")
         + ".",
         "",
-        "Each cell: the verdict, then the largest error of any output in ulps of each element's scale, and which.",
+        "Each cell: the verdict, then the largest error of any output in ulps of each element's scale, and which. "
+        "A kind with `nchw` or `ncl`: audited channels first (rows did not fit it).",
         "",
         head,
         "|---|---:|---|" + "---|" * len(dtypes(doc)),
@@ -125,7 +133,8 @@ def markdown(doc: dict) -> str:
         name = f"`{short_name(r['names'][0])}`"
         if r["status"] == AUDITED:
             cells = [_md_cell(r["dtypes"].get(d)) for d in dtypes(doc)]
-            lines.append(f"| {name} | {len(r['names'])} | {r['kind']} | " + " | ".join(cells) + " |")
+            kind = r["kind"] + layout_note(r, ", ")
+            lines.append(f"| {name} | {len(r['names'])} | {kind} | " + " | ".join(cells) + " |")
     lines += ["", "## Names of each implementation", ""]
     for r in doc["groups"]:
         lines.append(f"- `{r['names'][0]}`" + "".join(f", `{n}`" for n in r["names"][1:]))
@@ -181,6 +190,7 @@ def html(doc: dict) -> str:
         worst=worst,
         short=short,
         reason_class=reason_class,
+        layout_note=layout_note,
         audited=AUDITED,
     )
 

@@ -7,16 +7,30 @@ import multiprocessing
 from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
+from dataclasses import replace
 
 from normcheck.errors import UsageError
-from normcheck.options import AuditOptions
-
-AUDITED, NOT_AUDITED, ERROR = "audited", "not audited", "error"
+from normcheck.options import AuditOptions, InputLayout
+from normcheck.scan.reasons import AUDITED, ERROR, NOT_AUDITED, OTHER_LAYOUT, reason_class
 
 
 def audit_record(spec: str, options: AuditOptions) -> dict:
     """Audit ``spec``: ``{"status": "audited", "report": ...}``; what normcheck cannot call is
-    ``"not audited"`` with the reason; normcheck's own failure is ``"error"`` (a bug of normcheck's)."""
+    ``"not audited"`` with the reason; normcheck's own failure is ``"error"`` (a bug of normcheck's).
+    A norm that rows do not fit is tried channels first (``nchw``, then ``ncl``) before it is given up."""
+    record = _audit(spec, options)
+    if record["status"] != NOT_AUDITED or options.layout != InputLayout.LAST:
+        return record
+    if reason_class(record["reason"]) not in OTHER_LAYOUT:
+        return record
+    for layout in (InputLayout.NCHW, InputLayout.NCL):
+        tried = _audit(spec, replace(options, layout=layout))
+        if tried["status"] != NOT_AUDITED:
+            return tried
+    return record
+
+
+def _audit(spec: str, options: AuditOptions) -> dict:
     from normcheck.api import open_audit
     from normcheck.report.json_report import to_dict
 

@@ -12,7 +12,8 @@ from normcheck.report.json_report import environment
 from normcheck.scan.cache import Cache, default_folder, key, versions
 from normcheck.scan.discover import NAME_PATTERN, discover
 from normcheck.scan.fingerprint import fingerprint
-from normcheck.scan.runner import ERROR, NOT_AUDITED, run_audits
+from normcheck.scan.reasons import ERROR, NOT_AUDITED
+from normcheck.scan.runner import run_audits
 from normcheck.scan.summary import row, summary
 
 

@@ -8,29 +8,10 @@ from collections import Counter
 from collections.abc import Iterable
 
 from normcheck.errors import UsageError
-from normcheck.scan.runner import AUDITED, ERROR, NOT_AUDITED
+from normcheck.scan.reasons import AUDITED, ERROR, NOT_AUDITED, reason_class
 
 SCHEMA = "normcheck.scan/1"
 OUTPUTS = ("y", "dx", "dw", "db")
-#: Why an implementation was not audited, from normcheck's own message (the first text it contains).
-REASONS = (
-    ("cannot construct", "its constructor"),
-    (", not a torch.nn.Module", "its constructor"),
-    ("differs from the input shape", "not over the last dimension"),
-    ("cannot probe", "its call (it needs other inputs, or raised)"),
-    ("matches neither", "not an RMSNorm or LayerNorm"),
-    ("cannot find the eps", "no eps normcheck can find"),
-    ("not defined on import", "not defined on import"),
-)
-OTHER_REASON = "other"
-
-
-def reason_class(reason: str | None) -> str:
-    """The class of a "not audited" reason (README's counts)."""
-    for text, name in REASONS:
-        if text in (reason or ""):
-            return name
-    return OTHER_REASON
 
 
 def named_bug(finding: dict) -> str:
@@ -66,6 +47,7 @@ def row(names: list[str], code: str, record: dict, cached: bool) -> dict:
         out.update(
             target=report["target"],
             kind=report["kind"],
+            layout=report["settings"].get("layout", "last"),
             weight_offset=report["weight_offset"],
             verdict=report["verdict"],
             dtypes={dtype: cell(report, dtype) for dtype in report["settings"]["dtypes"]},

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from normcheck.errors import UsageError
-from normcheck.options import DEFAULTS, AuditOptions
+from normcheck.options import DEFAULTS, AuditOptions, InputLayout
 from normcheck.target.eps import function_eps, function_signature
 from normcheck.target.protocol import Layout, Run, failed, output_problems, repeated
 from normcheck.timing import interrupt_after
@@ -52,7 +52,10 @@ class ArrayCandidate:
     def __init__(self, target: object, name: str, options: AuditOptions = DEFAULTS) -> None:
         if options.residual:
             raise UsageError(f"--residual audits torch targets; {name} is a {self.framework} one")
+        if options.layout != InputLayout.LAST:
+            raise UsageError(f"--layout {options.layout} audits torch targets; {name} is a {self.framework} one")
         self.fused = None  #: fused residual-adds are audited in torch only
+        self.layout = InputLayout.LAST
         self.target, self.name, self.device, self.timeout = target, name, options.device, options.timeout
         self.eps_override, self.param_dtype, self.compile = options.eps, options.param_dtype, options.compile
         self.supports_grad = True

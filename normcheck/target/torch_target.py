@@ -18,6 +18,7 @@ import numpy as np
 from normcheck.errors import UsageError
 from normcheck.options import DEFAULTS, AuditOptions, Style
 from normcheck.target.eps import function_eps, function_signature, module_eps
+from normcheck.target.layouts import from_layout, to_layout
 from normcheck.target.loading import construct_module, input_parameter, is_module_class
 from normcheck.target.protocol import (
     BIAS_NAMES,
@@ -92,7 +93,8 @@ class Candidate:
     ``timeout`` (seconds, 0 for none) interrupts Python-level hangs; ``compile`` names a
     ``torch.compile`` backend ("inductor", "aot_eager", ...) to audit the compiled implementation
     with; ``residual`` audits a fused residual-add + norm, called as ``f(x, residual, ...)`` or
-    ``module(x, residual)``; ``param_dtype`` is the dtype its parameters are kept in (default: the
+    ``module(x, residual)``; ``layout`` hands it channels-first tensors (:mod:`~normcheck.target.layouts`);
+    ``param_dtype`` is the dtype its parameters are kept in (default: the
     input dtype, or what :meth:`keep_parameters` set for it).
     """
 
@@ -105,7 +107,7 @@ class Candidate:
         if options.compile is not None:
             _allow_recompiles(self.torch)
         self.eps_override, self.param_dtype = options.eps, options.param_dtype
-        self.fused = options.fused
+        self.fused, self.layout = options.fused, options.layout
         #: The fused residual-add's style: as forced, or found on the first call (None until then under auto).
         self.fused_style = None if self.fused in (None, Style.AUTO) else self.fused
         self.modules = Modules(target, name, options)
@@ -303,7 +305,8 @@ class Candidate:
             name = next((k for k in RESIDUAL_NAMES if k in self.function_parameters), None)
             if rest and name is not None:
                 kwargs[name], rest = rest[0], ()
-            return self._invoke(self.target, xt, rest, kwargs), (kwargs.get("weight"), kwargs.get("bias"))
+            result = self._invoke(self.target, to_layout(xt, self.layout), rest, kwargs)
+            return from_layout(result, tuple(xt.shape), self.layout), (kwargs.get("weight"), kwargs.get("bias"))
         mod = self.modules.get(n, dtype)
         w_t, b_t = self.parameters(n, dtype)
         with torch.no_grad():
@@ -312,7 +315,8 @@ class Candidate:
                     p.copy_(from_numpy(v, self.device))
                 if p is not None:
                     p.grad = None
-        return self._invoke(mod, xt, rest, {}), (w_t, b_t)
+        result = self._invoke(mod, to_layout(xt, self.layout), rest, {})
+        return from_layout(result, tuple(xt.shape), self.layout), (w_t, b_t)
 
     def device_is_healthy(self) -> bool:
         """Whether the device still computes (a CUDA error such as an illegal address is sticky)."""

@@ -67,10 +67,12 @@ def test_groups_verdicts_bugs_and_reasons(whole: dict) -> None:
     # The copy (other name, docstring, comments, annotations) is audited once, under the first name.
     assert rows["CopiedRMSNorm"] is rows["LlamaStyleRMSNorm"]
     assert rows["CopiedRMSNorm"]["names"] == ["scanpkg.copies:CopiedRMSNorm", "scanpkg.llama:LlamaStyleRMSNorm"]
-    assert len(doc["groups"]) == 7 and doc["counts"]["names"] == 8
-    for name in ("CopiedRMSNorm", "rms_norm"):
+    assert len(doc["groups"]) == 8 and doc["counts"]["names"] == 9
+    for name in ("CopiedRMSNorm", "rms_norm", "ChannelsFirstLayerNorm"):
         assert rows[name]["status"] == "audited" and rows[name]["verdict"] == "pass", name
-        assert rows[name]["kind"] == "rmsnorm"
+    assert rows["rms_norm"]["kind"] == "rmsnorm" and rows["rms_norm"]["layout"] == "last"
+    # Rows do not fit it: audited over the channels of (N, C, H, W).
+    assert rows["ChannelsFirstLayerNorm"]["kind"] == "layernorm" and rows["ChannelsFirstLayerNorm"]["layout"] == "nchw"
     upcast = rows["NoUpcastRMSNorm"]
     assert upcast["dtypes"]["float16"]["verdict"] == "fail" and upcast["dtypes"]["float32"]["verdict"] == "pass"
     assert upcast["dtypes"]["float16"]["bugs"] == ["missing fp32 upcast"]
@@ -95,7 +97,7 @@ def test_groups_verdicts_bugs_and_reasons(whole: dict) -> None:
         }
     ]
     counts = doc["counts"]
-    assert (counts["audited"], counts["pass"], counts["fail"], counts["errors"]) == (4, 2, 2, 0)
+    assert (counts["audited"], counts["pass"], counts["fail"], counts["errors"]) == (5, 3, 2, 0)
     assert counts["fail_by_bug"] == {"missing fp32 upcast": 1, "exception": 1}
     assert not any(row["cached"] for row in doc["groups"])
 
@@ -157,7 +159,7 @@ def test_two_shards_merge_into_the_whole_scan(whole: dict, tmp_path: Path) -> No
         args = ["--cache", str(cache), choose, "scanpkg.llama.*", "--json", paths[-1]]
         scan(whole["folder"], "scan", "scanpkg", *AUDIT, *args)
     parts = [json.loads(Path(p).read_text()) for p in paths]
-    assert [len(p["groups"]) for p in parts] == [2, 6]  # the Llama norm is in both, under one name each
+    assert [len(p["groups"]) for p in parts] == [2, 7]  # the Llama norm is in both, under one name each
     assert by_name(parts[0])["LlamaStyleRMSNorm"]["target"] == "scanpkg.llama:LlamaStyleRMSNorm"
     out = scan(whole["folder"], "merge", *paths, "--json", str(tmp_path / "merged.json"))
     assert out.returncode == 1, out.stdout
@@ -185,11 +187,11 @@ def test_a_killed_scan_resumes_without_redoing_finished_audits(tmp_path: Path) -
         os.killpg(proc.pid, signal.SIGKILL)  # the scan and every process it started
         proc.wait()
     finished = len(list(cache.glob("*.json")))
-    assert 1 <= finished < 7, "the scan should have been killed midway"
+    assert 1 <= finished < 8, "the scan should have been killed midway"
     scan(folder, "scan", "scanpkg", *AUDIT, "--cache", str(cache), "--json", str(tmp_path / "resumed.json"))
     doc = json.loads((tmp_path / "resumed.json").read_text())
     assert sum(row["cached"] for row in doc["groups"]) == finished
-    assert len(list(cache.glob("*.json"))) == 7 and doc["counts"]["audited"] == 4
+    assert len(list(cache.glob("*.json"))) == 8 and doc["counts"]["audited"] == 5
 
 
 def test_a_target_that_does_not_import_is_a_usage_error(tmp_path: Path) -> None:

@@ -47,3 +47,17 @@ class HalfCrashingLayerNorm(nn.LayerNorm):
         if x.dtype == torch.float16:
             raise RuntimeError("no float16 kernel")
         return super().forward(x)
+
+
+class ChannelsFirstLayerNorm(nn.Module):
+    """Over the channels of (N, C, H, W), in float32: correct."""
+
+    def __init__(self, num_channels, eps=1e-6):
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(num_channels))
+        self.bias = nn.Parameter(torch.zeros(num_channels))
+        self.eps = eps
+
+    def forward(self, x):
+        h = torch.nn.functional.layer_norm(x.permute(0, 2, 3, 1).float(), x.shape[1:2], None, None, self.eps)
+        return (h * self.weight.float() + self.bias.float()).permute(0, 3, 1, 2).to(x.dtype)
