@@ -172,6 +172,9 @@ def _print_result(result, console: Console) -> None:
         by_regime.add_row(regime, *cells)
     console.print(by_regime)
     console.print(f"{UNITS_NOTE}; formulas of both bounds in the JSON report", style="dim")
+    if result.eps_inferred:
+        eps = ", ".join(f"{dtype} {value:g}" for dtype, value in result.eps.items())
+        console.print(f"eps inferred from its outputs (it states none; --eps states it): {eps}", highlight=False)
     for dtype, note in result.kept_parameters.items():
         console.print(f"{dtype}: {note}", highlight=False)
     for dtype, conv in result.conventions.items():

@@ -87,6 +87,8 @@ class AuditResult:
     restarts: int = 0  #: worker processes started again after a crash or timeout
     #: Per dtype whose parameters were kept in float32 instead (the module refused them in that dtype): why.
     kept_parameters: dict[str, str] = field(default_factory=dict)
+    #: The module states no eps: the one used was inferred from its outputs (normcheck.target.eps.inferred_eps).
+    eps_inferred: bool = False
     #: Inputs not run because smaller ones predict they take longer than the timeout (normcheck.timing):
     #: ``{"dtype", "shape", "regime", "predicted_s"}`` each. Slow is not hung: they are not findings.
     too_slow: list[dict] = field(default_factory=list)

@@ -82,7 +82,9 @@ class Auditor:
             self.result.fused_style = run.fused_style
         if case.residual is not None:
             got["dresidual"] = run.dresidual
-        self.result.eps[dtype] = self.caller.layout(case.n, dtype).eps
+        layout = self.caller.layout(case.n, dtype)
+        self.result.eps[dtype] = layout.eps
+        self.result.eps_inferred = self.result.eps_inferred or layout.eps_inferred
         grad = self.options.grad and run.dx is not None
         tried = []
         for which, option in self.measure.sums(case, dtype, run.y):

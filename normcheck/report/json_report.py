@@ -112,6 +112,7 @@ def to_dict(result: AuditResult, settings: dict) -> dict:
             "isolation": result.isolation,
         },
         "eps": result.eps,
+        "eps_inferred": result.eps_inferred,
         "kept_parameters": result.kept_parameters,
         "checks": list(CHECKS),
         "bounds": [{"dtype": d, "output": o, **r} for (d, o), r in sorted(result.bound_reasons.items())],

@@ -124,7 +124,8 @@ def markdown(doc: dict) -> str:
         + ".",
         "",
         "Each cell: the verdict, then the largest error of any output in ulps of each element's scale, and which. "
-        "A kind with `nchw` or `ncl`: audited channels first (rows did not fit it).",
+        "A kind with `nchw` or `ncl`: audited channels first (rows did not fit it); with 'eps inferred': it "
+        "states no eps, and was audited with the one its outputs show.",
         "",
         head,
         "|---|---:|---|" + "---|" * len(dtypes(doc)),
@@ -133,7 +134,7 @@ def markdown(doc: dict) -> str:
         name = f"`{short_name(r['names'][0])}`"
         if r["status"] == AUDITED:
             cells = [_md_cell(r["dtypes"].get(d)) for d in dtypes(doc)]
-            kind = r["kind"] + layout_note(r, ", ")
+            kind = r["kind"] + layout_note(r, ", ") + (", eps inferred" if r.get("eps_inferred") else "")
             lines.append(f"| {name} | {len(r['names'])} | {kind} | " + " | ".join(cells) + " |")
     lines += ["", "## Names of each implementation", ""]
     for r in doc["groups"]:

@@ -48,6 +48,7 @@ def row(names: list[str], code: str, record: dict, cached: bool) -> dict:
             target=report["target"],
             kind=report["kind"],
             layout=report["settings"].get("layout", "last"),
+            eps_inferred=report.get("eps_inferred", False),
             weight_offset=report["weight_offset"],
             verdict=report["verdict"],
             dtypes={dtype: cell(report, dtype) for dtype in report["settings"]["dtypes"]},

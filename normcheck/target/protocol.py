@@ -57,6 +57,7 @@ class Layout:
     has_weight: bool
     has_bias: bool
     parameter_dtype: str  #: the dtype its weight is stored in (the input dtype for functions)
+    eps_inferred: bool = False  #: the module states no eps: it was inferred from its outputs
 
 
 def failed(exc: BaseException, where: str = "", mutated: tuple[str, ...] = ()) -> Run:

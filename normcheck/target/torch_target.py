@@ -17,7 +17,7 @@ import numpy as np
 
 from normcheck.errors import UsageError
 from normcheck.options import DEFAULTS, AuditOptions, Style
-from normcheck.target.eps import function_eps, function_signature, module_eps
+from normcheck.target.eps import EpsNotFound, function_eps, function_signature, inferred_eps, module_eps
 from normcheck.target.layouts import from_layout, to_layout
 from normcheck.target.loading import construct_module, input_parameter, is_module_class
 from normcheck.target.protocol import (
@@ -150,13 +150,32 @@ class Candidate:
                 w, b = self.parameters(n, dtype)
                 has_w, has_b = w is not None, b is not None
                 pdtype = dtype if w is None else str(w.dtype).replace("torch.", "")
-            self._layouts[key] = Layout(self._eps(n, dtype), has_w, has_b, pdtype)
+            eps, inferred = self._eps(n, dtype)
+            self._layouts[key] = Layout(eps, has_w, has_b, pdtype, inferred)
         return self._layouts[key]
 
-    def _eps(self, n: int, dtype: str) -> float:
+    def _eps(self, n: int, dtype: str) -> tuple[float, bool]:
+        """The eps at ``n`` in ``dtype``, and whether it was inferred from the module's outputs."""
         if self.style == "function":
-            return function_eps(self._fn_params, dtype, self.eps_override)
-        return module_eps(self.modules.get(n, dtype), self.name, dtype, self.eps_override)
+            return function_eps(self._fn_params, dtype, self.eps_override), False
+        try:
+            return module_eps(self.modules.get(n, dtype), self.name, dtype, self.eps_override), False
+        except EpsNotFound as exc:
+            eps, estimate = inferred_eps(self._unit_call)
+            if eps is None:
+                raise UsageError(f"{exc} (its outputs suggest {estimate:.4g}, none of the usual values)") from None
+            return eps, True
+
+    def _unit_call(self, x: np.ndarray) -> np.ndarray:
+        """The module's float32 output on ``x`` with unit weight and zero bias (the eps probe)."""
+        n = x.shape[-1]
+        w, b = self.parameters(n, "float32")
+        ones = None if w is None else np.ones(n, str(w.dtype).replace("torch.", ""))
+        zeros = None if b is None else np.zeros(n, str(b.dtype).replace("torch.", ""))
+        with self.torch.no_grad(), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            y, _params = self._call(from_numpy(x, self.device), ones, zeros, n, "float32")
+        return to_numpy(y.float())
 
     # -- running --------------------------------------------------------------
 

@@ -71,3 +71,26 @@ class RoundsUpRMSNorm(_Norm):
         y = y32.to(x.dtype)
         up = torch.nextafter(y, torch.full_like(y, float("inf")))
         return torch.where(y.float() < y32, up, y)
+
+
+class NoEpsLayerNorm(torch.nn.Module):
+    """States no eps: its forward hard-codes 1e-5 and has no parameters (as OLMo's LayerNorm)."""
+
+    def __init__(self, hidden_size: int) -> None:
+        super().__init__()
+        self.normalized_shape = (hidden_size,)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.nn.functional.layer_norm(x.float(), self.normalized_shape, None, None, 1e-5).to(x.dtype)
+
+
+class OddEpsRMSNorm(_Norm):
+    """States no eps (its attribute has another name) and computes with 3.3e-6, which no one hard-codes."""
+
+    def __init__(self, hidden_size: int) -> None:
+        super().__init__(hidden_size)
+        del self.eps
+        self.tiny = 3.3e-6
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return rms32(x, self.weight, self.tiny).to(x.dtype)
