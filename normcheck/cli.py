@@ -281,6 +281,7 @@ def _scan(args: argparse.Namespace) -> int:
             names=args.names,
             jobs=args.jobs or os.cpu_count() or 1,
             cache=args.cache,
+            reproducers=str(Path(args.report_dir) / "reproducers") if args.report_dir else None,
             progress=show,
         )
     print_summary(doc, Console())

@@ -1,12 +1,14 @@
-"""The census's failing classes with their suspected rounding removed and nothing else changed (reports/census.md).
+"""The census's failing implementations with their suspected rounding removed and nothing else changed
+(reports/census/mechanisms.md).
 
-Each passes the census's audit where the class itself fails, which confirms its mechanism:
+Each passes the census's audit where the implementation itself fails, which confirms its mechanism;
+``python reports/generate.py --census-checks`` audits every one (CENSUS_CHECKS there), or one by hand:
 
-    python -m normcheck audit reports/census_fixes.py:FixedDeepseekV4 --dtype float16 --dtype bfloat16 \
-        --dtype float32 --examples 30        # add --weight-offset 1 for MuseSpark, VideoPrism and Moonshine
+    python -m normcheck audit reports/census_fixes.py:FixedDeepseekV4   # add --weight-offset 1 for MuseSpark,
+        # VideoPrism, Moonshine and Nemotron, --layout nchw for Eomt and VitDet, --layout ncl for SqueezeBert
 
 ``Fixed*``: every rounding the mechanism names removed. ``KernelFixed*``: torch's CPU layer_norm run on float32
-copies and nothing else (for the classes that call it): what still fails is not torch's kernel.
+copies and nothing else (for the implementations that call it): what still fails is not torch's kernel.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import torch.nn.functional as F
 from transformers.models.chameleon.modeling_chameleon import ChameleonLayerNorm
 from transformers.models.deepseek_v4.modeling_deepseek_v4 import DeepseekV4UnweightedRMSNorm
 from transformers.models.dinov3_convnext.modeling_dinov3_convnext import DINOv3ConvNextLayerNorm
+from transformers.models.eomt.modeling_eomt import EomtLayerNorm2d
 from transformers.models.esm.modeling_esmfold import EsmFoldLayerNorm
 from transformers.models.esmc.modeling_esmc import EsmcLayerNorm
 from transformers.models.gradium_phonon_tts.modeling_gradium_phonon_tts import GradiumPhononTTSFlowLayerNorm
@@ -28,7 +31,9 @@ from transformers.models.muse_spark.modeling_muse_spark import MuseSparkTextCent
 from transformers.models.nemotron.modeling_nemotron import NemotronLayerNorm1P
 from transformers.models.pocket_tts.modeling_pocket_tts import PocketTTSFlowLayerNorm
 from transformers.models.sam.modeling_sam import SamLayerNorm
+from transformers.models.squeezebert.modeling_squeezebert import SqueezeBertLayerNorm
 from transformers.models.videoprism.modeling_videoprism import VideoPrismLayerNorm
+from transformers.models.vitdet.modeling_vitdet import VitDetLayerNorm
 
 _layer_norm = F.layer_norm
 
@@ -164,3 +169,25 @@ class KernelFixedNemotron1P(NemotronLayerNorm1P):
     def forward(self, input: torch.Tensor) -> torch.Tensor:
         with fp32_layer_norm():
             return super().forward(input)
+
+
+class KernelFixedEomt2d(EomtLayerNorm2d):
+    def forward(self, hidden_state: torch.Tensor) -> torch.Tensor:
+        with fp32_layer_norm():
+            return super().forward(hidden_state)
+
+
+class KernelFixedSqueezeBert(SqueezeBertLayerNorm):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        with fp32_layer_norm():
+            return super().forward(x)
+
+
+class FixedVitDet(VitDetLayerNorm):
+    """The same ops on a float32 copy, cast, then the affine in the input dtype."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = x.float()
+        u = h.mean(1, keepdim=True)
+        h = (h - u) / torch.sqrt((h - u).pow(2).mean(1, keepdim=True) + self.eps)
+        return self.weight[:, None, None] * h.to(x.dtype) + self.bias[:, None, None]

@@ -37,12 +37,13 @@ def layout_note(r: dict, joint: str) -> str:
 
 
 def cell_text(cell: dict | None) -> str:
-    """``pass 6.55 dx`` / ``FAIL 2.05e3 y`` / ``FAIL`` (nothing measured) / ``-`` (dtype not audited)."""
+    """``pass 6.55`` / ``FAIL 2.05e3`` / ``FAIL`` (nothing measured) / ``-`` (dtype not audited): the verdict and
+    the largest error of any output (which one: in the JSON, Markdown and HTML summaries)."""
     if cell is None:
         return "-"
-    verdict = "pass" if cell["verdict"] == "pass" else "FAIL"
+    verdict = "pass" if cell["verdict"] == "pass" else "[red]FAIL[/]"
     w = worst(cell)
-    return f"{verdict} {short(w[1])} {w[0]}" if w else verdict
+    return f"{verdict} {short(w[1])}" if w else verdict
 
 
 def dtypes(doc: dict) -> list[str]:
@@ -74,7 +75,7 @@ def print_summary(doc: dict, console: Console) -> None:
     """The terminal's summary, 80 columns wide: the audited implementations' matrix, then one line for
     each failure, each implementation not audited and each module that did not import."""
     table = Table(box=box.SIMPLE_HEAD, padding=(0, 1), title=counts_line(doc), title_justify="left")
-    table.add_column("implementation", no_wrap=True, overflow="ellipsis", max_width=28)
+    table.add_column("implementation", no_wrap=True, overflow="ellipsis", max_width=32)
     table.add_column("kind", no_wrap=True)
     for dtype in dtypes(doc):
         table.add_column(SHORT_DTYPES[dtype], no_wrap=True)

@@ -35,14 +35,17 @@ def scan(
     names: str = NAME_PATTERN,
     jobs: int = 1,
     cache: str | Path | None = None,
+    reproducers: str | Path | None = None,
     progress: Callable[[Progress], None] = lambda _p: None,
 ) -> dict:
     """Scan ``target`` (a package or module): every norm found, grouped by code, each group audited once with
     ``options`` (``jobs`` at a time) unless ``cache`` (default: :func:`default_folder`) holds its audit.
+    The large inputs of new findings' reproducers go to ``reproducers`` (default: ``reproducers`` in the cache).
     Returns the summary (:mod:`normcheck.scan.summary`)."""
     start = time.perf_counter()
     store = Cache(cache if cache is not None else default_folder())
-    options = replace(options, reproducer_dir=str(store.folder / "reproducers"))  # kept with the cached audits
+    folder = reproducers if reproducers is not None else store.folder / "reproducers"
+    options = replace(options, reproducer_dir=str(folder))
     found = discover(target, include, exclude, names)
     groups: dict[str, list[str]] = {}
     problems: dict[str, str] = {}

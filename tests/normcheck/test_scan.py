@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -106,6 +107,8 @@ def test_terminal_markdown_and_html(whole: dict) -> None:
     text = whole["out"].stdout
     assert all(len(line) <= 80 for line in text.splitlines()), text
     assert "CopiedRMSNorm (+1)" in text and "FAIL NoUpcastRMSNorm: fp16: missing fp32 upcast" in text
+    assert re.search(r"NoUpcastRMSNorm +rms +FAIL 2\.05e3 +pass 3\.\d+", text), text
+    assert re.search(r"ChannelsFirstLayerNorm +ln/nchw +pass", text), text
     md = (whole["root"] / "report" / "scan.md").read_text()
     assert "| `NoUpcastRMSNorm` | 1 | rmsnorm | **FAIL** y: missing fp32 upcast (y 2.05e3) |" in md
     assert "- `scanpkg.copies:CopiedRMSNorm`, `scanpkg.llama:LlamaStyleRMSNorm`" in md
