@@ -27,6 +27,8 @@ if not _has_cuda():
     os.environ.setdefault("TRITON_INTERPRET", "1")
 
 pytest_plugins = ["pytester"]
+#: A module of the scan's test package that fails to import on purpose (the scan lists it; doctests skip it).
+collect_ignore = ["normcheck/targets/scanpkg/broken.py"]
 
 #: Packages the tests use where they are installed (the README installs torch, .ci/run the rest).
 OPTIONAL_PACKAGES = ("torch", "triton", "jax", "flax", "transformers")

@@ -18,6 +18,10 @@ import pytest
 
 pytest.importorskip("torch")
 
+from normcheck.scan.summary import merge
+
+from .report_schema import SCAN_VALIDATOR, schema_errors
+
 PACKAGE = Path(__file__).parent / "targets" / "scanpkg"
 #: A short audit: enough to catch the package's bugs (float16), and float32 to pass what is correct there.
 AUDIT = ["--dtype", "float16", "--dtype", "float32", "--examples", "5", "--no-grad"]
@@ -56,6 +60,15 @@ def whole(tmp_path_factory: pytest.TempPathFactory) -> dict:
         "out": out,
         "doc": json.loads((root / "whole.json").read_text()),
     }
+
+
+def test_every_summary_follows_its_schema(whole: dict, tmp_path: Path) -> None:
+    census = json.loads((Path(__file__).resolve().parents[2] / "reports" / "census" / "scan.json").read_text())
+    merged = merge([whole["doc"], whole["doc"]])
+    for doc in (whole["doc"], census, merged):
+        errors = schema_errors(doc, SCAN_VALIDATOR)
+        assert not errors, "\n".join(errors)
+    assert schema_errors({**whole["doc"], "groups": [{**whole["doc"]["groups"][0], "kind": None}]}, SCAN_VALIDATOR)
 
 
 def by_name(doc: dict) -> dict[str, dict]:
