@@ -363,3 +363,31 @@ def test_the_default_hidden_sizes_include_one_and_powers_of_two_with_their_neigh
     assert 1 in HIDDEN_SIZES and list(HIDDEN_SIZES) == sorted(set(HIDDEN_SIZES))
     for p in (256, 1024, 4096):
         assert {p - 1, p, p + 1} <= set(HIDDEN_SIZES)
+
+
+def test_the_search_draws_the_same_inputs_whatever_local_code_is_loaded(tmp_path, monkeypatch):
+    """Hypothesis draws constants from the source of loaded local modules; normcheck's search must not: the same
+    seed gives the same inputs after a module full of constants is imported."""
+    import importlib
+
+    from normcheck.engine.search import case_key, search
+    from normcheck.strategies import norm_inputs
+
+    def drawn() -> list[tuple]:
+        keys: list[tuple] = []
+
+        def attempt(case, keep):
+            keys.append(case_key(case))
+            return None, []
+
+        strategy = norm_inputs(dtype="bfloat16")
+        search(strategy, examples=40, seed_value=0, attempt=attempt, replay=lambda *a: [], progress=lambda i: None)
+        return keys
+
+    before = drawn()
+    constants = ", ".join(str(v) for v in [*range(300), *(2**k - 1 for k in range(8, 33))])
+    floats = ", ".join(f"{v!r}" for v in (1e-3, 0.37, 1.5, 3.25, 6.5e4, 1e-7))
+    (tmp_path / "many_constants_xyz.py").write_text(f"INTS = ({constants})\nFLOATS = ({floats})\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    importlib.import_module("many_constants_xyz")
+    assert drawn() == before
