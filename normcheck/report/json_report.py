@@ -175,5 +175,19 @@ def write_atomically(path: str, content: str | bytes) -> None:
         raise
 
 
+def read_json(path: str, schema: str, what: str) -> dict:
+    """The JSON document at ``path`` whose ``schema`` field is ``schema``; one-line :class:`UsageError` for a
+    missing, unreadable or other document (``what`` names the expected kind in the message)."""
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise UsageError(f"no such file {path!r}") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise UsageError(f"cannot read {path!r} as JSON: {exc}") from None
+    if not isinstance(data, dict) or data.get("schema") != schema:
+        raise UsageError(f"{path!r} is not a normcheck {what} (expected schema {schema!r})")
+    return data
+
+
 def write_report(path: str, result: AuditResult, settings: dict) -> None:
     write_atomically(path, json.dumps(to_dict(result, settings), indent=2, default=float) + "\n")

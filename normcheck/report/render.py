@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import base64
 import io
-import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,7 +15,7 @@ from pathlib import Path
 import normcheck
 from normcheck.errors import UsageError
 from normcheck.notes import smallest_input_note, too_slow_lines
-from normcheck.report.json_report import SCHEMA, write_atomically
+from normcheck.report.json_report import SCHEMA, read_json, write_atomically
 from normcheck.report.reproducer import file_note
 
 OUTPUT_ORDER = ("y", "dx", "dw", "db", "residual_out", "dresidual")
@@ -39,14 +38,7 @@ def load_results(paths: list[str]) -> list[dict]:
     """Read audit reports; one-line :class:`UsageError` for a missing or malformed one."""
     results = []
     for path in paths:
-        try:
-            data = json.loads(Path(path).read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            raise UsageError(f"no such file {path!r}") from None
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise UsageError(f"cannot read {path!r} as JSON: {exc}") from None
-        if not isinstance(data, dict) or data.get("schema") != SCHEMA:
-            raise UsageError(f"{path!r} is not a normcheck audit report (expected schema {SCHEMA!r})")
+        data = read_json(path, SCHEMA, "audit report")
         data["_source"] = Path(path).name
         results.append(data)
     return results

@@ -29,10 +29,16 @@ def versions(package_version: str | None) -> dict[str, str | None]:
     return {"normcheck": normcheck.__version__, "torch": torch.__version__, "package": package_version}
 
 
+def chosen_options(options: AuditOptions) -> dict:
+    """The options an audit's outcome depends on (where reproducers go is not one of them)."""
+    return {k: v for k, v in asdict(options).items() if k != "reproducer_dir"}
+
+
 def key(code: str, versions: dict[str, str | None], options: AuditOptions) -> str:
     """The cache key of one implementation's audit (its name is not part of it: a renamed copy is found)."""
-    chosen = {k: v for k, v in asdict(options).items() if k != "reproducer_dir"}
-    text = json.dumps({"code": code, "versions": versions, "options": chosen}, sort_keys=True, default=str)
+    text = json.dumps(
+        {"code": code, "versions": versions, "options": chosen_options(options)}, sort_keys=True, default=str
+    )
     return hashlib.sha256(text.encode()).hexdigest()[:24]
 
 

@@ -11,7 +11,7 @@ from rich.console import Console
 from rich.table import Table
 
 from normcheck.errors import UsageError
-from normcheck.report.json_report import write_atomically
+from normcheck.report.json_report import read_json, write_atomically
 from normcheck.report.render import SHORT_DTYPES, short
 from normcheck.scan.reasons import AUDITED, reason_class
 from normcheck.scan.summary import SCHEMA
@@ -217,12 +217,4 @@ def write(doc: dict, json_path: str | None, report_dir: str | None) -> list[Path
 
 def load(path: str) -> dict:
     """A scan's JSON summary; one-line :class:`UsageError` for a missing or malformed one."""
-    try:
-        data = json.loads(Path(path).read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise UsageError(f"no such file {path!r}") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise UsageError(f"cannot read {path!r} as JSON: {exc}") from None
-    if not isinstance(data, dict) or data.get("schema") != SCHEMA:
-        raise UsageError(f"{path!r} is not a normcheck scan summary (expected schema {SCHEMA!r})")
-    return data
+    return read_json(path, SCHEMA, "scan summary")

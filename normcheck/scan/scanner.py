@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from normcheck.options import AuditOptions
 from normcheck.report.json_report import environment
-from normcheck.scan.cache import Cache, default_folder, key, versions
+from normcheck.scan.cache import Cache, chosen_options, default_folder, key, versions
 from normcheck.scan.discover import NAME_PATTERN, discover
 from normcheck.scan.fingerprint import fingerprint
 from normcheck.scan.reasons import ERROR, NOT_AUDITED
@@ -82,13 +82,12 @@ def scan(
         progress(state)
 
     run_audits(list(todo), options, jobs, done, running)
-    chosen = {k: v for k, v in asdict(options).items() if k != "reproducer_dir"}
     return summary(
         target,
         found.version,
         list(include),
         list(exclude),
-        chosen,
+        chosen_options(options),
         stated,
         environment(options.device),
         rows,
