@@ -15,7 +15,9 @@ class FloatFormat:
     """A binary interchange format: ``precision`` bits including the hidden bit.
 
     Normal numbers have exponents ``emin <= e <= emax``; below ``2**emin`` the
-    format is subnormal with spacing ``2**(emin - precision + 1)``.
+    format is subnormal with spacing ``2**(emin - precision + 1)``. ``largest``
+    overrides the largest finite value where the top codes mean something else
+    (float8_e4m3fn's NaN, int8's symmetric range).
     """
 
     name: str
@@ -23,10 +25,13 @@ class FloatFormat:
     emin: int
     emax: int
     dtype: np.dtype
+    largest: int | None = None
 
     @cached_property  # (float64's takes milliseconds: 2**1023 as a Fraction)
     def max_finite(self) -> Fraction:
-        """The largest finite value, ``(2 - 2**(1-p)) * 2**emax``."""
+        """The largest finite value, ``(2 - 2**(1-p)) * 2**emax`` unless ``largest`` says otherwise."""
+        if self.largest is not None:
+            return Fraction(self.largest)
         return (2 - Fraction(1, 2 ** (self.precision - 1))) * Fraction(2) ** self.emax
 
     def quantum_exponent(self, exponent: int) -> int:

@@ -46,6 +46,14 @@ class RootSum:
     terms: tuple[tuple[Fraction, Fraction], ...]
     offset: Fraction = Fraction(0)
 
+    def scaled(self, factor: Fraction) -> RootSum:
+        """The exact ``factor * self``."""
+        return RootSum(tuple((a * factor, v) for a, v in self.terms), self.offset * factor)
+
+    def minus(self, other: RootSum) -> RootSum:
+        """The exact ``self - other``."""
+        return RootSum(self.terms + tuple((-a, v) for a, v in other.terms), self.offset - other.offset)
+
     def enclose(self, bits: int) -> tuple[Fraction, Fraction]:
         """A rigorous enclosure ``[lo, hi]``; each term contributes relative width ``2**-bits``."""
         lo = hi = self.offset
