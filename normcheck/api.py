@@ -33,7 +33,7 @@ def open_audit(impl: object, options: AuditOptions) -> Iterator[Auditor]:
     process, unless ``options.in_process``) is closed on leaving."""
     spec = target_name(impl)
     with closing(open_candidate(impl, spec, options)) as candidate:
-        kind, offset = infer(candidate, options.kind, options.weight_offset)
+        kind, offset = infer(candidate, options.kind, options.weight_offset, options.scheme)
         yield Auditor(candidate, spec=spec, kind=kind, weight_offset=offset, options=options)
 
 

@@ -23,6 +23,7 @@ from normcheck.options import (
     Kind,
     Style,
 )
+from normcheck.quantization import QUANT_FORMATS
 from normcheck.scan.discover import NAME_PATTERN
 from normcheck.timing import SLACK
 
@@ -76,6 +77,8 @@ def _options(args: argparse.Namespace) -> AuditOptions:
         residual=args.residual,
         style=args.style,
         framework=args.framework,
+        quant=args.quant,
+        scaling=args.scaling,
         reproducer_dir=folder,
     )
 
@@ -135,6 +138,8 @@ def _print_result(result, console: Console) -> None:
 
     offset = f", weight offset {result.weight_offset}" if result.weight_offset else ""
     mode = " (forward only: no autograd support)" if result.forward_only else ""
+    if result.quantization is not None:
+        mode = f" (quantized: {result.quantization}; forward only)"
 
     def narrow(title: str) -> Table:
         """A table that fits 80 columns."""
@@ -159,14 +164,14 @@ def _print_result(result, console: Console) -> None:
             )
     console.print(table)
     regimes = sorted({regime for (_d, _o, regime) in result.stats})
-    by_regime = narrow("max error of y by regime [sharp bound]")
+    by_regime = narrow(f"max error of {result.primary} by regime [sharp bound]")
     by_regime.add_column("regime", no_wrap=True)
     for dtype in result.dtypes:
         by_regime.add_column(SHORT_DTYPES[dtype], justify="right", no_wrap=True)
     for regime in regimes:
         cells = []
         for dtype in result.dtypes:
-            st = result.stats.get((dtype, "y", regime))
+            st = result.stats.get((dtype, result.primary, regime))
             summary = st.summary() if st else {"count": 0}
             cells.append(f"{short(summary['max'])} [{short(summary['max_sharp'])}]" if summary["count"] else "-")
         by_regime.add_row(regime, *cells)
@@ -416,6 +421,18 @@ def _parser() -> argparse.ArgumentParser:
         choices=tuple(Style),
         default=Style.AUTO,
         help="with --residual: how it hands back y and x + residual (default: found on the first call)",
+    )
+    audit.add_argument(
+        "--quant",
+        choices=tuple(f.name for f in QUANT_FORMATS),
+        help="a norm fused with the quantization of its output into this format: returns (q, scales), or q when "
+        "given a static scale (forward only)",
+    )
+    audit.add_argument(
+        "--scaling",
+        default=DEFAULTS.scaling,
+        help="with --quant: token (a float32 scale per row, default), group:N (per N channels), or tensor (static: "
+        "called as f(x, ..., scale))",
     )
     audit.add_argument(
         "--framework",

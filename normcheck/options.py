@@ -8,6 +8,7 @@ from dataclasses import dataclass, field, fields, replace
 from enum import StrEnum
 
 from normcheck.errors import UsageError
+from normcheck.quantization import Scheme, scheme
 
 #: Every dtype normcheck audits, and the ones an audit covers when none is named.
 DTYPES = ("float16", "bfloat16", "float32", "float64")
@@ -60,7 +61,9 @@ class AuditOptions:
     residual-add + norm answering in ``style``; ``layout`` says where the normalized dimension is in the
     tensor the implementation takes (channels first: ``nchw``, ``ncl``); ``param_dtype`` keeps the
     parameters in that dtype instead of the audited one; ``timeout`` is the seconds before a call counts
-    as hanging (0: no limit); ``in_process`` runs the implementation in normcheck's own process (for a debugger)."""
+    as hanging (0: no limit); ``in_process`` runs the implementation in normcheck's own process (for a debugger);
+    ``quant`` audits a norm fused with the quantization of its output into that element format, scaled as
+    ``scaling`` says (:mod:`normcheck.quantization`; forward only)."""
 
     kind: str | None = None
     dtype: str | tuple[str, ...] = DEFAULT_DTYPES
@@ -80,6 +83,8 @@ class AuditOptions:
     layout: str = InputLayout.LAST
     framework: str | None = None
     param_dtype: str | None = None
+    quant: str | None = None
+    scaling: str = "token"
     reproducer_dir: str = field(default=REPRODUCER_DIR, compare=False)
 
     def __post_init__(self) -> None:
@@ -113,6 +118,11 @@ class AuditOptions:
             raise UsageError(f"examples must be >= 0, got {self.examples}")
         if not (math.isfinite(self.timeout) and self.timeout >= 0):
             raise UsageError(f"timeout must be a finite number of seconds >= 0, got {self.timeout!r}")
+        if self.quant is not None:
+            scheme(self.quant, self.scaling)  # a usage error for an unknown format or scaling
+            if self.layout != InputLayout.LAST or self.residual:
+                raise UsageError("--quant audits a plain norm over the last dimension (no --layout, no --residual)")
+            object.__setattr__(self, "grad", False)  # quantized outputs have no gradient
         if self.style != Style.AUTO and not self.residual:
             raise UsageError(f"style {self.style} applies to a fused residual-add: add --residual (residual=True)")
 
@@ -129,6 +139,11 @@ class AuditOptions:
     def dtypes(self) -> tuple[str, ...]:
         """The audited dtypes, in order (``dtype`` as a tuple)."""
         return self.dtype  # type: ignore[return-value]  # a tuple after __post_init__
+
+    @property
+    def scheme(self) -> Scheme | None:
+        """A quantized norm's output scheme, or None: a plain norm."""
+        return None if self.quant is None else scheme(self.quant, self.scaling)
 
     @property
     def fused(self) -> str | None:
@@ -152,6 +167,8 @@ class AuditOptions:
             "timeout": self.timeout,
             "framework": framework,
             "param_dtype": self.param_dtype,
+            "quant": self.quant,
+            "scaling": self.scaling if self.quant else None,
         }
 
 

@@ -11,7 +11,8 @@ if TYPE_CHECKING:
     from normcheck.diagnosis.diagnose import Diagnosis
     from normcheck.strategies import NormInput
 
-OUTPUTS = ("y", "dx", "dw", "db", "residual_out", "dresidual")
+#: The outputs a call answers with (:class:`~normcheck.target.protocol.Run`'s attributes).
+OUTPUTS = ("y", "dx", "dw", "db", "residual_out", "dresidual", "scales")
 #: What an audit checks; a finding names one.
 CHECKS = (
     "accuracy",
@@ -92,6 +93,8 @@ class AuditResult:
     #: Inputs not run because smaller ones predict they take longer than the timeout (normcheck.timing):
     #: ``{"dtype", "shape", "regime", "predicted_s"}`` each. Slow is not hung: they are not findings.
     too_slow: list[dict] = field(default_factory=list)
+    #: A quantized norm's output scheme, in words (``Scheme.describe``), or None.
+    quantization: str | None = None
     isolation: str = "worker process"  #: where the implementation ran: "worker process" or "in-process"
     #: Seconds spent per part of the audit (see :data:`TIMED`); the rest of :attr:`seconds` (``overlapped`` added
     #: back) is the search's own.
@@ -100,6 +103,11 @@ class AuditResult:
     @property
     def passed(self) -> bool:
         return not self.findings
+
+    @property
+    def primary(self) -> str:
+        """The output the per-regime figures are of: ``q`` for a quantized norm, else ``y``."""
+        return "y" if self.quantization is None else "q"
 
     def totals(self) -> dict[tuple[str, str], ErrorStats]:
         """The statistics per (dtype, output), every regime folded together, in dtype order."""

@@ -98,6 +98,11 @@ class BlockMax:
         undefined = np.logical_or.reduceat(y.undefined.reshape(lo.shape), self._starts, axis=1).reshape(self.shape)
         self.lo[undefined] = self.hi[undefined] = np.nan
 
+    def reduce(self, values: np.ndarray) -> np.ndarray:
+        """The largest of per-element ``values`` (shaped as ``y``) over each block, shaped as :attr:`shape`."""
+        v = np.asarray(values, dtype=np.float64).reshape(self._lo_each.shape)
+        return np.maximum.reduceat(v, self._starts, axis=1).reshape(self.shape)
+
     def element_indices(self, group: int) -> np.ndarray:
         """The flat indices into ``y`` of block ``group`` (a flat index into :attr:`shape`)."""
         per_row = len(self._starts)

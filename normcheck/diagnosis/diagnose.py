@@ -39,7 +39,7 @@ class Diagnosis:
     matches: tuple[Match, ...]
 
 
-def _compare(candidate: np.ndarray, emulated: np.ndarray, fmt: FloatFormat) -> tuple[float, float, float]:
+def compare(candidate: np.ndarray, emulated: np.ndarray, fmt: FloatFormat) -> tuple[float, float, float]:
     """(bit-identical fraction, within-one-ulp fraction, mean distance in ulps)."""
     c = np.asarray(candidate, dtype=np.float64).ravel()
     e = np.asarray(emulated, dtype=np.float64).ravel()
@@ -86,7 +86,13 @@ def diagnose(
             continue
         if output not in outs:
             continue
-        matches.append(Match(emu.name, emu.correct, emu.description, *_compare(candidate, outs[output], fmt)))
+        matches.append(Match(emu.name, emu.correct, emu.description, *compare(candidate, outs[output], fmt)))
+    return name_bug(matches, output)
+
+
+def name_bug(matches: list[Match], output: str) -> Diagnosis:
+    """The diagnosis from every emulation's match on ``output``: the best bug class where it reproduces at
+    least ``MIN_AGREEMENT`` of it, better than every correct convention and than every other bug class."""
     matches.sort(key=lambda m: m.score, reverse=True)
     bugs = [m for m in matches if not m.correct]
     correct = [m for m in matches if m.correct]
@@ -151,8 +157,8 @@ def convention_match(
             y = run_emulation(emu, x, weight, bias, None, eps, offset)["y"]
         except Exception:
             continue
-        out[emu.name] = _compare(candidate, y, fmt)[0]
+        out[emu.name] = compare(candidate, y, fmt)[0]
     return out
 
 
-__all__ = ["Diagnosis", "Emulation", "Match", "convention_match", "diagnose"]
+__all__ = ["Diagnosis", "Emulation", "Match", "compare", "convention_match", "diagnose", "name_bug"]

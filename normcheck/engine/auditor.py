@@ -10,9 +10,10 @@ from normcheck.diagnosis.diagnose import convention_match
 from normcheck.engine.bias import bias_findings
 from normcheck.engine.calls import Caller, row_count
 from normcheck.engine.explain import explain, merge_findings
-from normcheck.engine.judge import first_difference, judge_outputs, nondeterminism, run_problems
+from normcheck.engine.judge import Judgement, first_difference, judge_outputs, nondeterminism, run_problems
 from normcheck.engine.measure import Measure, residual_out
 from normcheck.engine.plan import STRUCTURED_SIZES, Plan
+from normcheck.engine.quantized import judge_quantized
 from normcheck.engine.replay import Replay
 from normcheck.engine.search import search
 from normcheck.options import DEFAULTS, AuditOptions
@@ -45,6 +46,8 @@ class Auditor:
             spec, kind, candidate.device, weight_offset, list(options.dtypes), {}, False, options.seed, options.examples
         )
         self.result.isolation = "worker process" if isinstance(candidate, IsolatedCandidate) else "in-process"
+        self.scheme = options.scheme  #: a quantized norm's output scheme, or None
+        self.result.quantization = None if self.scheme is None else self.scheme.describe()
         self.caller = Caller(candidate, kind, self.result.timing)
         self.measure = Measure(self.caller, kind, weight_offset)
         self.replay = Replay(self.caller)
@@ -85,6 +88,11 @@ class Auditor:
         layout = self.caller.layout(case.n, dtype)
         self.result.eps[dtype] = layout.eps
         self.result.eps_inferred = self.result.eps_inferred or layout.eps_inferred
+        if self.scheme is not None:
+            exact, limits = self.measure.outputs(case, dtype, grad=False)
+            verdict = judge_quantized(run, exact["y"], limits["y"], case, dtype, self.scheme)
+            self._keep(verdict, dtype, case, keep)
+            return findings + verdict.findings
         grad = self.options.grad and run.dx is not None
         tried = []
         for which, option in self.measure.sums(case, dtype, run.y):
@@ -99,15 +107,19 @@ class Auditor:
             if tried[-1][1].accurate:
                 break
         which, verdict = next((t for t in tried if t[1].accurate), tried[0])
+        self._keep(verdict, dtype, case, keep)
+        if keep and which is not None:
+            counts = self.result.residual_sums.setdefault(dtype, {})
+            counts[which] = counts.get(which, 0) + 1
+        return findings + verdict.findings
+
+    def _keep(self, verdict: Judgement, dtype: str, case: NormInput, keep: bool) -> None:
+        """The bounds' formulas of a judgement and, where ``keep``, its errors, into the result."""
         for name, reasons in verdict.reasons.items():
             self.result.bound_reasons[(dtype, name)] = reasons
         if keep:
             for errors in verdict.errors:
                 self.result.add_errors(dtype, case.regime, errors)
-            if which is not None:
-                counts = self.result.residual_sums.setdefault(dtype, {})
-                counts[which] = counts.get(which, 0) + 1
-        return findings + verdict.findings
 
     def _replay(self, case: NormInput, dtype: str, first: Run | None, keep: bool = True) -> list[Finding]:
         """Call again on ``case``: a finding if the answer's bits differ from ``first``'s (the call is made,
@@ -170,7 +182,7 @@ class Auditor:
     def _bias(self, case: NormInput, dtype: str) -> list[Finding]:
         """Biased rounding (truncation) overall, and per-channel drift (a low-precision weight offset)."""
         fmt = resolve_format(dtype)
-        if fmt.precision > 11 and dtype != "bfloat16":
+        if (fmt.precision > 11 and dtype != "bfloat16") or self.scheme is not None:
             return []  # in fp32/fp64 outputs the compute error, not the final rounding, dominates
         run = self.caller.run(case, dtype, grad=False)
         if run is None or run.y is None or run.y.shape != case.x.shape:
@@ -182,8 +194,8 @@ class Auditor:
         """Which correct convention the implementation's y on the statistics' input matches best."""
         fmt = resolve_format(dtype)
         eps = self.result.eps.get(dtype)
-        if eps is None:
-            return  # nothing of this dtype ran to completion
+        if eps is None or self.scheme is not None:
+            return  # nothing of this dtype ran to completion (or y is not an output)
         case = self.plan.aggregate_case(fmt, eps)
         run = self.caller.run(case, dtype, grad=False)
         if run is not None and run.y is not None and run.y.shape == case.x.shape:
@@ -204,9 +216,16 @@ class Auditor:
         found += self.replay.findings(self.measure.outputs)
         self.result.findings = merge_findings(found)
         for f in self.result.findings:
-            explain(f, self.caller, self.measure, spec=self.spec, reproducer_dir=self.options.reproducer_dir)
+            explain(
+                f,
+                self.caller,
+                self.measure,
+                spec=self.spec,
+                reproducer_dir=self.options.reproducer_dir,
+                scheme=self.scheme,
+            )
         c = self.caller.c
-        self.result.forward_only = not c.supports_grad
+        self.result.forward_only = not c.supports_grad or self.scheme is not None
         for dtype in self.options.dtypes:
             self._conventions(dtype)
         self.result.skipped = self.caller.skipped()

@@ -4,8 +4,10 @@ and a reproducer of its smallest failing input."""
 from __future__ import annotations
 
 from normcheck.diagnosis.diagnose import Diagnosis, diagnose
+from normcheck.diagnosis.quantized import diagnose_quantized
 from normcheck.engine.calls import Caller
 from normcheck.engine.measure import Measure
+from normcheck.quantization import Scheme
 from normcheck.report.reproducer import snippet
 from normcheck.result import Finding
 
@@ -62,8 +64,10 @@ def decisiveness(d: Diagnosis) -> tuple[float, float]:
     return (top.agreement - second, top.agreement)
 
 
-def explain(f: Finding, caller: Caller, measure: Measure, *, spec: str, reproducer_dir: str) -> None:
-    """Attach the reproducer and the diagnosis to a finding."""
+def explain(
+    f: Finding, caller: Caller, measure: Measure, *, spec: str, reproducer_dir: str, scheme: Scheme | None = None
+) -> None:
+    """Attach the reproducer and the diagnosis to a finding (of a quantized norm of ``scheme``, where given)."""
     case = f.example
     if case is None:
         return
@@ -85,14 +89,23 @@ def explain(f: Finding, caller: Caller, measure: Measure, *, spec: str, reproduc
     if f.check not in ("accuracy", "nonfinite", "bias") or f.output in (None, "residual_out"):
         return
     output = "dx" if f.output == "dresidual" else f.output  # the same gradient, through the sum
+    quantized = f.output in ("q", "scales")
     # Diagnose on every failing input kept (the smallest is often too small to tell bugs apart).
     candidates = []
     for example in [case, *f.others][:MAX_DIAGNOSED]:
-        run = caller.run(example, f.dtype, grad=f.output != "y")
-        cand = None if run is None else getattr(run, f.output)
+        run = caller.run(example, f.dtype, grad=f.output != "y" and not quantized)
+        cand = None if run is None else run.y if quantized else getattr(run, f.output)
         if run is None or cand is None:
             continue
         w, b = caller.params(example, f.dtype)
+        eps = caller.layout(example.n, f.dtype).eps
+        if quantized and scheme is not None:
+            candidates.append(
+                diagnose_quantized(
+                    measure.kind, output, run, scheme, x=example.x, weight=w, bias=b, eps=eps, offset=measure.offset
+                )
+            )
+            continue
         candidates.append(
             diagnose(
                 measure.kind,
@@ -103,7 +116,7 @@ def explain(f: Finding, caller: Caller, measure: Measure, *, spec: str, reproduc
                 weight=w,
                 bias=b,
                 grad=example.grad,
-                eps=caller.layout(example.n, f.dtype).eps,
+                eps=eps,
                 offset=measure.offset,
             )
         )

@@ -18,7 +18,7 @@ from normcheck.notes import smallest_input_note, too_slow_lines
 from normcheck.report.json_report import SCHEMA, read_json, write_atomically
 from normcheck.report.reproducer import file_note
 
-OUTPUT_ORDER = ("y", "dx", "dw", "db", "residual_out", "dresidual")
+OUTPUT_ORDER = ("y", "q", "scales", "dx", "dw", "db", "residual_out", "dresidual")
 #: Table labels of a fused residual-add's outputs.
 SHORT_OUTPUTS = {"residual_out": "res", "dresidual": "dres"}
 
@@ -100,12 +100,18 @@ def summary_rows(results: list[dict]) -> list[dict]:
     return rows
 
 
+def primary(result: dict) -> str:
+    """The output a report's per-regime figures are of: ``q`` for a quantized norm, else ``y``."""
+    return "q" if result["settings"].get("quant") else "y"
+
+
 def regime_table(results: list[dict]) -> tuple[list[str], list[dict]]:
-    regimes = sorted({s["regime"] for r in results for s in r["stats"] if s["output"] == "y"})
+    regimes = sorted({s["regime"] for r in results for s in r["stats"] if s["output"] == primary(r)})
     rows = []
     for r in results:
         for dtype in r["settings"]["dtypes"]:
-            by = {s["regime"]: s for s in r["stats"] if s["dtype"] == dtype and s["output"] == "y" and s.get("count")}
+            out = primary(r)
+            by = {s["regime"]: s for s in r["stats"] if s["dtype"] == dtype and s["output"] == out and s.get("count")}
             rows.append(
                 {
                     "target": r["target"],

@@ -17,10 +17,13 @@ import numpy as np
 
 from normcheck.errors import UsageError
 from normcheck.options import REPRODUCER_DIR, InputLayout
+from normcheck.quantization import static_scale
 from normcheck.strategies import NormInput
 from normcheck.target.protocol import RESIDUAL_NAMES, function_arguments
 from normcheck.target.torch_target import Candidate
+from normcheck.verdict.bounds import ulp
 from oracles import Exact, resolve_format
+from oracles.quantize import ELEMENT_FORMATS, BlockMax, quantize
 
 if TYPE_CHECKING:
     from normcheck.target.isolation import IsolatedCandidate
@@ -89,6 +92,27 @@ def show_error(name: str, exact: Exact, got: np.ndarray, dtype: str) -> None:
         f"max ulp error of {name}: {largest:.6g} ({int(wrong.sum())} of {got.size} elements non-finite "
         "where the exact value is finite)"
     )
+
+
+def show_quantized(exact: Exact, q: np.ndarray, scales: object, element: str) -> None:
+    """Print a reproducer's verdict on a quantized norm: how many values differ from the exact ``y`` over the
+    scales it used, correctly rounded (and by how many steps at most), and for returned scales their largest
+    distance from the exact ``amax / largest`` of their blocks, relative."""
+    fmt = ELEMENT_FORMATS[element]
+    s = np.asarray(scales, dtype=np.float64)
+    rounded = quantize(exact, s, fmt)
+    got = q.astype(np.float64)
+    with np.errstate(all="ignore"):
+        steps = np.abs(got - rounded) / ulp(rounded, fmt)
+    differ = got != rounded
+    largest = float(np.nanmax(np.where(differ, steps, 0.0), initial=0.0))
+    print(f"q: {int(differ.sum())} of {q.size} values differ from the rounded y/scale (at most {largest:.3g} steps)")
+    if s.ndim:
+        amax = BlockMax(exact, -(-exact.shape[-1] // s.shape[-1]))
+        with np.errstate(all="ignore"):
+            rel = np.abs(s - (amax.lo + amax.hi) / 2 / float(fmt.max_finite)) / s
+        top = float(fmt.max_finite)
+        print(f"scales: at most {float(np.nanmax(rel, initial=0.0)):.3g} relative from amax / {top:g}")
 
 
 def _array(a: np.ndarray) -> str:
@@ -190,7 +214,8 @@ def _torch_lines(
     lines = [
         "import ml_dtypes, numpy as np, torch, oracles",
         "from normcheck.target.loading import construct_module, load_target",
-        "from normcheck.report.reproducer import load_inputs, show_error",
+        "from normcheck.report.reproducer import load_inputs, show_error"
+        + (", show_quantized" if candidate.scheme is not None else ""),
         "from normcheck.target.torch_bridge import from_numpy, to_numpy",
         *(["from normcheck.target.layouts import from_layout, to_layout"] if layout != InputLayout.LAST else []),
         *inputs,
@@ -206,7 +231,11 @@ def _torch_lines(
         if candidate.style == "function":
             leaves += [k for k in ("w", "b") if k in arrays]
         lines.append("; ".join(f"{k}.requires_grad_()" for k in leaves))
-    out = "out" if fused else "y"
+    scheme = candidate.scheme
+    out = "out" if fused else "y" if scheme is None else "q" if scheme.static else "q, scales"
+    scale = _static_scale(candidate, case, arrays, eps)
+    if scale is not None:
+        lines.append(f"scale = torch.tensor({scale!r}, dtype=torch.float32)  # the static scale the audit chose")
     if candidate.style == "function":
         kwargs = function_arguments(  # the parameters passed by variable name
             candidate.function_parameters,
@@ -218,6 +247,8 @@ def _torch_lines(
         residual = next((k for k in RESIDUAL_NAMES if k in candidate.function_parameters), None)
         first = [x_in] if not fused else ["x", f"{residual}=r" if residual else "r"]
         args = [*first, *(f"{k}={v if isinstance(v, str) else repr(v)}" for k, v in kwargs.items())]
+        if scale is not None:
+            args.append("scale=scale" if "scale" in candidate.function_parameters else "scale")
         call = f"target({', '.join(args)})"
         lines.append(f"{out} = {rows(call)}")
         params = {"w": "w", "b": "b"}
@@ -228,11 +259,16 @@ def _torch_lines(
         if weight or bias:
             lines.append("with torch.no_grad():")
             lines += [f"    m.{name}.copy_({k})" for k, name in (("w", "weight"), ("b", "bias")) if k in arrays]
-        lines.append(f"{out} = m(x, r)" if fused else f"y = {rows(f'm({x_in})')}")
+        call = f"m({x_in}, scale)" if scale is not None else f"m({x_in})"
+        lines.append(f"{out} = m(x, r)" if fused else f"{out} = {rows(call)}")
         params = {"w": "m.weight", "b": "m.bias"}
     if fused:
         lines.append("y, res = out if isinstance(out, (tuple, list)) else (x, r)  # returned, or written in place")
     lines += _oracle(kind, arrays, dtype, eps, offset, grad)
+    if scheme is not None:
+        used = "scale.item()" if scheme.static else "to_numpy(scales.float())"
+        lines.append(f'show_quantized(exact, to_numpy(q), {used}, "{scheme.element.name}")')
+        return lines
     lines.append(f'show_error("y", exact, to_numpy(y), "{dtype}")')
     if fused:
         lines.append(f'show_error("residual_out", total, to_numpy(res), "{dtype}")')
@@ -244,6 +280,16 @@ def _torch_lines(
             f'"{_format(output, arrays, dtype)}")',
         ]
     return lines
+
+
+def _static_scale(
+    candidate: Candidate | IsolatedCandidate, case: NormInput, arrays: dict[str, np.ndarray], eps: float
+) -> float | None:
+    """The scale the audit called a static quantized norm with on ``case`` (None for any other)."""
+    scheme = candidate.scheme
+    if scheme is None or not scheme.static:
+        return None
+    return float(static_scale(case.x, arrays.get("w"), eps, scheme.largest))
 
 
 def _array_lines(

@@ -54,6 +54,8 @@ class ArrayCandidate:
             raise UsageError(f"--residual audits torch targets; {name} is a {self.framework} one")
         if options.layout != InputLayout.LAST:
             raise UsageError(f"--layout {options.layout} audits torch targets; {name} is a {self.framework} one")
+        if options.quant is not None:
+            raise UsageError(f"--quant audits torch targets; {name} is a {self.framework} one")
         self.fused = None  #: fused residual-adds are audited in torch only
         self.layout = InputLayout.LAST
         self.target, self.name, self.device, self.timeout = target, name, options.device, options.timeout

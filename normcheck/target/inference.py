@@ -10,21 +10,42 @@ import numpy as np
 
 import oracles
 from normcheck.errors import UsageError
+from normcheck.quantization import Scheme
 from normcheck.target.isolation import IsolatedCandidate, WorkerLost
+from normcheck.target.protocol import Run
 from normcheck.target.torch_target import Candidate
+from normcheck.verdict.bounds import ulp
+from oracles.quantize import per_element
 
 _PROBE_N = 8
 #: A probe within this many ulps of an oracle matches it (a wrong convention is off by far more).
 MATCH_ULPS = 1e4
 
 
-def infer(candidate: Candidate | IsolatedCandidate, kind: str | None, offset: int | None) -> tuple[str, int]:
+#: A quantized probe within this many steps of its element format matches (a wrong convention is off by many).
+MATCH_QUANTIZED = 4.0
+
+
+def quantized_error(run: Run, exact: oracles.Exact, scheme: Scheme) -> np.ndarray:
+    """A quantized norm's values against the exact ``y`` divided by its own scales, in steps of its element
+    format (NaN where no scale came back)."""
+    scales = np.array(run.static_scale) if scheme.static else run.scales
+    if run.y is None or scales is None or np.shape(scales) != scheme.scales_shape(exact.shape):
+        return np.full(exact.shape, np.nan)
+    target = exact.approx / per_element(scales.astype(np.float64), exact.shape)
+    return np.abs(run.y.astype(np.float64) - target) / ulp(target, scheme.element)
+
+
+def infer(
+    candidate: Candidate | IsolatedCandidate, kind: str | None, offset: int | None, scheme: Scheme | None = None
+) -> tuple[str, int]:
     """Run the implementation once in float32 and pick the (kind, offset) whose oracle it matches.
 
     The probe row has a nonzero mean (LayerNorm subtracts it, RMSNorm does not) and
     weights far from 0 and -1 (so ``w`` and ``1 + w`` differ). With ``kind`` given,
     an implementation that matches no offset is audited as ``kind`` with the closest
-    offset (and fails on accuracy); without it, matching nothing is a usage error.
+    offset (and fails on accuracy); without it, matching nothing is a usage error. A quantized norm
+    (``scheme``) is matched by its values against the exact ``y`` over its own scales.
     """
     try:
         layout = candidate.describe(_PROBE_N, "float32")
@@ -55,10 +76,10 @@ def infer(candidate: Candidate | IsolatedCandidate, kind: str | None, offset: in
             else:
                 exact = oracles.layer_norm(x, wt, bt, layout.eps, off)
             with np.errstate(all="ignore"):
-                err = exact.ulp_error(run.y, "float32")
+                err = exact.ulp_error(run.y, "float32") if scheme is None else quantized_error(run, exact, scheme)
             scores.append((float(np.max(np.where(np.isnan(err), np.inf, err))), k, off))
     best, k, off = min(scores)
-    if best < MATCH_ULPS or kind is not None:
+    if best < (MATCH_ULPS if scheme is None else MATCH_QUANTIZED) or kind is not None:
         return k, off
     offset_note = f", weight offset {off}" if has_w else ""
     raise UsageError(

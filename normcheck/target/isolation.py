@@ -66,7 +66,7 @@ class IsolatedCandidate:
             )
         self.name, self.options, self.device, self.timeout = name, options, options.device, options.timeout
         self.eps_override, self.param_dtype, self.fused = options.eps, options.param_dtype, options.fused
-        self.layout = options.layout
+        self.layout, self.scheme = options.layout, options.scheme
         self._framework = options.framework
         self.supports_grad = True
         self.restarts = 0  #: workers started after the first (one per crash or timeout)

@@ -30,7 +30,9 @@ FAILURES = ("exception", "timeout", "crash")
 class Run:
     """What one call of the implementation produced (numpy arrays, input dtype unless wrong)."""
 
-    y: np.ndarray | None = None
+    y: np.ndarray | None = None  #: the output: a quantized norm's quantized values ``q``
+    scales: np.ndarray | None = None  #: a dynamic quantized norm's returned scales
+    static_scale: float | None = None  #: the scale a static quantized norm was called with
     dx: np.ndarray | None = None
     dw: np.ndarray | None = None
     db: np.ndarray | None = None
@@ -80,13 +82,21 @@ def repeated(call: Callable[[], Run], times: int) -> Run:
             return replace(run, calls=calls, seconds=seconds)
 
 
-def output_problems(shape: tuple[int, ...], dtype: str, x: np.ndarray, name: str = "output") -> list[str]:
-    """What is wrong with an output (``name``) of ``shape`` and ``dtype`` (its name) for the input ``x``."""
+def output_problems(
+    shape: tuple[int, ...],
+    dtype: str,
+    x: np.ndarray,
+    name: str = "output",
+    expected: tuple[tuple[int, ...], str, str] | None = None,
+) -> list[str]:
+    """What is wrong with an output (``name``) of ``shape`` and ``dtype`` (its name) for the input ``x``: it
+    should have the input's shape and dtype, or ``expected`` (shape, dtype, and what they are: "the scheme's")."""
+    want_shape, want_dtype, what = expected or (tuple(x.shape), str(x.dtype), "the input")
     problems = []
-    if shape != tuple(x.shape):
-        problems.append(f"{name} shape {shape} differs from the input shape {tuple(x.shape)}")
-    if dtype != str(x.dtype):
-        problems.append(f"{name} dtype {dtype} differs from the input dtype {x.dtype}")
+    if shape != want_shape:
+        problems.append(f"{name} shape {shape} differs from {what} shape {want_shape}")
+    if dtype != want_dtype:
+        problems.append(f"{name} dtype {dtype} differs from {what} dtype {want_dtype}")
     return problems
 
 

@@ -78,12 +78,19 @@ def synchronize(device: str) -> None:
         getattr(torch, dev.type).synchronize()
 
 
+#: torch's 8-bit floats and the ml_dtypes types with the same bits.
+FLOAT8 = {"float8_e4m3fn": ml_dtypes.float8_e4m3fn, "float8_e5m2": ml_dtypes.float8_e5m2}
+
+
 def to_numpy(tensor: Tensor) -> np.ndarray:
-    """A detached CPU copy as numpy, same values; bfloat16 becomes ``ml_dtypes.bfloat16``."""
+    """A detached CPU copy as numpy, same values; bfloat16 and the float8 types become ``ml_dtypes``'."""
     torch = require_torch()
     t = tensor.detach().cpu()
     if t.dtype == torch.bfloat16:
         return t.to(torch.float32).numpy().astype(ml_dtypes.bfloat16)  # exact: fp32 holds every bf16
+    name = str(t.dtype).removeprefix("torch.")
+    if name in FLOAT8:
+        return t.contiguous().view(torch.uint8).numpy().view(FLOAT8[name]).copy()  # the same bits
     return t.numpy().copy()
 
 

@@ -12,11 +12,13 @@ import time
 import warnings
 from dataclasses import replace
 from types import ModuleType
+from typing import Any
 
 import numpy as np
 
 from normcheck.errors import UsageError
 from normcheck.options import DEFAULTS, AuditOptions, Style
+from normcheck.quantization import Scheme, static_scale
 from normcheck.target.eps import EpsNotFound, function_eps, function_signature, inferred_eps, module_eps
 from normcheck.target.layouts import from_layout, to_layout
 from normcheck.target.loading import construct_module, input_parameter, is_module_class
@@ -108,6 +110,7 @@ class Candidate:
             _allow_recompiles(self.torch)
         self.eps_override, self.param_dtype = options.eps, options.param_dtype
         self.fused, self.layout = options.fused, options.layout
+        self.scheme = options.scheme
         #: The fused residual-add's style: as forced, or found on the first call (None until then under auto).
         self.fused_style = None if self.fused in (None, Style.AUTO) else self.fused
         self.modules = Modules(target, name, options)
@@ -216,6 +219,7 @@ class Candidate:
             return first
         n, dtype = x.shape[-1], str(x.dtype)
         given = [from_numpy(a, self.device) for a in (x, residual) if a is not None]
+        scale = self._static_scale(x, weight)
         if self.style != "function":  # a module's parameters hold the weight and bias already
             weight = bias = None
         start = time.perf_counter()
@@ -224,7 +228,7 @@ class Candidate:
                 warnings.simplefilter("ignore")
                 for _ in range(times - 1):
                     xt, *rest = (t.clone() for t in given)
-                    self._call(xt, weight, bias, n, dtype, *rest)
+                    self._call(xt, weight, bias, n, dtype, *rest, scale=scale)
                 synchronize(self.device)
         except UsageError:
             raise
@@ -255,11 +259,12 @@ class Candidate:
             for leaf in leaves:
                 leaf.requires_grad_(grad is not None and self.supports_grad)
             xt, *rest = [leaf.t() if strided else leaf for leaf in leaves]
+            out.static_scale = scale = self._static_scale(x, weight)
             # The implementation's own warnings are not normcheck's (and must not become errors under -W error).
             start = time.perf_counter()
             with interrupt_after(self.timeout), warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                result, params = self._call(xt, weight, bias, n, dtype, *rest)
+                result, params = self._call(xt, weight, bias, n, dtype, *rest, scale=scale)
                 synchronize(self.device)
             out.seconds = time.perf_counter() - start
         except UsageError:
@@ -277,6 +282,8 @@ class Candidate:
             out.mutated = written
         if self.fused and y is None:
             return out
+        if self.scheme is not None:
+            return quantized_run(out, result, self.scheme, x)
         for name, t in (("output", y), ("residual_out", residual_out)):
             if t is None:
                 continue
@@ -314,13 +321,34 @@ class Candidate:
             out.problems.append("backward produced no gradient for the input")
         return out
 
-    def _call(self, xt: Tensor, weight: np.ndarray | None, bias: np.ndarray | None, n: int, dtype: str, *rest: object):
+    def _static_scale(self, x: np.ndarray, weight: np.ndarray | None) -> float | None:
+        """The scale a static quantized norm is called with on ``x`` (None for any other)."""
+        if self.scheme is None or not self.scheme.static:
+            return None
+        return float(static_scale(x, weight, self.describe(x.shape[-1], str(x.dtype)).eps, self.scheme.largest))
+
+    def _call(
+        self,
+        xt: Tensor,
+        weight: np.ndarray | None,
+        bias: np.ndarray | None,
+        n: int,
+        dtype: str,
+        *rest: object,
+        scale: float | None = None,
+    ):
+        """The implementation on ``xt`` (and a fused residual-add's residual in ``rest``; a static quantized norm
+        gets ``scale`` as a float32 0-d tensor: by a parameter named ``scale``, else as its last argument)."""
         torch = self.torch
+        if scale is not None:
+            rest = (*rest, torch.tensor(scale, dtype=torch.float32, device=self.device))
         if self.style == "function":
             need = xt.requires_grad
             w_t = None if weight is None else from_numpy(weight, self.device).requires_grad_(need)
             b_t = None if bias is None else from_numpy(bias, self.device).requires_grad_(need)
             kwargs = function_arguments(self.function_parameters, n, w_t, b_t, self.eps_override)
+            if scale is not None and "scale" in self.function_parameters:
+                kwargs["scale"], rest = rest[-1], rest[:-1]
             name = next((k for k in RESIDUAL_NAMES if k in self.function_parameters), None)
             if rest and name is not None:
                 kwargs[name], rest = rest[0], ()
@@ -385,6 +413,34 @@ def fused_results(
         "x + residual into residual (in place)"
     )
     return None, None, style
+
+
+def quantized_run(out: Run, result: object, scheme: Scheme, x: np.ndarray) -> Run:
+    """``out`` with a quantized norm's answer read into it: ``q`` (as :attr:`Run.y`) and, from a dynamic scheme,
+    its float32 scales; what is missing or of the wrong shape or dtype goes into :attr:`Run.problems`."""
+    torch = require_torch()
+    dynamic = not scheme.static
+    pair = isinstance(result, tuple | list) and len(result) == 2
+    if dynamic and not pair:
+        out.problems.append(f"returned {type(result).__name__}: a dynamic quantized norm returns (q, scales)")
+        return out
+    q: Any = result[0] if dynamic else result  # type: ignore[index]  # a pair where dynamic
+    scales: Any = result[1] if dynamic else None  # type: ignore[index]
+    for name, t in (("q", q), ("scales", scales)):
+        if t is not None and not isinstance(t, torch.Tensor):
+            out.problems.append(f"returned {type(t).__name__} as {name}, not a tensor")
+            return out
+    element = scheme.element.name
+    out.problems += output_problems(
+        tuple(q.shape), str(q.dtype).removeprefix("torch."), x, "q", (tuple(x.shape), element, "the scheme's")
+    )
+    out.y = to_numpy(q)
+    if scales is not None:
+        expected = (scheme.scales_shape(tuple(x.shape)), "float32", "the scheme's")
+        dtype = str(scales.dtype).removeprefix("torch.")
+        out.problems += output_problems(tuple(scales.shape), dtype, x, "scales", expected)
+        out.scales = to_numpy(scales.float())
+    return out
 
 
 def _same_bits(a: Tensor, b: Tensor) -> bool:

@@ -1,0 +1,174 @@
+"""Name the bug of a quantized norm: its values and scales against emulations of the correct kernels, of the
+quantizer's bug classes, and of the norm's own bug classes seen through a correct quantizer.
+
+A quantizer emulation is a :class:`Quantizer`: how it takes the block maximum, rounds, overflows, floors the
+scale, returns it, and uses a static scale. Each bug class changes one of these; they are registered here,
+in the order the diagnosis prefers them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+import oracles
+from normcheck.diagnosis.diagnose import Diagnosis, Match, compare, name_bug
+from normcheck.diagnosis.emulations import emulations_for, rounds_here, run_emulation
+from normcheck.quantization import FLOOR, Scheme
+from normcheck.target.protocol import Run
+from oracles import BFLOAT16, FLOAT32, round_floats
+from oracles.quantize import per_element, round_to_format
+from oracles.rounding import quantum_exponents
+
+
+@dataclass(frozen=True)
+class Quantizer:
+    """One way of quantizing ``y``; the defaults are a correct kernel's."""
+
+    amax_of: str = "y"  #: "y", "x" (the input) or "xhat" (the unweighted output)
+    reciprocal: bool = False  #: multiply by largest / amax instead of dividing by the scale
+    toward_zero: bool = False  #: round toward zero instead of to nearest even
+    overflow: str = "saturate"  #: "saturate", "special" (NaN, or infinity where the format has one) or "wrap"
+    floor: bool = True  #: raise the scale to FLOOR / largest (else an all-zero block divides by zero)
+    returned: str = "used"  #: "used", or "bfloat16": the scale returned is the used one rounded to bfloat16
+    static: str = "divide"  #: a static scale divided by, "multiply"-ed by, or "ignore"-d
+    shift: int = 0  #: blocks' maxima taken over channels shifted by this many (misaligned blocks)
+
+
+#: (name, description, whether correct, the y it quantizes: "fused" float32 or "unfused" in the input dtype,
+#: quantizer), in the order the diagnosis prefers them.
+QUANTIZERS: tuple[tuple[str, str, bool, str, Quantizer], ...] = (
+    ("fused", "y in float32, divided by the float32 scale", True, "fused", Quantizer()),
+    ("unfused", "y rounded to the input dtype, then quantized", True, "unfused", Quantizer()),
+    ("reciprocal", "y in float32, times largest / amax", True, "fused", Quantizer(reciprocal=True)),
+    ("amax of the input", "the scale from max |x| instead of max |y|", False, "fused", Quantizer(amax_of="x")),
+    (
+        "amax of the unweighted output",
+        "the scale from max |xhat|, before the weight",
+        False,
+        "fused",
+        Quantizer(amax_of="xhat"),
+    ),
+    (
+        "rounds toward zero",
+        "quotients truncated instead of rounded to nearest even",
+        False,
+        "fused",
+        Quantizer(toward_zero=True),
+    ),
+    (
+        "no saturation",
+        "quotients past the largest value become NaN, infinity or wrap",
+        False,
+        "fused",
+        Quantizer(overflow="special"),
+    ),
+    ("integer wrap", "int8 quotients past 127 wrap around", False, "fused", Quantizer(overflow="wrap")),
+    ("no minimum scale", "an all-zero block gets scale 0 and NaN values", False, "fused", Quantizer(floor=False)),
+    (
+        "returned scale rounded",
+        "values made with the float32 scale, the scale returned in bfloat16",
+        False,
+        "fused",
+        Quantizer(returned="bfloat16"),
+    ),
+    ("static scale multiplied", "q = y * scale instead of y / scale", False, "fused", Quantizer(static="multiply")),
+    ("static scale ignored", "q = y, as if the scale were 1", False, "fused", Quantizer(static="ignore")),
+    ("misaligned blocks", "each block's maximum taken one channel off", False, "fused", Quantizer(shift=1)),
+)
+
+
+def _round(v: np.ndarray, scheme: Scheme, how: Quantizer) -> np.ndarray:
+    fmt, largest = scheme.element, scheme.largest
+    with np.errstate(all="ignore"):
+        if how.toward_zero:
+            q = quantum_exponents(np.abs(np.clip(v, -largest, largest)), fmt)
+            out = np.ldexp(np.trunc(np.ldexp(np.clip(v, -largest, largest), -q)), q)
+        else:
+            out = round_to_format(v, fmt)
+        beyond = np.abs(v) > largest
+        if how.overflow == "special":
+            special = np.inf if fmt.name == "float8_e5m2" else np.nan
+            out = np.where(beyond, np.copysign(special, v), out)
+        elif how.overflow == "wrap" and fmt.name == "int8":
+            out = np.where(beyond, (np.rint(v) + 128) % 256 - 128, out)
+    return out
+
+
+def _block_max(v: np.ndarray, block: int, shift: int) -> np.ndarray:
+    a = np.abs(np.roll(v, shift, axis=-1)).astype(np.float32)
+    return np.maximum.reduceat(a, np.arange(0, v.shape[-1], block), axis=-1)
+
+
+def quantize_emulated(
+    y: np.ndarray, x: np.ndarray, xhat: np.ndarray, scheme: Scheme, how: Quantizer, static: float | None
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """``how``'s values (float64) and returned scales (float32, None for a static scheme) of float32 ``y``."""
+    y = y.astype(np.float32)
+    largest = np.float32(scheme.largest)
+    with np.errstate(all="ignore"):
+        if scheme.static:
+            given = np.float32(static)
+            v: np.ndarray = {"divide": y / given, "multiply": y * given, "ignore": y}[how.static]  # type: ignore[assignment]  # float32 arrays all
+            return _round(v.astype(np.float64), scheme, how), None
+        block = scheme.block_size(y.shape[-1]) or y.shape[-1]
+        source = {"y": y, "x": x.astype(np.float32), "xhat": xhat.astype(np.float32)}[how.amax_of]
+        amax = _block_max(source, block, how.shift)
+        s: np.ndarray = amax / largest
+        if how.floor:
+            s = np.maximum(s, np.float32(FLOOR) / largest)
+        if how.reciprocal:
+            v = y * per_element(largest / np.maximum(amax, s * largest), y.shape).astype(np.float32)
+        else:
+            v = y / per_element(s, y.shape).astype(np.float32)
+        returned = s if how.returned == "used" else np.asarray(round_floats(s, BFLOAT16), np.float32)
+    return _round(v.astype(np.float64), scheme, how), returned
+
+
+def diagnose_quantized(
+    kind: str,
+    output: str,
+    run: Run,
+    scheme: Scheme,
+    *,
+    x: np.ndarray,
+    weight: np.ndarray | None,
+    bias: np.ndarray | None,
+    eps: float,
+    offset: int,
+) -> Diagnosis:
+    """The bug class a quantized norm's answer on ``x`` matches best: a quantizer's (on a float32 ``y``), or
+    one of the norm's own through a correct quantizer. An emulation's match is the worse of its values' and
+    its scales' (a returned scale that differs is as telling as the values)."""
+    assert run.y is not None
+    exact = (
+        oracles.rms_norm(x, weight, eps, offset)
+        if kind == "rmsnorm"
+        else oracles.layer_norm(x, weight, bias, eps, offset)
+    )
+    plain = oracles.rms_norm(x, None, eps) if kind == "rmsnorm" else oracles.layer_norm(x, None, None, eps)
+    fused, xhat = exact.round(FLOAT32), plain.round(FLOAT32)
+    unfused = exact.round(str(x.dtype)).astype(np.float32)
+    ys = {"fused": fused, "unfused": unfused}
+    tried = [(name, desc, correct, ys[which], how) for name, desc, correct, which, how in QUANTIZERS]
+    for emu in emulations_for(kind, offset):
+        if emu.correct or not rounds_here(emu, x, weight):
+            continue
+        try:
+            y = run_emulation(emu, x, weight, bias, None, eps, offset)["y"].astype(np.float32)
+        except Exception:
+            continue
+        tried.append((emu.name, f"{emu.description}, then quantized", False, y, Quantizer()))
+    matches = []
+    for name, desc, correct, y, how in tried:
+        q, scales = quantize_emulated(y, x, xhat, scheme, how, run.static_scale)
+        figures = compare(run.y.astype(np.float64), q, scheme.element)
+        if scales is not None and run.scales is not None:
+            s_figures = compare(run.scales, scales, FLOAT32)
+            figures = (min(figures[0], s_figures[0]), min(figures[1], s_figures[1]), figures[2] + s_figures[2])
+        matches.append(Match(name, correct, desc, *figures))
+    return name_bug(matches, output)
+
+
+__all__ = ["QUANTIZERS", "Quantizer", "diagnose_quantized", "quantize_emulated"]

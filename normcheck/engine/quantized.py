@@ -1,0 +1,217 @@
+"""The judge of a quantized norm: its scales and values against the exact ``y``, allowing exactly what a correct
+kernel can differ by. Pure, as :mod:`normcheck.engine.judge`.
+
+A correct kernel computes ``y`` in float32 (fused) or rounds it to the input dtype first (the unfused
+composition), takes the largest magnitude of those values per block, and divides by the float32 scale
+``amax / largest`` or multiplies by its reciprocal. Its ``y`` is within a tier's bound of the exact one (the
+same bounds as an unquantized norm's, :mod:`normcheck.verdict.bounds`), and its scale and quotient carry at
+most three float32 roundings besides. So, per tier:
+
+- a **scale** must lie within ``(amax +- the largest bound of y in the block) / largest``, widened by
+  ``2**-22`` relative; a scale raised to the floor ``FLOOR / largest`` (vLLM's minimum scale) is accepted
+  where the exact one is below it;
+- a **value** must be one of the roundings (saturating) of the points within ``bound / s + 2**-22 |y / s|`` of
+  the exact ``y / s``, ``s`` the scale the kernel returned (or was given): the correct rounding wherever no
+  rounding boundary is that close, either neighbour where one is. A kernel that computes its values with
+  one scale and returns another misses wherever the two quotients round apart.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+import oracles
+from normcheck.engine.judge import Judgement
+from normcheck.quantization import FLOOR, Scheme
+from normcheck.result import Finding
+from normcheck.stats import Errors
+from normcheck.strategies import NormInput
+from normcheck.target.protocol import Run
+from normcheck.verdict.bounds import Bound, ulp
+from normcheck.verdict.tiers import Tier, crossing, effective
+from oracles import FLOAT32
+from oracles.quantize import BlockMax, per_element, quantize, rounding_range
+
+#: Relative error a correct kernel's scale and quotient may carry besides its y's: three float32 roundings
+#: (the scale, a reciprocal, the product), with room to spare.
+ARITHMETIC = 2.0**-22
+
+
+def judge_quantized(run: Run, y: oracles.Exact, limit: Bound, case: NormInput, dtype: str, scheme: Scheme) -> Judgement:
+    """A quantized norm's answer (``run.y`` the values, ``run.scales`` or ``run.static_scale`` the scales)
+    against the exact ``y`` and the tiers of its bound."""
+    out = Judgement()
+    if run.y is None or run.y.shape != y.shape:
+        return out  # (the wrong shape is a finding of run_problems already)
+    allowed = effective(limit.tiers)
+    if scheme.static:
+        scales = np.array(run.static_scale, dtype=np.float64)
+    else:
+        if run.scales is None or run.scales.shape != scheme.scales_shape(y.shape):
+            return out
+        scales = run.scales.astype(np.float64)
+        _judge_scales(out, scales, y, limit.tiers, allowed, case, dtype, scheme)
+    _judge_values(out, run.y, scales, y, limit.tiers, allowed, case, dtype, scheme)
+    return out
+
+
+def _judge_scales(
+    out: Judgement,
+    scales: np.ndarray,
+    y: oracles.Exact,
+    tiers: tuple[Tier, ...],
+    allowed: list[np.ndarray],
+    case: NormInput,
+    dtype: str,
+    scheme: Scheme,
+) -> None:
+    amax = BlockMax(y, scheme.block_size(case.n))
+    largest, floor = scheme.largest, FLOOR / scheme.largest
+    with np.errstate(all="ignore"):
+        exact = (amax.lo + amax.hi) / 2 / largest
+        ranges = []
+        for a in allowed:
+            reach = amax.reduce(np.broadcast_to(a, y.shape))
+            lo = np.maximum(amax.lo - reach, 0.0) / largest * (1 - ARITHMETIC)
+            hi = np.maximum(amax.hi + reach, FLOOR) / largest * (1 + ARITHMETIC)
+            ranges.append((lo, hi))
+    defined = ~np.isnan(amax.lo)
+    bad = defined & ~(np.isfinite(scales) & (scales >= 0))
+    if bad.any():
+        i = _index(bad)
+        message = f"scale is {scales[i]} where the exact scale is {exact[i]:.6g}; {int(bad.sum())} such blocks"
+        out.findings.append(_finding("nonfinite", "scales", message, case, dtype, i, scales[i], exact[i], bad))
+    judged = defined & ~bad
+    # Below the floor, the error is read against whichever of the exact scale and the floor is nearer.
+    with np.errstate(all="ignore"):
+        exact = np.where((exact < floor) & (np.abs(scales - floor) < np.abs(scales - exact)), floor, exact)
+    unit = ulp(exact, FLOAT32)
+    reason = f"(amax +- the block's largest {{}} bound of y) / {largest:g}, +-2^-22 relative, or up to {floor:.3g}"
+    _judge(out, "scales", scales, exact, unit, ranges, judged, tiers, reason, case, dtype, FLOAT32)
+
+
+def _judge_values(
+    out: Judgement,
+    q: np.ndarray,
+    scales: np.ndarray,
+    y: oracles.Exact,
+    tiers: tuple[Tier, ...],
+    allowed: list[np.ndarray],
+    case: NormInput,
+    dtype: str,
+    scheme: Scheme,
+) -> None:
+    fmt = scheme.element
+    s = per_element(scales, y.shape)
+    got = q.astype(np.float64)
+    usable = ~y.undefined & np.isfinite(s) & (s > 0)
+    with np.errstate(all="ignore"):
+        v = y.approx / s
+        target = np.clip(v, -scheme.largest, scheme.largest)  # saturation is the convention
+        ranges = [rounding_range(v, (a + y.error_bound) / s + np.abs(v) * ARITHMETIC, fmt) for a in allowed]
+    # A zero scale (an all-zero block without a minimum scale) must still give finite values: 0.
+    bad = (usable | (~y.undefined & (s == 0))) & ~np.isfinite(got)
+    if bad.any():
+        i = _index(bad)
+        message = f"q is {got[i]} where y/scale is {v[i]:.6g} (scale {s[i]:.6g}); {int(bad.sum())} such values"
+        out.findings.append(_finding("nonfinite", "q", message, case, dtype, i, got[i], v[i], bad))
+    unit = ulp(target, fmt)
+    reason = f"the roundings into {fmt.name} of y/s within ({{}} bound of y)/s + 2^-22 |y/s|, saturating"
+    _judge(out, "q", got, target, unit, ranges, usable & ~bad, tiers, reason, case, dtype, fmt, y, scales)
+
+
+def _judge(
+    out: Judgement,
+    name: str,
+    got: np.ndarray,
+    exact: np.ndarray,
+    unit: np.ndarray,
+    ranges: list[tuple[np.ndarray, np.ndarray]],
+    judged: np.ndarray,
+    tiers: tuple[Tier, ...],
+    reason: str,
+    case: NormInput,
+    dtype: str,
+    fmt: oracles.FloatFormat,
+    y: oracles.Exact | None = None,
+    scales: np.ndarray | None = None,
+) -> None:
+    """``got`` against each tier's range of correct answers: the errors for the statistics (in ulps of
+    ``fmt`` at ``exact``) and a finding naming the loosest tier crossed."""
+    out.reasons[name] = {t.name: reason.format(t.name) for t in tiers}
+    if not judged.any():
+        return
+    with np.errstate(all="ignore"):
+        signed = (got - exact) / unit
+        reach = [np.maximum(exact - lo, hi - exact) / unit for lo, hi in ranges]
+        binade = np.floor(np.log2(np.abs(exact[judged])))
+    out.errors.append(
+        Errors(
+            name,
+            signed[judged],
+            {t.name: r[judged] for t, r in zip(tiers, reach)},
+            signed[judged],
+            np.nan_to_num(binade, neginf=fmt.emin - fmt.precision, posinf=0),
+            np.full(int(judged.sum()), case.n),
+        )
+    )
+    over = [judged & ((got < lo) | (got > hi)) for lo, hi in ranges]
+    if not over[-1].any():
+        return
+    k = next(i for i, crossed in enumerate(over) if crossed.any())
+    crossed = over[k]
+    i = _index(crossed, np.abs(signed))
+    e, at_i = float(abs(signed[i])), [float(r[i]) for r in reach]
+    correct = ""
+    if y is not None and scales is not None:
+        rounded = quantize(y, scales, fmt)
+        correct = f" (y/scale = {exact[i]:.6g} rounds to {rounded[i]:.6g})"
+    shape = "x".join(map(str, case.x.shape))
+    how = crossing(e, at_i, tiers, k)
+    message = (
+        f"{name} is {e:.3g} ulp of {fmt.name} from the exact value at {list(i)}: {got[i]:.6g}{correct}: {how}; "
+        f"{int(crossed.sum())} of {int(judged.sum())} {'values' if name == 'q' else name} outside the {tiers[k].name} "
+        f"range (input {shape})"
+    )
+    finding = _finding("accuracy", name, message, case, dtype, i, got[i], exact[i], crossed, severity=e)
+    assert finding.worst is not None
+    finding.worst.update(
+        shape=list(case.x.shape),
+        regime=case.regime,
+        tier=tiers[k].name,
+        candidate_hex=float(got[i]).hex(),
+        ulp_error=e,
+        value_ulp_error=e,
+        **{f"{t.name}_ulp": a for t, a in zip(tiers, at_i)},
+    )
+    out.findings.append(finding)
+
+
+def _index(mask: np.ndarray, weight: np.ndarray | None = None) -> tuple[int, ...]:
+    """The first element of ``mask`` (or the one of largest ``weight`` in it), as a tuple index."""
+    flat = int(np.argmax(mask if weight is None else np.where(mask, np.nan_to_num(weight, posinf=1e300), -1)))
+    return tuple(int(v) for v in np.unravel_index(flat, mask.shape))
+
+
+def _finding(
+    check: str,
+    name: str,
+    message: str,
+    case: NormInput,
+    dtype: str,
+    i: tuple[int, ...],
+    candidate: float,
+    exact: float,
+    mask: np.ndarray,
+    severity: float | None = None,
+) -> Finding:
+    return Finding(
+        check,
+        dtype,
+        name,
+        message,
+        case.regime,
+        worst={"index": list(i), "candidate": float(candidate), "exact": float(exact)},
+        example=case,
+        severity=float(mask.sum()) if severity is None else severity,
+    )

@@ -1,0 +1,137 @@
+"""The quantized judge on hand-built answers: what a correct kernel may do passes, each kind of wrong fails."""
+
+from __future__ import annotations
+
+from fractions import Fraction
+
+import numpy as np
+
+import oracles
+from normcheck.engine.quantized import judge_quantized
+from normcheck.quantization import FLOOR, scheme, static_scale
+from normcheck.strategies import NormInput
+from normcheck.target.protocol import Run
+from normcheck.verdict.bounds import PROVEN, SHARP, Bound, ulp
+from normcheck.verdict.tiers import Tier
+from oracles import FLOAT32
+from oracles.quantize import FLOAT8_E4M3FN, BlockMax, encode, quantize, scaled_max
+
+TOKEN = scheme("float8_e4m3fn", "token")
+
+
+def case_of(x: np.ndarray) -> NormInput:
+    n = x.shape[-1]
+    return NormInput(x, np.ones(n, np.float32), np.zeros(n, np.float32), np.zeros_like(x), "normal")
+
+
+def bound_of(y: oracles.Exact, rigorous: float, sharp: float) -> Bound:
+    """Tiers of ``rigorous`` and ``sharp`` float32 ulps of each element of ``y``."""
+    unit = ulp(np.abs(y.approx), FLOAT32)
+    tiers = (Tier("rigorous", rigorous * unit, "r", PROVEN), Tier("sharp", sharp * unit, "s", SHARP))
+    return Bound(FLOAT32, np.abs(y.approx), unit, np.zeros(y.shape), tiers)
+
+
+def setup(seed: int = 0, rows: int = 4, n: int = 64):
+    x = np.random.default_rng(seed).standard_normal((rows, n)).astype(np.float32)
+    y = oracles.rms_norm(x, eps=1e-6)
+    scales = scaled_max(BlockMax(y, n), 1 / Fraction(448))
+    return x, y, scales
+
+
+def judged(q: np.ndarray, scales, y, x, sch=TOKEN, rigorous: float = 4.0, sharp: float = 2.0):
+    run = Run(y=encode(q, FLOAT8_E4M3FN), scales=None if sch.static else np.asarray(scales, np.float32))
+    if sch.static:
+        run.static_scale = float(scales)
+    return judge_quantized(run, y, bound_of(y, rigorous, sharp), case_of(x), "float32", sch)
+
+
+def test_the_correct_rounding_with_the_exact_scales_passes():
+    x, y, scales = setup()
+    verdict = judged(quantize(y, scales, FLOAT8_E4M3FN), scales, y, x)
+    assert verdict.findings == []
+    q_errors = next(e for e in verdict.errors if e.output == "q")
+    assert np.abs(q_errors.signed).max() <= 0.5  # correctly rounded, in steps of the element format
+    assert {e.output for e in verdict.errors} == {"q", "scales"}
+
+
+def test_one_value_a_step_off_is_an_accuracy_finding_past_the_rigorous_range():
+    x, y, scales = setup()
+    q = quantize(y, scales, FLOAT8_E4M3FN)
+    v = y.approx / scales
+    far = np.abs(v - q) < 0.01 * ulp(q, FLOAT8_E4M3FN)  # nowhere near a rounding boundary
+    i = tuple(np.argwhere(far & (np.abs(q) < 200))[0])
+    q[i] += np.sign(q[i]) * ulp(np.array(abs(q[i])), FLOAT8_E4M3FN)  # the next e4m3 value, away from zero
+    [finding] = judged(q, scales, y, x).findings
+    assert (finding.check, finding.output, finding.worst["tier"]) == ("accuracy", "q", "rigorous")
+    assert finding.worst["index"] == list(i)
+    assert "1 of 256 values outside the rigorous range" in finding.message
+
+
+def test_a_scale_off_by_one_percent_fails_and_the_values_it_made_are_judged_with_it():
+    x, y, scales = setup()
+    wrong = (scales * 1.01).astype(np.float32)
+    verdict = judged(quantize(y, wrong, FLOAT8_E4M3FN), wrong, y, x)
+    assert [(f.check, f.output) for f in verdict.findings] == [("accuracy", "scales")]
+
+
+def test_values_made_with_another_scale_than_the_one_returned_fail():
+    x, y, scales = setup()
+    returned = (scales * (1 + 2.0**-9)).astype(np.float32)  # as if rounded to bfloat16 after use
+    verdict = judged(quantize(y, scales, FLOAT8_E4M3FN), returned, y, x)
+    # The returned scale is off, and the values, judged with it, round apart from it near boundaries.
+    assert sorted((f.check, f.output) for f in verdict.findings) == [("accuracy", "q"), ("accuracy", "scales")]
+
+
+def test_near_a_boundary_either_neighbour_is_accepted_within_the_reach_of_y():
+    # y/s lands 8 float32 ulps above a tie of e4m3 (1.0625 lies halfway between 1 and 1.125): a correct
+    # kernel whose y is that far low rounds down, one exact rounds up.
+    w = np.array([1.0625 + 2.0**-20, 448.0], np.float32)
+    x = np.array([[1.0, 1.0]], np.float32)
+    y = oracles.rms_norm(x, w, eps=0.0)
+    scales = np.array([[1.0]], np.float32)
+    for q0 in (1.0, 1.125):
+        assert judged(np.array([[q0, 448.0]]), scales, y, x, rigorous=16, sharp=16).findings == []
+    # With no room (a y allowance far below the distance to the tie), only the correct rounding passes.
+    [finding] = judged(np.array([[1.0, 448.0]]), scales, y, x, rigorous=0.01, sharp=0.01).findings
+    assert finding.output == "q"
+
+
+def test_a_zero_row_may_take_the_floor_or_zero_but_not_nan():
+    x = np.zeros((2, 16), np.float32)
+    y = oracles.rms_norm(x, eps=1e-6)
+    floor = np.float32(FLOOR / 448)
+    assert judged(np.zeros((2, 16)), np.full((2, 1), floor), y, x).findings == []
+    assert judged(np.zeros((2, 16)), np.zeros((2, 1)), y, x).findings == []
+    nan = np.full((2, 16), np.nan)
+    findings = judged(nan, np.zeros((2, 1)), y, x).findings
+    assert [(f.check, f.output) for f in findings] == [("nonfinite", "q")]
+    above = judged(np.zeros((2, 16)), np.full((2, 1), floor * 2), y, x).findings
+    assert [(f.check, f.output) for f in above] == [("accuracy", "scales")]
+
+
+def test_a_static_scale_saturates_the_values_beyond_the_range():
+    x, y, _ = setup(1)
+    s = np.float32(0.001)  # y up to ~3: quotients up to ~3000, past 448
+    q = quantize(y, np.array(s), FLOAT8_E4M3FN)
+    static = scheme("float8_e4m3fn", "tensor")
+    assert (np.abs(q) == 448).any()
+    assert judged(q, s, y, x, static).findings == []
+    unsaturated = np.where(np.abs(q) == 448, np.nan, q)
+    assert [f.check for f in judged(unsaturated, s, y, x, static).findings] == ["nonfinite"]
+
+
+def test_static_scales_are_a_pure_function_of_the_input():
+    x, _, _ = setup(2)
+    a, b = static_scale(x, None, 1e-6, 448.0), static_scale(x.copy(), None, 1e-6, 448.0)
+    assert a == b and a.dtype == np.float32 and a > 0
+    scales = {float(static_scale(setup(seed)[0], None, 1e-6, 448.0)) for seed in range(12)}
+    assert len(scales) > 3  # the multiples vary with the input
+
+
+def test_a_scale_may_be_off_by_what_the_block_maximum_of_a_correct_y_is_off_by():
+    x, y, scales = setup()
+    high = (scales * (1 + 2.0**-21)).astype(np.float32)  # twice the float32 arithmetic's own allowance
+    q = quantize(y, high, FLOAT8_E4M3FN)
+    assert judged(q, high, y, x, rigorous=8, sharp=8).findings == []  # a y 8 ulps high explains it
+    findings = judged(q, high, y, x, rigorous=0.01, sharp=0.01).findings
+    assert [(f.check, f.output) for f in findings] == [("accuracy", "scales")]
