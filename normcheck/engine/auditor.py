@@ -40,7 +40,11 @@ class Auditor:
     ) -> None:
         """``kind`` and ``weight_offset`` as inferred (``options`` may leave them unset)."""
         self.spec, self.kind, self.offset, self.options = spec, kind, weight_offset, options
-        self.hidden_sizes = options.hidden_sizes or HIDDEN_SIZES  #: as stated, or the plan's default
+        block = options.scheme.block if options.scheme is not None else None
+        #: Hidden sizes are multiples of a quantized norm's group of channels.
+        self.plan = Plan(options.seed, weight_offset, options.shapes, candidate.fused is not None, block or 1)
+        #: As stated, or the plan's default (fitted to the group of channels).
+        self.hidden_sizes = tuple(dict.fromkeys(map(self.plan.fit, options.hidden_sizes or HIDDEN_SIZES)))
         self.progress = progress or (lambda _msg: None)
         self.result = AuditResult(
             spec, kind, candidate.device, weight_offset, list(options.dtypes), {}, False, options.seed, options.examples
@@ -51,7 +55,6 @@ class Auditor:
         self.caller = Caller(candidate, kind, self.result.timing)
         self.measure = Measure(self.caller, kind, weight_offset)
         self.replay = Replay(self.caller)
-        self.plan = Plan(options.seed, weight_offset, options.shapes, candidate.fused is not None)
 
     # -- one input --------------------------------------------------------------
 
@@ -154,8 +157,9 @@ class Auditor:
             return found
 
         findings = structured(first, 0)
+        twice = (self.plan.fit(STRUCTURED_SIZES[0][0]), self.plan.fit(STRUCTURED_SIZES[2][0]))
         for case in first:  # two calls on a short and on a long row of random values, bit for bit
-            if case.regime == "normal" and case.n in (STRUCTURED_SIZES[0][0], STRUCTURED_SIZES[2][0]):
+            if case.regime == "normal" and case.n in twice:
                 again = self.caller.run(case, dtype, grad=self.options.grad, keep=False)  # counted as a structured case
                 findings += self._replay(case, dtype, again, keep=False)
         self.progress(f"{dtype}: statistics over {aggregate.x.size} outputs")

@@ -37,6 +37,11 @@ class Plan:
     offset: int  #: the weight offset (Gemma's 1 + w)
     shapes: tuple[tuple[int, ...], ...] = ()  #: the user's own shapes: they pick the kernel's code path
     fused: bool = False  #: a fused residual-add: every input gets a residual
+    multiple: int = 1  #: hidden sizes are multiples of this (a quantized norm's group of channels)
+
+    def fit(self, n: int) -> int:
+        """The hidden size ``n`` rounded up to a multiple of :attr:`multiple`."""
+        return -(-n // self.multiple) * self.multiple
 
     def structured_cases(self, fmt: FloatFormat, eps: float) -> list[NormInput]:
         """Deterministic cases first: every regime at small, odd and long hidden sizes, every weight regime."""
@@ -46,9 +51,10 @@ class Plan:
         # Short rows first: an implementation that dies on long rows has worked many times before it does.
         for n, count in (*STRUCTURED_SIZES, (LONGEST, 1)):
             for regime in REGIMES if n != LONGEST else ("normal",):
+                size = self.fit(n)
                 cases.append(
                     make_input(
-                        src, fmt, n=n, rows=count, regime=regime, eps=eps, weight_dtype=fmt, weight_offset=offset
+                        src, fmt, n=size, rows=count, regime=regime, eps=eps, weight_dtype=fmt, weight_offset=offset
                     )
                 )
         for wreg in WEIGHT_REGIMES:
@@ -56,7 +62,7 @@ class Plan:
                 make_input(
                     src,
                     fmt,
-                    n=64,
+                    n=self.fit(64),
                     rows=4,
                     regime="normal",
                     eps=eps,
@@ -65,11 +71,16 @@ class Plan:
                     weight_regime=wreg,
                 )
             )
-        cases.append(make_input(src, fmt, n=1, rows=4, regime="normal", eps=eps, weight_offset=offset))
-        cases.append(make_input(src, fmt, n=128, rows=4, regime="normal", eps=eps, weight_offset=offset, batched=True))
-        cases.append(make_input(src, fmt, n=256, rows=4, regime="normal", eps=eps, weight_offset=offset, strided=True))
+        fit = self.fit
+        cases.append(make_input(src, fmt, n=fit(1), rows=4, regime="normal", eps=eps, weight_offset=offset))
+        cases.append(
+            make_input(src, fmt, n=fit(128), rows=4, regime="normal", eps=eps, weight_offset=offset, batched=True)
+        )
+        cases.append(
+            make_input(src, fmt, n=fit(256), rows=4, regime="normal", eps=eps, weight_offset=offset, strided=True)
+        )
         rows, n = MANY_ROWS
-        cases.append(make_input(src, fmt, n=n, rows=rows, regime="normal", eps=eps, weight_offset=offset))
+        cases.append(make_input(src, fmt, n=fit(n), rows=rows, regime="normal", eps=eps, weight_offset=offset))
         for shape in self.shapes:
             for regime in SHAPE_REGIMES:
                 cases.append(
@@ -91,7 +102,7 @@ class Plan:
         src = Source(rng=np.random.default_rng(self.seed + 1))
         wreg = "near_zero" if self.offset else "normal"
         case = make_input(
-            src, fmt, n=64, rows=512, regime="normal", eps=eps, weight_offset=self.offset, weight_regime=wreg
+            src, fmt, n=self.fit(64), rows=512, regime="normal", eps=eps, weight_offset=self.offset, weight_regime=wreg
         )
         return add_residual(src, fmt, case, "small") if self.fused else case
 

@@ -27,13 +27,18 @@ MATCH_QUANTIZED = 4.0
 
 
 def quantized_error(run: Run, exact: oracles.Exact, scheme: Scheme) -> np.ndarray:
-    """A quantized norm's values against the exact ``y`` divided by its own scales, in steps of its element
-    format (NaN where no scale came back)."""
+    """A quantized norm's values against the exact ``y`` divided by its own scales, saturated, in steps of its
+    element format (NaN where no scale came back; 0 where the quotient is past the format or the value not
+    finite)."""
     scales = np.array(run.static_scale) if scheme.static else run.scales
     if run.y is None or scales is None or np.shape(scales) != scheme.scales_shape(exact.shape):
         return np.full(exact.shape, np.nan)
-    target = exact.approx / per_element(scales.astype(np.float64), exact.shape)
-    return np.abs(run.y.astype(np.float64) - target) / ulp(target, scheme.element)
+    quotient = exact.approx / per_element(scales.astype(np.float64), exact.shape)
+    q = run.y.astype(np.float64)
+    # What a value past the format's range became (saturated, NaN, wrapped) is the audit's finding; the
+    # values within it tell the kind.
+    inside = np.isfinite(q) & (np.abs(quotient) <= scheme.largest)
+    return np.where(inside, np.abs(q - quotient) / ulp(quotient, scheme.element), 0.0)
 
 
 def infer(
@@ -47,8 +52,10 @@ def infer(
     offset (and fails on accuracy); without it, matching nothing is a usage error. A quantized norm
     (``scheme``) is matched by its values against the exact ``y`` over its own scales.
     """
+    block = scheme.block if scheme is not None else None
+    probe_n = -(-_PROBE_N // block) * block if block else _PROBE_N
     try:
-        layout = candidate.describe(_PROBE_N, "float32")
+        layout = candidate.describe(probe_n, "float32")
     except WorkerLost:
         layout = None  # building the module kills the worker: the audit reports it
     has_w = layout is not None and layout.has_weight
@@ -59,6 +66,8 @@ def infer(
     x = np.array([[3.0, 1.0, 4.0, 1.5, 5.0, 9.0, 2.5, 6.0], [2.0, 7.0, 1.0, 8.0, 2.5, 8.0, 1.5, 3.0]], np.float32)
     w = np.array([0.5, 1.5, 2.0, 0.75, 1.25, 3.0, 0.25, 1.75], np.float32)
     b = np.array([0.5, -1.0, 0.25, 2.0, -0.5, 1.0, 0.0, -2.0], np.float32)
+    if probe_n != _PROBE_N:  # a quantized norm's group of channels: the probe row repeated to fill it
+        x, w, b = (np.resize(a, (*a.shape[:-1], probe_n)) for a in (x, w, b))
     run = None
     if layout is not None:
         wt, bt = (w if has_w else None), (b if layout.has_bias else None)

@@ -39,11 +39,14 @@ def crossing(error: float, allowed: list[float], tiers: tuple[Tier, ...], crosse
     """How an error of ``error`` ulp reads against the tiers (``allowed``: each one's, in ulp), the loosest
     one it crosses being ``tiers[crossed]``."""
     t, a = tiers[crossed], allowed[crossed]
+
+    def times(b: float) -> str:
+        return f"{error / b:.3g}x" if b > 0 else "past"  # (a bound of 0: only the exact value was allowed)
+
     if crossed == 0:
         how = f"beyond the {t.name} bound ({a:.3g} ulp: {t.meaning})"
     else:
         looser = "; ".join(f"the {s.name} bound, {b:.3g} ulp, is not crossed" for s, b in zip(tiers, allowed[:crossed]))
-        how = f"{error / a:.3g}x the {t.name} bound ({a:.3g} ulp, {t.meaning}; {looser})"
-    return how + "".join(
-        f", {error / b:.3g}x the {s.name} bound" for s, b in zip(tiers[crossed + 1 :], allowed[crossed + 1 :])
-    )
+        how = f"{times(a)} the {t.name} bound ({a:.3g} ulp, {t.meaning}; {looser})"
+    tighter = zip(tiers[crossed + 1 :], allowed[crossed + 1 :])
+    return how + "".join(f", {times(b)} the {s.name} bound" for s, b in tighter)

@@ -1,0 +1,290 @@
+"""RMSNorm (and one LayerNorm) fused with output quantization: correct implementations and buggy ones.
+
+Element formats: float8_e4m3fn (largest finite 448), float8_e5m2 (57344) and symmetric int8 (-127..127).
+Dynamic scalings return ``(q, scales)`` with float32 scales ``max(amax / QMAX, MIN_SCALE)``, one per row
+(shape ``x.shape[:-1] + (1,)``) or one per group of G consecutive channels (``x.shape[:-1] + (n // G,)``);
+static ones take a float32 0-d ``scale`` and return ``q`` only. Either way ``q = saturate(round(y / scale))``,
+rounding to nearest even. ``MIN_SCALE = 1 / (QMAX * 512)`` is vLLM's: an all-zero row gets it and ``q = 0``.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+#: The largest finite value of each element format (int8 symmetric: -127..127).
+QMAX: dict[torch.dtype, float] = {torch.float8_e4m3fn: 448.0, torch.float8_e5m2: 57344.0, torch.int8: 127.0}
+
+
+def _min_scale(fmt: torch.dtype) -> float:
+    """vLLM's minimum scale for ``fmt``: ``1 / (QMAX * 512)``."""
+    return 1.0 / (QMAX[fmt] * 512.0)
+
+
+def _normalized(x: torch.Tensor, eps: float) -> torch.Tensor:
+    """``x * rsqrt(mean(x^2) + eps)`` in the dtype of ``x`` (callers upcast first, or a bug does not)."""
+    return x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + eps)
+
+
+def _rms_norm_fp32(x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
+    """RMSNorm entirely in float32, never rounded to the input dtype."""
+    return _normalized(x.float(), eps) * weight.float()
+
+
+def _amax(a: torch.Tensor, group: int | None) -> torch.Tensor:
+    """Float32 maxima of ``|a|`` per row (``group=None``: shape ``(..., 1)``) or per group of ``group``
+    consecutive channels (shape ``(..., n // group)``)."""
+    a = a.float().abs()
+    return a.unflatten(-1, (-1, group or a.shape[-1])).amax(-1)
+
+
+def _scales(amax: torch.Tensor, fmt: torch.dtype) -> torch.Tensor:
+    """Float32 scales ``max(amax / QMAX, MIN_SCALE)``."""
+    return torch.clamp(amax / QMAX[fmt], min=_min_scale(fmt))
+
+
+def _per_channel(scales: torch.Tensor, n: int) -> torch.Tensor:
+    """Block scales ``(..., k)`` spread over the ``n // k`` channels each covers: shape ``(..., n)``."""
+    return scales.repeat_interleave(n // scales.shape[-1], dim=-1)
+
+
+def _to_format(v: torch.Tensor, fmt: torch.dtype) -> torch.Tensor:
+    """Float32 values into ``fmt``, saturating: fp8 clamped then cast (nearest even); int8 rounded half to
+    even, clamped, cast. NaN stays NaN in fp8."""
+    qmax = QMAX[fmt]
+    if fmt == torch.int8:
+        v = torch.round(v)
+    return v.clamp(-qmax, qmax).to(fmt)
+
+
+def _quantize_dynamic(
+    y: torch.Tensor, fmt: torch.dtype, group: int | None = None, amax_of: torch.Tensor | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Dynamic quantization of float32 ``y``: scales from the block maxima of ``amax_of`` (``y`` itself unless
+    a bug says otherwise), values ``y / scale``; returns ``(q, scales)``."""
+    scales = _scales(_amax(y if amax_of is None else amax_of, group), fmt)
+    return _to_format(y / _per_channel(scales, y.shape[-1]), fmt), scales
+
+
+def _truncate_to_fp8(v: torch.Tensor, fmt: torch.dtype) -> torch.Tensor:
+    """Float32 values into fp8 ``fmt``, saturating but rounded toward zero: where the nearest-even code is
+    larger in magnitude than ``v``, the code one step down (fp8 codes are sign-magnitude)."""
+    qmax = QMAX[fmt]
+    v = v.clamp(-qmax, qmax)
+    r = v.to(fmt)
+    bits = r.view(torch.uint8)
+    return torch.where(r.float().abs() > v.abs(), bits - 1, bits).view(fmt)
+
+
+def _to_fp8_unsaturated(v: torch.Tensor, fmt: torch.dtype) -> torch.Tensor:
+    """Float32 values into fp8 ``fmt`` as a non-saturating conversion does: beyond QMAX becomes NaN."""
+    return torch.where(v.abs() > QMAX[fmt], torch.nan, v).to(fmt)
+
+
+def _to_int8_wrapping(v: torch.Tensor) -> torch.Tensor:
+    """Float32 values rounded half to even, then wrapped modulo 256 into int8 (no clamp)."""
+    return ((torch.round(v).to(torch.int32) + 128) % 256 - 128).to(torch.int8)
+
+
+class _QuantNorm(nn.Module):
+    """An RMSNorm whose output is quantized to ``fmt``; :meth:`norm` is its float32 output ``y``."""
+
+    fmt: torch.dtype = torch.float8_e4m3fn
+
+    def __init__(self, hidden_size: int, eps: float = 1e-6) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(hidden_size))
+        self.eps = eps
+
+    def norm(self, x: torch.Tensor) -> torch.Tensor:
+        """The float32 norm output ``y`` to quantize."""
+        return _rms_norm_fp32(x, self.weight, self.eps)
+
+
+class _DynamicQuantNorm(_QuantNorm):
+    """Dynamic scaling: one scale per row (``group=None``) or per group of ``group`` channels."""
+
+    group: int | None = None
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return _quantize_dynamic(self.norm(x), self.fmt, self.group)
+
+
+class _StaticQuantNorm(_QuantNorm):
+    """Static scaling: one given float32 0-d scale for the whole tensor; returns ``q`` only."""
+
+    def forward(self, x: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+        return _to_format(self.norm(x) / scale, self.fmt)
+
+
+# Correct implementations.
+
+
+class Fp8PerTokenRMSNorm(_DynamicQuantNorm):
+    """Fused: y in float32 throughout, e4m3 per token, scales from the amax of that float32 y."""
+
+
+class Fp8PerTokenUnfusedRMSNorm(_DynamicQuantNorm):
+    """The unfused composition: an all-fp32 RMSNorm cast to the input dtype, then quantized from it (e4m3 per
+    token)."""
+
+    def norm(self, x: torch.Tensor) -> torch.Tensor:
+        return super().norm(x).to(x.dtype).float()
+
+
+class Fp8PerTokenReciprocalRMSNorm(_DynamicQuantNorm):
+    """Fused fp32 y, values multiplied by the float32 reciprocal ``QMAX / max(amax, MIN_SCALE * QMAX)`` (vLLM's
+    reference), the scale returned as ``max(amax / QMAX, MIN_SCALE)``."""
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        y = self.norm(x)
+        amax = _amax(y, self.group)
+        qmax = QMAX[self.fmt]
+        inverse = qmax / torch.clamp(amax, min=_min_scale(self.fmt) * qmax)
+        return _to_format(y * _per_channel(inverse, y.shape[-1]), self.fmt), _scales(amax, self.fmt)
+
+
+def fp8_e5m2_per_token_rms_norm(
+    x: torch.Tensor, weight: torch.Tensor, eps: float = 1e-6
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Fused fp32 RMSNorm quantized to e5m2 per token; returns ``(q, scales)``."""
+    return _quantize_dynamic(_rms_norm_fp32(x, weight, eps), torch.float8_e5m2)
+
+
+def int8_per_token_rms_norm(
+    x: torch.Tensor, weight: torch.Tensor, eps: float = 1e-6
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Fused fp32 RMSNorm quantized to symmetric int8 per token; returns ``(q, scales)``."""
+    return _quantize_dynamic(_rms_norm_fp32(x, weight, eps), torch.int8)
+
+
+class Fp8PerGroup128RMSNorm(_DynamicQuantNorm):
+    """Fused fp32 y, e4m3 with one float32 scale per group of 128 channels (DeepSeek-style block FP8)."""
+
+    group = 128
+
+
+class Fp8PerGroup16RMSNorm(_DynamicQuantNorm):
+    """Fused fp32 y, e4m3 with one float32 scale per group of 16 channels (for small hidden sizes)."""
+
+    group = 16
+
+
+class Fp8StaticRMSNorm(_StaticQuantNorm):
+    """Fused fp32 y, e4m3 with a given per-tensor scale: ``forward(x, scale)`` returns ``q``."""
+
+
+def int8_static_rms_norm(x: torch.Tensor, weight: torch.Tensor, eps: float, scale: torch.Tensor) -> torch.Tensor:
+    """Fused fp32 RMSNorm quantized to symmetric int8 with a given per-tensor scale; returns ``q``."""
+    return _to_format(_rms_norm_fp32(x, weight, eps) / scale, torch.int8)
+
+
+class Fp8PerTokenLayerNorm(_DynamicQuantNorm):
+    """LayerNorm (biased variance) fused in float32 with e4m3 per-token quantization."""
+
+    def __init__(self, hidden_size: int, eps: float = 1e-6) -> None:
+        super().__init__(hidden_size, eps)
+        self.bias = nn.Parameter(torch.zeros(hidden_size))
+
+    def norm(self, x: torch.Tensor) -> torch.Tensor:
+        xf = x.float()
+        centered = xf - xf.mean(-1, keepdim=True)
+        return _normalized(centered, self.eps) * self.weight.float() + self.bias.float()
+
+
+# Buggy implementations: each one named bug, otherwise Fp8PerTokenRMSNorm (or Fp8StaticRMSNorm).
+
+
+class Fp8AmaxOfInputRMSNorm(_DynamicQuantNorm):
+    """Bug: the scales from the amax of the input x instead of y (the values still y / scale)."""
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return _quantize_dynamic(self.norm(x), self.fmt, self.group, amax_of=x)
+
+
+class Fp8AmaxUnweightedRMSNorm(_DynamicQuantNorm):
+    """Bug: the scales from the amax of the unweighted normalized x (xhat), the values y / scale."""
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        xhat = _normalized(x.float(), self.eps)
+        return _quantize_dynamic(self.norm(x), self.fmt, self.group, amax_of=xhat)
+
+
+class Fp8TruncatingRMSNorm(_DynamicQuantNorm):
+    """Bug: the values rounded toward zero into e4m3 instead of to nearest even."""
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        y = self.norm(x)
+        scales = _scales(_amax(y, self.group), self.fmt)
+        return _truncate_to_fp8(y / _per_channel(scales, y.shape[-1]), self.fmt), scales
+
+
+class Fp8StaticUnsaturatedRMSNorm(_StaticQuantNorm):
+    """Bug: static e4m3 without saturation: values of ``y / scale`` beyond 448 become NaN."""
+
+    def forward(self, x: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+        return _to_fp8_unsaturated(self.norm(x) / scale, self.fmt)
+
+
+def int8_static_wrapping_rms_norm(
+    x: torch.Tensor, weight: torch.Tensor, eps: float, scale: torch.Tensor
+) -> torch.Tensor:
+    """Bug: static int8 without the clamp: rounded values beyond 127 wrap around modulo 256."""
+    return _to_int8_wrapping(_rms_norm_fp32(x, weight, eps) / scale)
+
+
+class Fp8NoMinScaleRMSNorm(_DynamicQuantNorm):
+    """Bug: no minimum scale: ``scale = amax / QMAX``, so an all-zero row gets scale 0 and NaN values."""
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        y = self.norm(x)
+        scales = _amax(y, self.group) / QMAX[self.fmt]
+        return _to_format(y / _per_channel(scales, y.shape[-1]), self.fmt), scales
+
+
+class Fp8ReturnedScaleMismatchRMSNorm(_DynamicQuantNorm):
+    """Bug: the values divided by the float32 scales, but the scales returned rounded to bfloat16."""
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        q, scales = super().forward(x)
+        return q, scales.to(torch.bfloat16).float()
+
+
+class Fp8StaticScaleMultipliedRMSNorm(_StaticQuantNorm):
+    """Bug: static e4m3 with ``q = y * scale`` instead of ``y / scale``."""
+
+    def forward(self, x: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+        return _to_format(self.norm(x) * scale, self.fmt)
+
+
+class Fp8StaticScaleIgnoredRMSNorm(_StaticQuantNorm):
+    """Bug: static e4m3 with the scale ignored: ``q = saturate(y)``, as if the scale were 1."""
+
+    def forward(self, x: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+        return _to_format(self.norm(x), self.fmt)
+
+
+class Fp8MissingUpcastRMSNorm(_DynamicQuantNorm):
+    """Bug: y computed entirely in the input dtype, no float32 upcast (MiniMind's norm), then quantized."""
+
+    def norm(self, x: torch.Tensor) -> torch.Tensor:
+        return (_normalized(x, self.eps) * self.weight.to(x.dtype)).float()
+
+
+class Fp8EpsOutsideRMSNorm(_DynamicQuantNorm):
+    """Bug: eps added outside the square root: ``x / (sqrt(mean(x^2)) + eps)``, in float32."""
+
+    def norm(self, x: torch.Tensor) -> torch.Tensor:
+        xf = x.float()
+        return xf / (xf.pow(2).mean(-1, keepdim=True).sqrt() + self.eps) * self.weight.float()
+
+
+class Fp8MisalignedGroupsRMSNorm(_DynamicQuantNorm):
+    """Bug: groups of 16 whose maxima are taken over channels shifted by one (the last channel of the previous
+    group instead of the group's last one), the values divided by those scales."""
+
+    group = 16
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        y = self.norm(x)
+        return _quantize_dynamic(y, self.fmt, self.group, amax_of=torch.roll(y.abs(), 1, dims=-1))

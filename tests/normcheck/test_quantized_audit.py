@@ -1,0 +1,113 @@
+"""End to end: quantized norms of the zoo (tests/normcheck/targets/quant_zoo.py) audited with --quant.
+
+Correct kernels (fused float32, the unfused composition, the reciprocal multiply; every format and scaling)
+pass in three dtypes; each buggy one fails, and its bug class is named.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from normcheck.api import audit
+from normcheck.cli import main
+from tests.normcheck.report_schema import valid_report
+
+ZOO = "tests.normcheck.targets.quant_zoo"
+
+CORRECT = [
+    ("Fp8PerTokenRMSNorm", "float8_e4m3fn", "token"),
+    ("Fp8PerTokenUnfusedRMSNorm", "float8_e4m3fn", "token"),
+    ("Fp8PerTokenReciprocalRMSNorm", "float8_e4m3fn", "token"),
+    ("Fp8PerGroup16RMSNorm", "float8_e4m3fn", "group:16"),
+    ("fp8_e5m2_per_token_rms_norm", "float8_e5m2", "token"),
+    ("int8_per_token_rms_norm", "int8", "token"),
+    ("Fp8StaticRMSNorm", "float8_e4m3fn", "tensor"),
+    ("int8_static_rms_norm", "int8", "tensor"),
+    ("Fp8PerTokenLayerNorm", "float8_e4m3fn", "token"),
+]
+
+#: (implementation, format, scaling, the dtype it is audited in, the finding's output, the bug class named)
+BUGGY = [
+    ("Fp8AmaxOfInputRMSNorm", "float8_e4m3fn", "token", "float32", "scales", "amax of the input"),
+    ("Fp8AmaxUnweightedRMSNorm", "float8_e4m3fn", "token", "float32", "scales", "amax of the unweighted output"),
+    ("Fp8TruncatingRMSNorm", "float8_e4m3fn", "token", "float32", "q", "rounds toward zero"),
+    ("Fp8NoMinScaleRMSNorm", "float8_e4m3fn", "token", "float32", "q", "no minimum scale"),
+    ("Fp8ReturnedScaleMismatchRMSNorm", "float8_e4m3fn", "token", "float32", "scales", "returned scale rounded"),
+    ("Fp8MissingUpcastRMSNorm", "float8_e4m3fn", "token", "bfloat16", "scales", "missing fp32 upcast"),
+    ("Fp8EpsOutsideRMSNorm", "float8_e4m3fn", "token", "float32", "scales", "eps outside sqrt"),
+    ("Fp8MisalignedGroupsRMSNorm", "float8_e4m3fn", "group:16", "float32", "scales", "misaligned blocks"),
+    ("Fp8StaticUnsaturatedRMSNorm", "float8_e4m3fn", "tensor", "float32", "q", "no saturation"),
+    ("int8_static_wrapping_rms_norm", "int8", "tensor", "float32", "q", "integer wrap"),
+    ("Fp8StaticScaleMultipliedRMSNorm", "float8_e4m3fn", "tensor", "float32", "q", "static scale multiplied"),
+    ("Fp8StaticScaleIgnoredRMSNorm", "float8_e4m3fn", "tensor", "float32", "q", "static scale ignored"),
+]
+
+
+def options(name: str) -> dict:
+    """int8's static functions take eps without a default; a kernel that multiplies by its static scale (or
+    ignores it) matches no kind on the probe, so its kind is stated (as a user would, with --kind)."""
+    if name.startswith("int8_static"):
+        return {"eps": 1e-6}
+    return {"kind": "rmsnorm", "weight_offset": 0} if "StaticScale" in name else {}
+
+
+@pytest.mark.parametrize("name, quant, scaling", CORRECT, ids=[c[0] for c in CORRECT])
+def test_correct_quantized_norms_pass(name, quant, scaling):
+    import tests.normcheck.targets.quant_zoo as zoo
+
+    result = audit(getattr(zoo, name), quant=quant, scaling=scaling, examples=10, **options(name))
+    assert result.passed, [f.message for f in result.findings]
+    outputs = {output for (_dtype, output, _regime) in result.stats}
+    assert outputs == ({"q"} if scaling == "tensor" else {"q", "scales"})
+    assert result.forward_only and result.quantization is not None
+
+
+@pytest.mark.parametrize("name, quant, scaling, dtype, output, bug", BUGGY, ids=[b[0] for b in BUGGY])
+def test_each_quantizer_bug_fails_and_is_named(name, quant, scaling, dtype, output, bug):
+    import tests.normcheck.targets.quant_zoo as zoo
+
+    result = audit(getattr(zoo, name), quant=quant, scaling=scaling, dtype=dtype, examples=0, **options(name))
+    assert not result.passed
+    found = {f.output: f for f in result.findings}
+    assert output in found, [f.message for f in result.findings]
+    assert found[output].diagnosis is not None and found[output].diagnosis.bug == bug, found[output].diagnosis
+
+
+def test_the_cli_writes_a_schema_valid_report_of_a_quantized_audit(tmp_path, capsys):
+    out = tmp_path / "audit.json"
+    code = main(
+        [
+            "audit",
+            f"{ZOO}:Fp8AmaxOfInputRMSNorm",
+            "--quant",
+            "float8_e4m3fn",
+            "--dtype",
+            "float32",
+            "--examples",
+            "0",
+            "--json",
+            str(out),
+        ]
+    )
+    assert code == 1
+    text = capsys.readouterr().out
+    assert "quantized: float8_e4m3fn, dynamic per-token scales; forward only" in text
+    doc = valid_report(out)
+    assert doc["settings"]["quant"] == "float8_e4m3fn" and doc["settings"]["scaling"] == "token"
+    assert {t["output"] for t in doc["totals"]} == {"q", "scales"}
+    assert doc["findings"][0]["output"] == "scales"
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--quant", "float8_e4m3fn", "--scaling", "group:0"], "scaling must be tensor, token or group:N"),
+        (["--quant", "float8_e4m3fn", "--scaling", "rows"], "scaling must be tensor, token or group:N"),
+        (["--quant", "float8_e4m3fn", "--residual"], "--quant audits a plain norm"),
+        (["--quant", "float8_e4m3fn", "--layout", "nchw"], "--quant audits a plain norm"),
+    ],
+)
+def test_bad_quantization_options_are_one_line_usage_errors(args, message, capsys):
+    assert main(["audit", f"{ZOO}:Fp8PerTokenRMSNorm", *args]) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
