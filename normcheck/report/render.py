@@ -67,6 +67,12 @@ UNITS_NOTE = (
     "sharp bound (8x the worst correct computation on the input); use: the largest error / sharp bound"
 )
 
+#: What the errors of a quantized norm's outputs are in, added to :data:`UNITS_NOTE` where a report has one.
+QUANT_UNITS_NOTE = (
+    "q: steps (ulps) of the element format at the exact y / scale, 0.5 at most where only the correctly rounded "
+    "value is accepted (use 100% there); scales: float32 ulps of the exact scale"
+)
+
 
 def summary_rows(results: list[dict]) -> list[dict]:
     """One row per implementation, dtype and output: the report's ``totals`` (every regime together)."""
@@ -81,7 +87,7 @@ def summary_rows(results: list[dict]) -> list[dict]:
             best = max(conv, key=conv.get) if conv else None
             rows.append(
                 {
-                    "target": r["target"],
+                    "target": label(r),
                     "dtype": dtype,
                     "output": t["output"],
                     "count": t["count"],
@@ -100,6 +106,25 @@ def summary_rows(results: list[dict]) -> list[dict]:
     return rows
 
 
+def label(result: dict, short: bool = False) -> str:
+    """An implementation's name in tables: its target, and how it was run where that tells two audits of one
+    target apart (``torch.compile``, the quantization); ``short``, for legends: its last name, and "compiled"."""
+    settings = result["settings"]
+    if short:
+        name = result["target"].split(":")[-1].split(".")[-1]
+        return f"{name} (compiled)" if settings.get("compile") else name
+    how = [f"torch.compile: {settings['compile']}"] if settings.get("compile") else []
+    if settings.get("quant"):
+        how.append(f"{settings['quant']} per {settings['scaling']}")
+    return f"{result['target']} ({'; '.join(how)})" if how else result["target"]
+
+
+def regime_output(results: list[dict]) -> str:
+    """What the per-regime table's figures are errors of, said in its heading."""
+    outputs = sorted({primary(r) for r in results}, key=OUTPUT_ORDER.index)
+    return " (q for quantized norms)".join(outputs) if len(outputs) > 1 else outputs[0]
+
+
 def primary(result: dict) -> str:
     """The output a report's per-regime figures are of: ``q`` for a quantized norm, else ``y``."""
     return "q" if result["settings"].get("quant") else "y"
@@ -114,7 +139,7 @@ def regime_table(results: list[dict]) -> tuple[list[str], list[dict]]:
             by = {s["regime"]: s for s in r["stats"] if s["dtype"] == dtype and s["output"] == out and s.get("count")}
             rows.append(
                 {
-                    "target": r["target"],
+                    "target": label(r),
                     "dtype": dtype,
                     "cells": [short(by[g]["max"]) if g in by else "-" for g in regimes],
                 }
@@ -135,6 +160,8 @@ def figures(results: list[dict]) -> list[Figure]:
         ("y", "by_binade", "max error of y by floor(log2|y|)"),
         ("y", "by_hidden_size", "max error of y by hidden size"),
         ("dx", "histogram", "error of dx (ulps of its terms' scale)"),
+        ("q", "histogram", "error of quantized values q (steps of the element format)"),
+        ("q", "by_binade", "max error of q by floor(log2|y/scale|)"),
     ]
     out = []
     for output, kind, title in panels:
@@ -148,11 +175,11 @@ def figures(results: list[dict]) -> list[Figure]:
                 if not dist or kind not in dist:
                     continue
                 drawn = True
-                label = r["target"].split(":")[-1].split(".")[-1]
+                name = label(r, short=True)
                 if kind == "histogram":
                     edges, counts = dist["histogram"]["edges"], dist["histogram"]["counts"]
                     total = max(1, sum(counts))
-                    ax.stairs([c / total for c in counts], range(len(edges)), label=label)
+                    ax.stairs([c / total for c in counts], range(len(edges)), label=name)
                     ticks = list(range(0, len(edges), 8))
                     ax.set_xticks(
                         ticks, ["0" if edges[i] == 0 else f"$2^{{{math.log2(edges[i]):.0f}}}$" for i in ticks]
@@ -161,7 +188,7 @@ def figures(results: list[dict]) -> list[Figure]:
                     ax.set_ylabel("fraction of outputs")
                 else:
                     keys = sorted(dist[kind], key=int)
-                    ax.plot([int(k) for k in keys], [dist[kind][k]["max"] for k in keys], marker="o", label=label)
+                    ax.plot([int(k) for k in keys], [dist[kind][k]["max"] for k in keys], marker="o", label=name)
                     ax.set_yscale("log")
                     ax.set_ylabel("max error (ulps of scale)")
                     ax.set_xlabel("hidden size" if kind == "by_hidden_size" else "floor(log2 |exact|)")
@@ -186,7 +213,7 @@ def _context(results: list[dict]) -> dict:
     findings = [
         {
             **f,
-            "target": r["target"],
+            "target": label(r),
             "smallest": smallest_input_note(f.get("minimal")),
             "inputs": file_note(f.get("reproducer_file")),
         }
@@ -197,11 +224,12 @@ def _context(results: list[dict]) -> dict:
         "summary": summary_rows(results),
         "regimes": regimes,
         "regime_rows": regime_rows,
+        "regime_output": regime_output(results),
         "findings": findings,
-        "too_slow": [(r["target"], line) for r in results for line in too_slow_lines(r.get("too_slow", []))],
+        "too_slow": [(label(r), line) for r in results for line in too_slow_lines(r.get("too_slow", []))],
         "figures": figures(results),
         "version": normcheck.__version__,
-        "units_note": UNITS_NOTE,
+        "units_note": "; ".join([UNITS_NOTE] + [QUANT_UNITS_NOTE] * any(primary(r) == "q" for r in results)),
         "sources": [r["_source"] for r in results],
     }
 
@@ -227,7 +255,7 @@ def markdown(ctx: dict) -> str:
         )
     lines += [
         "",
-        "## By input regime (max error of y)",
+        f"## By input regime (max error of {ctx['regime_output']})",
         "",
         "| implementation | dtype | " + " | ".join(ctx["regimes"]) + " |",
         "|---|---|" + "---:|" * len(ctx["regimes"]),

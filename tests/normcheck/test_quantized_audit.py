@@ -96,6 +96,13 @@ def test_the_cli_writes_a_schema_valid_report_of_a_quantized_audit(tmp_path, cap
     assert doc["settings"]["quant"] == "float8_e4m3fn" and doc["settings"]["scaling"] == "token"
     assert {t["output"] for t in doc["totals"]} == {"q", "scales"}
     assert doc["findings"][0]["output"] == "scales"
+    # The precision report names the scheme, gives the per-regime errors of q and plots them.
+    folder = tmp_path / "report"
+    assert main(["report", str(out), "--out", str(folder)]) == 0
+    md = (folder / "report.md").read_text()
+    assert f"`{ZOO}:Fp8AmaxOfInputRMSNorm (float8_e4m3fn per token)` | float32 | scales |" in md
+    assert "## By input regime (max error of q)" in md and "q: steps (ulps) of the element format" in md
+    assert (folder / "q_histogram.png").is_file() and not (folder / "y_histogram.png").exists()
 
 
 @pytest.mark.parametrize(
