@@ -6,7 +6,9 @@ as the installed transformers package writes them, a MiniMind-style RMSNorm
 before and after its fp32-upcast fix, and flax.nnx.RMSNorm and flax.nnx.LayerNorm
 (needs ``pip install normcheck[jax]``), with parameters in the input dtype and in
 float32 (Flax's default), and LayerNorm with its two-pass variance (examples/flax_norms.py);
-``--only NAME`` (repeatable) runs the named audits alone.
+``--only NAME`` (repeatable) runs the named audits alone. Norms fused with output quantization, as engines'
+torch references write them (examples/quantized_norms.py; QUANTIZED_TARGETS), are audited in float16, bfloat16
+and float32 into reports/quantized/, and printed as README's second table.
 Writes one JSON per implementation into reports/json/ and renders them side by side into reports/rmsnorm/ and
 reports/layernorm/ (report.md with plots, report.html), and prints README's table
 (``python reports/generate.py --table`` prints it from the committed JSON alone).
@@ -128,12 +130,36 @@ CENSUS_CHECKS: list[tuple[str, list[str], set[str]]] = [
 ]
 
 
+#: Norms fused with output quantization, as engines' torch references write them (examples/quantized_norms.py):
+#: audited in float16, bfloat16 and float32, forward only; README's second table.
+QUANTIZED = "examples/quantized_norms.py"
+FP8_TOKEN = ["--quant", "float8_e4m3fn"]
+QUANTIZED_TARGETS = {
+    "quantized": [
+        ("quantized-fp8-per-token", f"{QUANTIZED}:rms_norm_dynamic_per_token_fp8", FP8_TOKEN),
+        ("quantized-fp8-per-token-compiled", f"{QUANTIZED}:rms_norm_dynamic_per_token_fp8", [*FP8_TOKEN, *COMPILE]),
+        ("quantized-int8-per-token", f"{QUANTIZED}:rms_norm_dynamic_per_token_int8", ["--quant", "int8"]),
+        (
+            "quantized-fp8-per-group128",
+            f"{QUANTIZED}:rms_norm_per_group128_fp8",
+            [*FP8_TOKEN, "--scaling", "group:128"],
+        ),
+        ("quantized-fp8-static", f"{QUANTIZED}:rms_norm_static_fp8", [*FP8_TOKEN, "--scaling", "tensor"]),
+        ("quantized-zoo-amax-of-input", "tests.normcheck.targets.quant_zoo:Fp8AmaxOfInputRMSNorm", FP8_TOKEN),
+    ]
+}
 NAMES = {
     **{
         name: f"CUDA: {spec.split(':')[-1]}{' (torch.compile)' if extra == COMPILE else ''}"
         for targets in CUDA_TARGETS.values()
         for name, spec, extra in targets
     },
+    "quantized-fp8-per-token": "vLLM-style RMSNorm + dynamic per-token FP8 (e4m3, reciprocal scale)",
+    "quantized-fp8-per-token-compiled": "the same under `torch.compile`",
+    "quantized-int8-per-token": "vLLM-style RMSNorm + dynamic per-token int8",
+    "quantized-fp8-per-group128": "vLLM-style RMSNorm + per-group-of-128 FP8 (float32 scales)",
+    "quantized-fp8-static": "vLLM-style RMSNorm + static per-tensor FP8",
+    "quantized-zoo-amax-of-input": "zoo: per-token FP8 with the scale from max abs x (bug)",
     "torch-RMSNorm": "`torch.nn.RMSNorm`",
     "torch-functional-rms_norm": "`torch.nn.functional.rms_norm`",
     "transformers-LlamaRMSNorm": "transformers `LlamaRMSNorm`",
@@ -169,6 +195,22 @@ def readme_table(targets: dict = TARGETS) -> str:
                 y = worst_errors(data, dtype).get("y")
                 cells.append(f"{y:.3g} ({_verdict(data, dtype)})" if y is not None else "-")
             lines.append(f"| {NAMES[name]} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def quantized_table(targets: dict = QUANTIZED_TARGETS) -> str:
+    """README's table of quantized norms, from the committed JSON: the largest error of the values (steps of the
+    element format) and of the scales (float32 ulps) per dtype, and the verdict."""
+    dtypes = ("float16", "bfloat16", "float32")
+    lines = ["| implementation | " + " | ".join(dtypes) + " |", "|---|---|---|---|"]
+    for name, _spec, _extra in targets["quantized"]:
+        data = json.loads((HERE / "json" / f"{name}.json").read_text())
+        cells = []
+        for dtype in dtypes:
+            worst = worst_errors(data, dtype, ("q", "scales"))
+            figures = ", ".join(f"{o} {worst[o]:.3g}" for o in worst)
+            cells.append(f"{figures} ({_verdict(data, dtype)})")
+        lines.append(f"| {NAMES[name]} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
@@ -231,7 +273,7 @@ def _audit(
     name: str, spec: str, extra: list[str], device: str, dtypes: list[str] | None = None
 ) -> tuple[str, int, float]:
     """One audit in its own process (audits run side by side); its output goes to reports/json/NAME.log."""
-    dtypes = dtypes or (CUDA_DTYPES if device != "cpu" else DTYPES)
+    dtypes = dtypes or (CUDA_DTYPES if device != "cpu" or "--quant" in extra else DTYPES)
     command = [sys.executable, "-m", "normcheck", "audit", spec, "--device", device, *dtypes, *EXAMPLES, *extra]
     command += ["--json", str(HERE / "json" / f"{name}.json")]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
@@ -263,9 +305,10 @@ def run(argv: list[str] | None = None) -> int:
         "--census-checks", action="store_true", help="audit the hand checks of the census's failures (census_fixes.py)"
     )
     args = parser.parse_args(argv)
-    targets = CUDA_TARGETS if args.device != "cpu" else TARGETS
+    plain = CUDA_TARGETS if args.device != "cpu" else TARGETS
+    targets = plain if args.device != "cpu" else {**TARGETS, **QUANTIZED_TARGETS}
     if args.table:
-        print(_write_census() if args.census else readme_table(targets))
+        print(_write_census() if args.census else readme_table(plain) + "\n\n" + quantized_table())
         return 0
     if args.census:
         return _scan_census(args.jobs)
@@ -288,7 +331,9 @@ def run(argv: list[str] | None = None) -> int:
         command = [sys.executable, "-m", "normcheck", "report", *paths, "--out", str(HERE / f"{prefix}{kind}")]
         if subprocess.run(command, cwd=ROOT).returncode != 0:
             return 2
-    print(readme_table(targets))
+    print(readme_table(plain))
+    if args.device == "cpu":
+        print(quantized_table())
     return 0
 
 

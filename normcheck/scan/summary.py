@@ -19,13 +19,14 @@ def named_bug(finding: dict) -> str:
     return (finding.get("diagnosis") or {}).get("bug") or finding["check"]
 
 
-def worst_errors(report: dict, dtype: str) -> dict[str, float]:
-    """Per output, its largest error in ``dtype`` over every regime, in ulps of each element's scale."""
+def worst_errors(report: dict, dtype: str, outputs: tuple[str, ...] = OUTPUTS) -> dict[str, float]:
+    """Per output (of ``outputs``), its largest error in ``dtype`` over every regime, in ulps of each element's
+    scale."""
     worst: dict[str, float] = {}
     for s in report["stats"]:
         if s["dtype"] == dtype and s["count"]:
             worst[s["output"]] = max(worst.get(s["output"], s["max"]), s["max"])
-    return {o: worst[o] for o in OUTPUTS if o in worst}
+    return {o: worst[o] for o in outputs if o in worst}
 
 
 def cell(report: dict, dtype: str) -> dict:

@@ -1,5 +1,6 @@
-"""reports/census/: the committed scan of transformers is up to date with its JSON, carries no checkout's paths,
-and every failing implementation in it has its mechanism checked by hand (mechanisms.md, census_fixes.py)."""
+"""reports/: README's tables are the committed audits'; the committed scan of transformers (census/) is up to date
+with its JSON, carries no checkout's paths, and every failing implementation in it has its mechanism checked by
+hand (mechanisms.md, census_fixes.py)."""
 
 from __future__ import annotations
 
@@ -18,6 +19,16 @@ def _generate():
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+def test_readmes_tables_are_printed_from_the_committed_audits(capsys):
+    g = _generate()
+    assert g.run(["--table"]) == 0
+    plain, quantized = capsys.readouterr().out.strip().split("\n\n")
+    readme = (ROOT / "README.md").read_text()
+    stale = "stale: python reports/generate.py --table, into README"
+    assert plain in readme and quantized in readme, stale
+    assert quantized.count("(pass)") == 15 and quantized.count("FAIL scales: amax of the input") == 3
 
 
 def test_the_census_renders_from_its_committed_json_and_is_up_to_date(tmp_path, monkeypatch, capsys):
