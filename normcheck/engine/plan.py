@@ -3,6 +3,7 @@ every weight regime, batched, strided and many-row inputs, the user's shapes, an
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -27,6 +28,11 @@ LONGEST = 65537
 MANY_ROWS = (32768, 16)
 #: The regimes an exact ``--shape`` is audited in: random rows, and rows whose mean hides the signal.
 SHAPE_REGIMES = ("normal", "offset")
+#: Rows of a many-row input's hidden size run just before it: the calls before an input predict its time per
+#: row (:mod:`normcheck.timing`), and from calls of a few rows that is the fixed cost of a call (a millisecond
+#: or more through the worker). On an H200 that predicted Liger-Kernel's 32768x256 block-kernel input at 80 s
+#: and 32768x16 at 23 s: neither was run, in an audit whose kernels took about a second per call in all.
+PACE_ROWS = 512
 
 
 @dataclass(frozen=True)
@@ -79,9 +85,20 @@ class Plan:
         cases.append(
             make_input(src, fmt, n=fit(256), rows=4, regime="normal", eps=eps, weight_offset=offset, strided=True)
         )
+        # Drawn from their own stream: the other inputs are the same with or without them.
+        pacing = Source(rng=np.random.default_rng(self.seed + 2))
+
+        def pace(rows: int, n: int) -> list[NormInput]:
+            """PACE_ROWS rows of ``n`` when an input of ``rows`` rows follows, to predict its time from."""
+            if rows <= PACE_ROWS:
+                return []
+            return [make_input(pacing, fmt, n=n, rows=PACE_ROWS, regime="normal", eps=eps, weight_offset=offset)]
+
         rows, n = MANY_ROWS
+        cases += pace(rows, fit(n))
         cases.append(make_input(src, fmt, n=fit(n), rows=rows, regime="normal", eps=eps, weight_offset=offset))
         for shape in self.shapes:
+            cases += pace(math.prod(shape[:-1]), shape[-1])
             for regime in SHAPE_REGIMES:
                 cases.append(
                     make_input(

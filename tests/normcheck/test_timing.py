@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from normcheck.engine.plan import MANY_ROWS, PACE_ROWS, Plan, row_count
 from normcheck.timing import SLACK, Pace, time_limit, too_slow
+from oracles import resolve_format
 
 #: The default audit's many-rows input, and the smaller ones it runs before it (rows, n).
-MANY = (32768, 16)
+MANY = MANY_ROWS
 BEFORE = [(2, 3), (3, 61), (1, 4097), (1, 16385), (1, 65537), (4, 64), (4, 1), (4, 128), (512, 64)]
 
 
@@ -81,3 +84,27 @@ def test_a_slow_call_may_take_slack_times_its_prediction_before_it_is_hung():
     assert time_limit(0.01, 20.0) == 20.0  # never less than the timeout
     assert time_limit(10.0, 20.0) == SLACK * 10.0
     assert time_limit(10.0, 0.0) == 0.0  # no limit stays no limit
+
+
+@pytest.mark.parametrize("shapes, shape", [((), MANY_ROWS), (((2048, 4096),), (2048, 4096))])
+def test_many_rows_are_predicted_from_many_rows_of_their_hidden_size_run_before_them(shapes, shape):
+    """Through a GPU's worker a call costs about a millisecond whatever its size: from calls of a few rows an
+    input of many rows is predicted a hundred times slower than it is (on an H200 Liger-Kernel's 32768x256
+    input at 80 s, not run); the plan runs PACE_ROWS rows of its hidden size just before it, which predict
+    it at no less than its time and at most the fixed cost spread over the rows it stands for more."""
+    cases = Plan(seed=0, offset=0, shapes=shapes).structured_cases(resolve_format("bfloat16"), 1e-6)
+    first = next(i for i, c in enumerate(cases) if c.x.shape == shape)
+    assert cases[first - 1].x.shape == (PACE_ROWS, shape[-1])
+    overhead = 1e-3
+
+    def gpu(rows: int, n: int) -> float:
+        return overhead + 2e-9 * rows * n  # a fixed cost per call, copies per element
+
+    def predicted(before: list) -> float:
+        pace = Pace()
+        for case in before:
+            pace.record(row_count(case), case.n, gpu(row_count(case), case.n))
+        return pace.predict(*shape)
+
+    assert predicted(cases[: first - 1]) > 100 * gpu(*shape)
+    assert gpu(*shape) <= predicted(cases[:first]) <= 1.5 * gpu(*shape) + shape[0] / PACE_ROWS * overhead
