@@ -1,6 +1,7 @@
 """Triton RMSNorm and LayerNorm written the common way: one program per row (grid = (rows,)).
 
-Correct kernels (masked loads, fp32 inside, block = next power of two). Under the CPU interpreter
+Correct kernels (masked loads, fp32 inside, block = next power of two up to MAX_BLOCK, longer rows walked
+in blocks). Under the CPU interpreter
 (TRITON_INTERPRET=1) each program is run in Python, so many short rows are slow, not hung: the
 audit predicts which inputs would exceed its timeout and does not run them.
 """
@@ -12,22 +13,37 @@ import triton
 import triton.language as tl
 from torch import nn
 
+#: The longest block a program holds (fp32 lanes); longer rows are walked in blocks of it, as Triton's
+#: layer-norm tutorial does (a block of 131072 lanes takes minutes to compile for a GPU).
+MAX_BLOCK = 8192
+
 
 @triton.jit
 def _row_norm_kernel(x_ptr, w_ptr, b_ptr, y_ptr, stride, n, eps, BLOCK: tl.constexpr, LAYERNORM: tl.constexpr):
     row = tl.program_id(0)
-    cols = tl.arange(0, BLOCK)
-    mask = cols < n
-    x = tl.load(x_ptr + row * stride + cols, mask=mask, other=0.0).to(tl.float32)
+    x_row, y_row = x_ptr + row * stride, y_ptr + row * stride
+    mean = 0.0
     if LAYERNORM:
-        d = tl.where(mask, x - tl.sum(x, axis=0) / n, 0.0)
-        y = d / tl.sqrt(tl.sum(d * d, axis=0) / n + eps)
-    else:
-        y = x / tl.sqrt(tl.sum(x * x, axis=0) / n + eps)
-    y = y * tl.load(w_ptr + cols, mask=mask, other=0.0).to(tl.float32)
-    if LAYERNORM:
-        y = y + tl.load(b_ptr + cols, mask=mask, other=0.0).to(tl.float32)
-    tl.store(y_ptr + row * stride + cols, y, mask=mask)
+        total = tl.zeros([BLOCK], dtype=tl.float32)
+        for start in range(0, n, BLOCK):
+            cols = start + tl.arange(0, BLOCK)
+            total += tl.load(x_row + cols, mask=cols < n, other=0.0).to(tl.float32)
+        mean = tl.sum(total, axis=0) / n
+    squares = tl.zeros([BLOCK], dtype=tl.float32)
+    for start in range(0, n, BLOCK):
+        cols = start + tl.arange(0, BLOCK)
+        mask = cols < n
+        d = tl.where(mask, tl.load(x_row + cols, mask=mask, other=0.0).to(tl.float32) - mean, 0.0)
+        squares += d * d
+    rstd = 1 / tl.sqrt(tl.sum(squares, axis=0) / n + eps)
+    for start in range(0, n, BLOCK):
+        cols = start + tl.arange(0, BLOCK)
+        mask = cols < n
+        x = tl.load(x_row + cols, mask=mask, other=0.0).to(tl.float32)
+        y = (x - mean) * rstd * tl.load(w_ptr + cols, mask=mask, other=0.0).to(tl.float32)
+        if LAYERNORM:
+            y = y + tl.load(b_ptr + cols, mask=mask, other=0.0).to(tl.float32)
+        tl.store(y_row + cols, y, mask=mask)
 
 
 def _launch(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, eps: float) -> torch.Tensor:
@@ -36,7 +52,7 @@ def _launch(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, ep
     # fp32 out, rounded once by torch: the interpreter stores fp32 into bfloat16 by truncation.
     y = torch.empty(x2.shape, dtype=torch.float32, device=x.device)
     b = weight if bias is None else bias
-    block, layernorm = triton.next_power_of_2(n), bias is not None
+    block, layernorm = min(MAX_BLOCK, triton.next_power_of_2(n)), bias is not None
     _row_norm_kernel[(x2.shape[0],)](x2, weight, b, y, x2.stride(0), n, eps, BLOCK=block, LAYERNORM=layernorm)
     return y.to(x.dtype).reshape(x.shape)
 
