@@ -148,6 +148,10 @@ QUANTIZED_TARGETS = {
         ("quantized-zoo-amax-of-input", "tests.normcheck.targets.quant_zoo:Fp8AmaxOfInputRMSNorm", FP8_TOKEN),
     ]
 }
+#: The same references on a CUDA GPU (the zoo's bug left out): reports/json/cuda-quantized-*.json.
+CUDA_QUANTIZED_TARGETS = {
+    "quantized": [(f"cuda-{name}", spec, extra) for name, spec, extra in QUANTIZED_TARGETS["quantized"][:-1]]
+}
 NAMES = {
     **{
         name: f"CUDA: {spec.split(':')[-1]}{' (torch.compile)' if extra == COMPILE else ''}"
@@ -174,6 +178,7 @@ NAMES = {
     "flax-nnx-LayerNorm-float32-params": "`flax.nnx.LayerNorm` (flax's default param_dtype float32)",
     "flax-nnx-LayerNorm-two-pass": "`flax.nnx.LayerNorm(use_fast_variance=False)` (param_dtype = input dtype)",
 }
+NAMES.update({name: f"CUDA: {NAMES[name.removeprefix('cuda-')]}" for name, _, _ in CUDA_QUANTIZED_TARGETS["quantized"]})
 
 
 def _verdict(data: dict, dtype: str) -> str:
@@ -181,21 +186,28 @@ def _verdict(data: dict, dtype: str) -> str:
     found = [f for f in data["findings"] if f["dtype"] == dtype]
     why = sorted({named_bug(f) for f in found})
     outputs = sorted({f["output"] for f in found if f["output"]})
-    return f"FAIL {', '.join(outputs)}: {'; '.join(why)}" if found else "pass"
+    return f"FAIL{''.join(' ' + o for o in [', '.join(outputs)] if o)}: {'; '.join(why)}" if found else "pass"
 
 
-def readme_table(targets: dict = TARGETS) -> str:
+def readme_table(targets: dict = TARGETS, dtypes: tuple[str, ...] = tuple(DTYPES[1::2])) -> str:
     """README's table, from the committed JSON: the max error of y per dtype and the verdict per dtype."""
-    lines = ["| implementation | float16 | bfloat16 | float32 | float64 |", "|---|---|---|---|---|"]
+    lines = ["| implementation | " + " | ".join(dtypes) + " |", "|---|" + "---|" * len(dtypes)]
     for kind_targets in targets.values():
         for name, _spec, _extra in kind_targets:
             data = json.loads((HERE / "json" / f"{name}.json").read_text())
             cells = []
-            for dtype in ("float16", "bfloat16", "float32", "float64"):
+            for dtype in dtypes:
                 y = worst_errors(data, dtype).get("y")
                 cells.append(f"{y:.3g} ({_verdict(data, dtype)})" if y is not None else "-")
             lines.append(f"| {NAMES[name]} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+def tables(cuda: bool) -> str:
+    """README's two tables of the committed audits, on CPU or on CUDA (float16, bfloat16 and float32 there)."""
+    if cuda:
+        return readme_table(CUDA_TARGETS, tuple(CUDA_DTYPES[1::2])) + "\n\n" + quantized_table(CUDA_QUANTIZED_TARGETS)
+    return readme_table(TARGETS) + "\n\n" + quantized_table(QUANTIZED_TARGETS)
 
 
 def quantized_table(targets: dict = QUANTIZED_TARGETS) -> str:
@@ -305,10 +317,11 @@ def run(argv: list[str] | None = None) -> int:
         "--census-checks", action="store_true", help="audit the hand checks of the census's failures (census_fixes.py)"
     )
     args = parser.parse_args(argv)
-    plain = CUDA_TARGETS if args.device != "cpu" else TARGETS
-    targets = plain if args.device != "cpu" else {**TARGETS, **QUANTIZED_TARGETS}
+    cuda = args.device != "cpu"
+    plain = CUDA_TARGETS if cuda else TARGETS
+    targets = {**plain, **(CUDA_QUANTIZED_TARGETS if cuda else QUANTIZED_TARGETS)}
     if args.table:
-        print(_write_census() if args.census else readme_table(plain) + "\n\n" + quantized_table())
+        print(_write_census() if args.census else tables(cuda))
         return 0
     if args.census:
         return _scan_census(args.jobs)
@@ -331,9 +344,7 @@ def run(argv: list[str] | None = None) -> int:
         command = [sys.executable, "-m", "normcheck", "report", *paths, "--out", str(HERE / f"{prefix}{kind}")]
         if subprocess.run(command, cwd=ROOT).returncode != 0:
             return 2
-    print(readme_table(plain))
-    if args.device == "cpu":
-        print(quantized_table())
+    print(tables(cuda))
     return 0
 
 

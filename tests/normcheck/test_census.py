@@ -31,6 +31,14 @@ def test_readmes_tables_are_printed_from_the_committed_audits(capsys):
     assert quantized.count("(pass)") == 15 and quantized.count("FAIL scales: amax of the input") == 3
 
 
+def test_readmes_cuda_tables_are_printed_from_the_committed_cuda_audits(capsys):
+    assert _generate().run(["--table", "--device", "cuda"]) == 0
+    plain, quantized = capsys.readouterr().out.strip().split("\n\n")
+    readme = (ROOT / "README.md").read_text()
+    assert plain in readme and quantized in readme, "stale: python reports/generate.py --table --device cuda"
+    assert plain.count("CUDA: ") == 15 and quantized.count("(pass)") == 15
+
+
 def test_the_census_renders_from_its_committed_json_and_is_up_to_date(tmp_path, monkeypatch, capsys):
     g = _generate()
     (tmp_path / "scan.json").write_bytes((CENSUS / "scan.json").read_bytes())
