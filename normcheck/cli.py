@@ -23,7 +23,7 @@ from normcheck.options import (
     Kind,
     Style,
 )
-from normcheck.quantization import QUANT_FORMATS
+from normcheck.quantization import QUANT_NAMES
 from normcheck.scan.discover import NAME_PATTERN
 from normcheck.timing import SLACK
 
@@ -424,7 +424,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     audit.add_argument(
         "--quant",
-        choices=tuple(f.name for f in QUANT_FORMATS),
+        choices=QUANT_NAMES,
         help="a norm fused with the quantization of its output into this format: returns (q, scales), or q when "
         "given a static scale (forward only)",
     )
@@ -432,7 +432,8 @@ def _parser() -> argparse.ArgumentParser:
         "--scaling",
         default=DEFAULTS.scaling,
         help="with --quant: token (a float32 scale per row, default), group:N (per N channels), or tensor (static: "
-        "called as f(x, ..., scale))",
+        "called as f(x, ..., scale)); mxfp8 and mxfp4: block (UE8M0 scales per 32 by either rule, default), "
+        "block:ocp or block:ceil",
     )
     audit.add_argument(
         "--framework",

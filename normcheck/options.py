@@ -84,7 +84,7 @@ class AuditOptions:
     framework: str | None = None
     param_dtype: str | None = None
     quant: str | None = None
-    scaling: str = "token"
+    scaling: str | None = None
     reproducer_dir: str = field(default=REPRODUCER_DIR, compare=False)
 
     def __post_init__(self) -> None:
@@ -119,7 +119,7 @@ class AuditOptions:
         if not (math.isfinite(self.timeout) and self.timeout >= 0):
             raise UsageError(f"timeout must be a finite number of seconds >= 0, got {self.timeout!r}")
         if self.quant is not None:
-            scheme(self.quant, self.scaling)  # a usage error for an unknown format or scaling
+            object.__setattr__(self, "scaling", scheme(self.quant, self.scaling).scaling)  # (a usage error)
             if self.layout != InputLayout.LAST or self.residual:
                 raise UsageError("--quant audits a plain norm over the last dimension (no --layout, no --residual)")
             object.__setattr__(self, "grad", False)  # quantized outputs have no gradient
@@ -168,7 +168,7 @@ class AuditOptions:
             "framework": framework,
             "param_dtype": self.param_dtype,
             "quant": self.quant,
-            "scaling": self.scaling if self.quant else None,
+            "scaling": self.scheme.scaling if self.scheme else None,
         }
 
 

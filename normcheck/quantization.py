@@ -3,7 +3,8 @@ scale an audit hands a per-tensor one.
 
 A quantized norm returns ``q = saturate(round(y / s))`` in an element format, with one float32 scale ``s`` per
 block of channels (``token``: a row, ``group:N``: N consecutive channels) that it computes and returns, or one
-scale for the whole tensor that it is given (``tensor``: static).
+scale for the whole tensor that it is given (``tensor``: static). The OCP Microscaling formats (``mxfp8``,
+``mxfp4``) have a power-of-two (UE8M0) scale per block of 32.
 """
 
 from __future__ import annotations
@@ -17,10 +18,16 @@ from normcheck.errors import UsageError
 from oracles import FloatFormat
 from oracles.quantize import ELEMENT_FORMATS
 
-#: The element formats ``--quant`` takes.
+#: The element formats ``--quant`` takes with float32 scales (``--scaling token|group:N|tensor``).
 QUANT_FORMATS = tuple(ELEMENT_FORMATS[name] for name in ("float8_e4m3fn", "float8_e5m2", "int8"))
-#: ``--scaling``: static per tensor, dynamic per token, dynamic per group of N channels.
-SCALINGS = ("tensor", "token", "group:N")
+#: OCP Microscaling formats: their element format, in blocks of :data:`MX_BLOCK` with UE8M0 scales.
+MX_FORMATS = {"mxfp8": ELEMENT_FORMATS["float8_e4m3fn"], "mxfp4": ELEMENT_FORMATS["float4_e2m1fn"]}
+MX_BLOCK = 32
+#: Every ``--quant`` name.
+QUANT_NAMES = (*(f.name for f in QUANT_FORMATS), *MX_FORMATS)
+#: ``--scaling``: static per tensor, dynamic per token, dynamic per group of N channels; for the MX formats,
+#: UE8M0 block scales by either rule (``block``) or the one stated.
+SCALINGS = ("tensor", "token", "group:N", "block", "block:ocp", "block:ceil")
 #: Static scales are this multiple of the scale that fits the input's largest value, chosen per input: the
 #: full range, a quarter of it (the largest values saturate), and 16 times it (small values go subnormal).
 STATIC_MULTIPLES = (1.0, 0.25, 16.0)
@@ -31,11 +38,15 @@ FLOOR = 1 / 512
 
 @dataclass(frozen=True)
 class Scheme:
-    """An element format and the blocks its float32 scales cover (``block`` None: per tensor, static; 0: per
-    token, one scale per row; N: per group of N channels)."""
+    """An element format and the blocks its scales cover (``block`` None: per tensor, static; 0: per token, one
+    scale per row; N: per group of N channels). Scales are float32, or with ``rule`` UE8M0 powers of two by
+    that rule (``"ocp"``, ``"ceil"``; ``"either"``: each block by one of them; :func:`oracles.quantize.power_of_two`).
+    ``name`` is the ``--quant`` name (``mxfp8`` for E4M3 elements in UE8M0 blocks)."""
 
     element: FloatFormat
     block: int | None
+    rule: str | None = None
+    name: str = ""
 
     @property
     def static(self) -> bool:
@@ -44,6 +55,23 @@ class Scheme:
     @property
     def largest(self) -> float:
         return float(self.element.max_finite)
+
+    @property
+    def rules(self) -> tuple[str, ...]:
+        """The UE8M0 rules a correct kernel's scales may follow (none: float32 scales)."""
+        return () if self.rule is None else ("ocp", "ceil") if self.rule == "either" else (self.rule,)
+
+    @property
+    def scaling(self) -> str:
+        """The ``--scaling`` value that gives this scheme."""
+        if self.rule is not None:
+            return "block" if self.rule == "either" else f"block:{self.rule}"
+        return {None: "tensor", 0: "token"}.get(self.block, f"group:{self.block}")
+
+    @property
+    def packed(self) -> bool:
+        """Whether ``q`` comes two elements to a byte (FP4)."""
+        return self.element.name == "float4_e2m1fn"
 
     def block_size(self, n: int) -> int | None:
         """The channels each scale covers at hidden size ``n`` (None: the whole tensor)."""
@@ -55,22 +83,35 @@ class Scheme:
         return () if block is None else (*shape[:-1], -(-shape[-1] // block))
 
     def describe(self) -> str:
+        if self.rule is not None:
+            how = {"either": "either rule", "ocp": "the OCP rule", "ceil": "rounded up"}[self.rule]
+            return f"{self.name} ({self.element.name} in blocks of {self.block}, UE8M0 scales, {how})"
         how = {None: "static per-tensor scale", 0: "dynamic per-token scales"}.get(
             self.block, f"dynamic scales per group of {self.block}"
         )
         return f"{self.element.name}, {how}"
 
 
-def scheme(quant: str, scaling: str) -> Scheme:
-    """The :class:`Scheme` of ``--quant`` and ``--scaling``; a one-line :class:`UsageError` for others."""
+def scheme(quant: str, scaling: str | None) -> Scheme:
+    """The :class:`Scheme` of ``--quant`` and ``--scaling`` (None: ``token``, or ``block`` for the MX formats);
+    a one-line :class:`UsageError` for others."""
     formats = {f.name: f for f in QUANT_FORMATS}
+    if quant in MX_FORMATS:
+        rules = {"block": "either", "block:ocp": "ocp", "block:ceil": "ceil"}
+        if (scaling or "block") not in rules:
+            raise UsageError(
+                f"{quant} has UE8M0 scales per block of {MX_BLOCK}: scaling must be block, "
+                f"block:ocp or block:ceil, got {scaling!r}"
+            )
+        return Scheme(MX_FORMATS[quant], MX_BLOCK, rules[scaling or "block"], quant)
     if quant not in formats:
-        raise UsageError(f"quant must be one of {', '.join(formats)}, got {quant!r}")
+        raise UsageError(f"quant must be one of {', '.join(QUANT_NAMES)}, got {quant!r}")
+    scaling = scaling or "token"
     if scaling in ("tensor", "token"):
-        return Scheme(formats[quant], None if scaling == "tensor" else 0)
+        return Scheme(formats[quant], None if scaling == "tensor" else 0, name=quant)
     size = scaling.removeprefix("group:")
     if scaling.startswith("group:") and size.isdigit() and int(size) >= 1:
-        return Scheme(formats[quant], int(size))
+        return Scheme(formats[quant], int(size), name=quant)
     raise UsageError(f"scaling must be tensor, token or group:N (N >= 1), got {scaling!r}")
 
 

@@ -30,8 +30,9 @@ FLOAT4_E2M1FN = FloatFormat("float4_e2m1fn", 2, 0, 2, np.dtype(ml_dtypes.float4_
 #: Symmetric int8: the integers -127..127 (every exponent subnormal, so the spacing is 1 throughout).
 INT8 = FloatFormat("int8", 8, 7, 7, np.dtype(np.int8), largest=127)
 ELEMENT_FORMATS: dict[str, FloatFormat] = {f.name: f for f in (FLOAT8_E4M3FN, FLOAT8_E5M2, FLOAT4_E2M1FN, INT8)}
-#: UE8M0 scales (OCP Microscaling): the powers of two 2**-127 .. 2**127.
+#: UE8M0 scales (OCP Microscaling): the powers of two 2**-127 .. 2**127, a format of one bit of precision.
 UE8M0_EXPONENTS = (-127, 127)
+UE8M0 = FloatFormat("float8_e8m0fnu", 1, -127, 127, np.dtype(ml_dtypes.float8_e8m0fnu))
 
 #: Relative widening of float64 enclosures: covers the few roundings of the float64 arithmetic around them.
 _WIDEN = 2.0**-50
@@ -151,40 +152,64 @@ def scaled_max(amax: BlockMax, factor: Fraction, fmt: FloatFormat = FLOAT32) -> 
     return amax.decided(fast, lambda m: round_rational_saturating(m * factor, fmt))
 
 
-def power_of_two_scales(amax: BlockMax, largest: float, rule: str) -> np.ndarray:
-    """UE8M0 block scales, as float64 powers of two (NaN for an all-zero block):
+#: The rules a UE8M0 scale follows (:func:`power_of_two`).
+POWER_OF_TWO_RULES = ("ceil", "ocp", "floor")
+
+
+def power_of_two(amax: np.ndarray, largest: float, rule: str) -> np.ndarray:
+    """The UE8M0 scales of float64 block maxima ``amax``, as float64 powers of two, exact for the given values
+    (NaN where ``amax`` is NaN):
 
     - ``"ceil"``: ``2**ceil(log2(amax / largest))``, the smallest power of two with which no element saturates
       (DeepSeek's block FP8, engines' UE8M0 rounding up);
     - ``"ocp"``: ``2**(floor(log2(amax)) - emax)``, ``emax`` the exponent of ``largest`` (OCP Microscaling v1.0:
-      the block's largest element may saturate).
+      the block's largest element may saturate);
+    - ``"floor"``: ``2**floor(log2(amax / largest))``, rounded down: not a convention (the block's largest
+      element overflows by up to 2x), the bug it is.
 
-    Clamped to :data:`UE8M0_EXPONENTS`. Decided as :func:`scaled_max` is (both exponents are monotone).
+    Clamped to :data:`UE8M0_EXPONENTS` (an all-zero block gets the smallest, ``2**-127``).
+
+    >>> power_of_two(np.array([448.0, 449.0, 512.0, 0.0]), 448, "ceil").tolist()
+    [1.0, 2.0, 2.0, 5.877471754111438e-39]
+    >>> power_of_two(np.array([448.0, 511.0, 512.0]), 448, "ocp").tolist()
+    [1.0, 1.0, 2.0]
     """
-    if rule not in ("ceil", "ocp"):
-        raise ValueError(f"rule must be 'ceil' or 'ocp', got {rule!r}")
-    top = Fraction(largest)
-    emax = floor_log2(top)
-
-    def exponent_of(m: Fraction) -> float:
-        if m == 0:
-            return -math.inf
+    if rule not in POWER_OF_TWO_RULES:
+        raise ValueError(f"rule must be one of {', '.join(POWER_OF_TWO_RULES)}, got {rule!r}")
+    m = np.asarray(amax, dtype=np.float64)
+    emax = floor_log2(Fraction(largest))
+    largest = float(largest)  # (a Python int would take ldexp's float16 loop)
+    with np.errstate(all="ignore"):
         if rule == "ocp":
-            return float(floor_log2(m) - emax)
-        e = floor_log2(m / top)
-        return float(e if m / top == Fraction(2) ** e else e + 1)
+            e = np.frexp(m)[1] - 1 - emax  # m = mant * 2**e, mant in [0.5, 1): exact
+        else:
+            # ceil: the smallest e with largest * 2**e >= m; floor: the largest with largest * 2**e <= m. The
+            # quotient's exponent is a guess within one; products of largest and a power of two are exact.
+            e = np.frexp(m / largest)[1] - (rule == "floor")
+            for _ in range(2):
+                if rule == "ceil":
+                    e = np.where(np.ldexp(largest, e - 1) >= m, e - 1, np.where(np.ldexp(largest, e) < m, e + 1, e))
+                else:
+                    e = np.where(np.ldexp(largest, e) > m, e - 1, np.where(np.ldexp(largest, e + 1) <= m, e + 1, e))
+        e = np.where(m > 0, np.clip(e, *UE8M0_EXPONENTS), UE8M0_EXPONENTS[0]).astype(np.float64)
+    return np.where(np.isnan(m), np.nan, np.ldexp(1.0, np.where(np.isnan(m), 0, e).astype(int)))
 
-    def exponents(m: np.ndarray) -> np.ndarray:
-        with np.errstate(all="ignore"):
-            mant, e = np.frexp(m if rule == "ocp" else m / largest)  # m = mant * 2**e, mant in [0.5, 1)
-            e = (e - 1 - emax) if rule == "ocp" else np.where(mant == 0.5, e - 1, e)
-            return np.where(m > 0, e.astype(np.float64), np.where(m == 0, -math.inf, np.nan))
 
-    exps = amax.decided(exponents, exponent_of)
-    out = np.full(exps.shape, np.nan)
-    finite = np.isfinite(exps)
-    out[finite] = np.ldexp(1.0, np.clip(exps[finite], *UE8M0_EXPONENTS).astype(int))
-    return out
+def power_of_two_scales(amax: BlockMax, largest: float, rule: str) -> np.ndarray:
+    """The exact UE8M0 scales (:func:`power_of_two`) of the exact block maxima, NaN for a block of undefined
+    values; decided as :func:`scaled_max` is (each rule's exponent is monotone in the maximum)."""
+    top = Fraction(largest)
+
+    def exact(m: Fraction) -> float:
+        if m == 0:
+            return float(power_of_two(np.array([0.0]), largest, rule)[0])
+        ratio = m if rule == "ocp" else m / top
+        e = floor_log2(ratio) - (floor_log2(top) if rule == "ocp" else 0)
+        if rule == "ceil" and ratio != Fraction(2) ** floor_log2(ratio):
+            e += 1
+        return math.ldexp(1.0, max(UE8M0_EXPONENTS[0], min(UE8M0_EXPONENTS[1], e)))
+
+    return amax.decided(lambda m: power_of_two(m, largest, rule), exact)
 
 
 def per_element(scales: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:

@@ -2,8 +2,8 @@
 quantizer's bug classes, and of the norm's own bug classes seen through a correct quantizer.
 
 A quantizer emulation is a :class:`Quantizer`: how it takes the block maximum, rounds, overflows, floors the
-scale, returns it, and uses a static scale. Each bug class changes one of these; they are registered here,
-in the order the diagnosis prefers them.
+scale (or its UE8M0 rule), returns it, and uses a static scale. Each bug class changes one of these; they are
+registered here, in the order the diagnosis prefers them.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from normcheck.diagnosis.emulations import emulations_for, rounds_here, run_emul
 from normcheck.quantization import FLOOR, Scheme
 from normcheck.target.protocol import Run
 from oracles import BFLOAT16, FLOAT32, round_floats
-from oracles.quantize import per_element, round_to_format
+from oracles.quantize import per_element, power_of_two, round_to_format
 from oracles.rounding import quantum_exponents
 
 
@@ -34,6 +34,7 @@ class Quantizer:
     returned: str = "used"  #: "used", or "bfloat16": the scale returned is the used one rounded to bfloat16
     static: str = "divide"  #: a static scale divided by, "multiply"-ed by, or "ignore"-d
     shift: int = 0  #: blocks' maxima taken over channels shifted by this many (misaligned blocks)
+    pow2: str | None = None  #: a UE8M0 scale's rule ("ocp", "ceil", "floor"); None: the scheme's (OCP if either)
 
 
 #: (name, description, whether correct, the y it quantizes: "fused" float32 or "unfused" in the input dtype,
@@ -76,6 +77,16 @@ QUANTIZERS: tuple[tuple[str, str, bool, str, Quantizer], ...] = (
     ("static scale multiplied", "q = y * scale instead of y / scale", False, "fused", Quantizer(static="multiply")),
     ("static scale ignored", "q = y, as if the scale were 1", False, "fused", Quantizer(static="ignore")),
     ("misaligned blocks", "each block's maximum taken one channel off", False, "fused", Quantizer(shift=1)),
+    # UE8M0 scales only (MX formats): the two rules (correct where the scheme allows them), and rounding down.
+    ("UE8M0 scale by the OCP rule", "2^(floor(log2 amax) - emax)", True, "fused", Quantizer(pow2="ocp")),
+    ("UE8M0 scale rounded up", "2^ceil(log2(amax / largest))", True, "fused", Quantizer(pow2="ceil")),
+    (
+        "UE8M0 scale rounded down",
+        "2^floor(log2(amax / largest)): the block's largest values overflow",
+        False,
+        "fused",
+        Quantizer(pow2="floor"),
+    ),
 )
 
 
@@ -116,10 +127,14 @@ def quantize_emulated(
         source = {"y": y, "x": x.astype(np.float32), "xhat": xhat.astype(np.float32)}[how.amax_of]
         amax = _block_max(source, block, how.shift)
         s: np.ndarray = amax / largest
-        if how.floor:
+        if scheme.rules:
+            s = power_of_two(amax, scheme.largest, how.pow2 or scheme.rules[0]).astype(np.float32)
+            s = s if how.floor else np.where(amax == 0, np.float32(0), s)
+        elif how.floor:
             s = np.maximum(s, np.float32(FLOOR) / largest)
-        if how.reciprocal:
-            v = y * per_element(largest / np.maximum(amax, s * largest), y.shape).astype(np.float32)
+        if how.reciprocal:  # a power of two's reciprocal is exact; else largest / amax, as vLLM's reference
+            inverse = np.float32(1) / s if scheme.rules else largest / np.maximum(amax, s * largest)
+            v = y * per_element(inverse, y.shape).astype(np.float32)
         else:
             v = y / per_element(s, y.shape).astype(np.float32)
         returned = s if how.returned == "used" else np.asarray(round_floats(s, BFLOAT16), np.float32)
@@ -152,7 +167,11 @@ def diagnose_quantized(
 
     ys = {"fused": y_of(reference, wide, wide_bias), "unfused": y_of(reference, (x, weight), bias)}
     xhat = run_emulation(reference, wide[0], None, None, None, eps, 0)["y"].astype(np.float32)
-    tried = [(name, desc, correct, ys[which], how) for name, desc, correct, which, how in QUANTIZERS]
+    tried = [
+        (name, desc, correct if how.pow2 is None else how.pow2 in scheme.rules, ys[which], how)
+        for name, desc, correct, which, how in QUANTIZERS
+        if how.pow2 is None or scheme.rules
+    ]
     for emu in emulations:
         if emu.correct:
             continue

@@ -30,7 +30,7 @@ from normcheck.target.protocol import Run
 from normcheck.verdict.bounds import Bound, ulp
 from normcheck.verdict.tiers import Tier, crossing, effective
 from oracles import FLOAT32
-from oracles.quantize import BlockMax, per_element, quantize, rounding_range
+from oracles.quantize import UE8M0, BlockMax, per_element, power_of_two, power_of_two_scales, quantize, rounding_range
 
 #: Relative error a correct kernel's scale and quotient may carry besides its y's: three float32 roundings
 #: (the scale, a reciprocal, the product), with room to spare.
@@ -67,14 +67,24 @@ def _judge_scales(
 ) -> None:
     amax = BlockMax(y, scheme.block_size(case.n))
     largest, floor = scheme.largest, FLOOR / scheme.largest
+    ranges = []
     with np.errstate(all="ignore"):
-        exact = (amax.lo + amax.hi) / 2 / largest
-        ranges = []
         for a in allowed:
             reach = amax.reduce(np.broadcast_to(a, y.shape))
-            lo = np.maximum(amax.lo - reach, 0.0) / largest * (1 - ARITHMETIC)
-            hi = np.maximum(amax.hi + reach, FLOOR) / largest * (1 + ARITHMETIC)
+            lo_max, hi_max = np.maximum(amax.lo - reach, 0.0) * (1 - ARITHMETIC), (amax.hi + reach) * (1 + ARITHMETIC)
+            if scheme.rules:  # every power of two a maximum in range gives by a rule (each rule is monotone)
+                lo = np.min([power_of_two(lo_max, largest, r) for r in scheme.rules], axis=0)
+                hi = np.max([power_of_two(hi_max, largest, r) for r in scheme.rules], axis=0)
+            else:
+                lo, hi = lo_max / largest, np.maximum(hi_max, FLOOR) / largest * (1 + ARITHMETIC)
             ranges.append((lo, hi))
+        if scheme.rules:  # the exact scale of the rule nearer the kernel's
+            by_rule = [power_of_two_scales(amax, largest, r) for r in scheme.rules]
+            exact = by_rule[0]
+            for other in by_rule[1:]:
+                exact = np.where(np.abs(np.log2(scales / other)) < np.abs(np.log2(scales / exact)), other, exact)
+        else:
+            exact = (amax.lo + amax.hi) / 2 / largest
     defined = ~np.isnan(amax.lo)
     bad = defined & ~(np.isfinite(scales) & (scales >= 0))
     if bad.any():
@@ -82,12 +92,25 @@ def _judge_scales(
         message = f"scale is {scales[i]} where the exact scale is {exact[i]:.6g}; {int(bad.sum())} such blocks"
         out.findings.append(_finding("nonfinite", "scales", message, case, dtype, i, scales[i], exact[i], bad))
     judged = defined & ~bad
-    # Below the floor, the error is read against whichever of the exact scale and the floor is nearer.
-    with np.errstate(all="ignore"):
-        exact = np.where((exact < floor) & (np.abs(scales - floor) < np.abs(scales - exact)), floor, exact)
-    unit = ulp(exact, FLOAT32)
-    reason = f"(amax +- the block's largest {{}} bound of y) / {largest:g}, +-2^-22 relative, or up to {floor:.3g}"
-    _judge(out, "scales", scales, exact, unit, ranges, judged, tiers, reason, case, dtype, FLOAT32)
+    if scheme.rules:
+        odd = judged & (np.frexp(scales)[0] != 0.5)
+        if odd.any():
+            i = _index(odd)
+            message = f"scale is {scales[i]:.6g}, not a power of two (UE8M0); {int(odd.sum())} such blocks"
+            out.findings.append(_finding("accuracy", "scales", message, case, dtype, i, scales[i], exact[i], odd))
+        judged &= ~odd & (amax.hi != 0)  # (an all-zero block's scale is any power of two: not a statistic)
+        unit = exact  # a power of two's ulp in UE8M0 is itself: an error of 1 is twice the scale
+        rules = " or ".join(scheme.rules)
+        reason = f"the UE8M0 scales ({rules} rule) of amax +- the block's largest {{}} bound of y, +-2^-22 relative"
+        fmt = UE8M0
+    else:
+        # Below the floor, the error is read against whichever of the exact scale and the floor is nearer.
+        with np.errstate(all="ignore"):
+            exact = np.where((exact < floor) & (np.abs(scales - floor) < np.abs(scales - exact)), floor, exact)
+        unit = ulp(exact, FLOAT32)
+        reason = f"(amax +- the block's largest {{}} bound of y) / {largest:g}, +-2^-22 relative, or up to {floor:.3g}"
+        fmt = FLOAT32
+    _judge(out, "scales", scales, exact, unit, ranges, judged, tiers, reason, case, dtype, fmt)
 
 
 def _judge_values(

@@ -94,6 +94,19 @@ def to_numpy(tensor: Tensor) -> np.ndarray:
     return t.numpy().copy()
 
 
+#: The dtypes packed FP4 comes in: torch's two-element type, or its bytes.
+PACKED_FP4 = ("float4_e2m1fn_x2", "uint8")
+
+
+def unpack_fp4(packed: Tensor) -> np.ndarray:
+    """Two FP4 (E2M1) elements a byte, the first in the low nibble (torch's ``float4_e2m1fn_x2``, the OCP
+    order), unpacked along the last dimension as ``ml_dtypes.float4_e2m1fn``."""
+    torch = require_torch()
+    b = packed.detach().cpu().contiguous().view(torch.uint8).numpy()
+    codes = np.stack([b & 0xF, b >> 4], axis=-1).reshape(*b.shape[:-1], 2 * b.shape[-1])
+    return codes.astype(np.uint8).view(ml_dtypes.float4_e2m1fn)
+
+
 def from_numpy(array: np.ndarray, device: str = "cpu") -> Tensor:
     """A torch tensor with the same values and dtype as ``array``, in memory of its own.
 

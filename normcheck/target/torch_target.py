@@ -33,6 +33,7 @@ from normcheck.target.protocol import (
     output_problems,
 )
 from normcheck.target.torch_bridge import (
+    PACKED_FP4,
     Module,
     Tensor,
     from_numpy,
@@ -41,6 +42,7 @@ from normcheck.target.torch_bridge import (
     require_torch,
     synchronize,
     to_numpy,
+    unpack_fp4,
 )
 from normcheck.timing import interrupt_after
 
@@ -430,14 +432,22 @@ def quantized_run(out: Run, result: object, scheme: Scheme, x: np.ndarray) -> Ru
         if t is not None and not isinstance(t, torch.Tensor):
             out.problems.append(f"returned {type(t).__name__} as {name}, not a tensor")
             return out
-    element = scheme.element.name
-    out.problems += output_problems(
-        tuple(q.shape), str(q.dtype).removeprefix("torch."), x, "q", (tuple(x.shape), element, "the scheme's")
-    )
-    out.y = to_numpy(q)
+    dtype = str(q.dtype).removeprefix("torch.")
+    if scheme.packed:  # two FP4 elements a byte: float4_e2m1fn_x2, or its bits as uint8
+        packed = (*x.shape[:-1], x.shape[-1] // 2)
+        want = dtype if dtype in PACKED_FP4 else PACKED_FP4[0]
+        wrong = output_problems(tuple(q.shape), dtype, x, "q", (packed, want, "the scheme's packed"))
+        out.problems += wrong
+        out.y = None if wrong else unpack_fp4(q)
+    else:
+        expected = (tuple(x.shape), scheme.element.name, "the scheme's")
+        out.problems += output_problems(tuple(q.shape), dtype, x, "q", expected)
+        out.y = to_numpy(q)
     if scales is not None:
-        expected = (scheme.scales_shape(tuple(x.shape)), "float32", "the scheme's")
         dtype = str(scales.dtype).removeprefix("torch.")
+        # UE8M0 scales may come as torch's float8_e8m0fnu (exact in float32)
+        want = dtype if scheme.rule is not None and dtype == "float8_e8m0fnu" else "float32"
+        expected = (scheme.scales_shape(tuple(x.shape)), want, "the scheme's")
         out.problems += output_problems(tuple(scales.shape), dtype, x, "scales", expected)
         out.scales = to_numpy(scales.float())
     return out

@@ -24,6 +24,10 @@ CORRECT = [
     ("Fp8StaticRMSNorm", "float8_e4m3fn", "tensor"),
     ("int8_static_rms_norm", "int8", "tensor"),
     ("Fp8PerTokenLayerNorm", "float8_e4m3fn", "token"),
+    ("MxFp8RMSNorm", "mxfp8", "block"),
+    ("MxFp8CeilRMSNorm", "mxfp8", "block:ceil"),
+    ("MxFp4RMSNorm", "mxfp4", "block:ocp"),
+    ("MxFp4CeilUint8RMSNorm", "mxfp4", "block"),
 ]
 
 #: (implementation, format, scaling, the dtype it is audited in, the finding's output, the bug class named)
@@ -40,6 +44,8 @@ BUGGY = [
     ("int8_static_wrapping_rms_norm", "int8", "tensor", "float32", "q", "integer wrap"),
     ("Fp8StaticScaleMultipliedRMSNorm", "float8_e4m3fn", "tensor", "float32", "q", "static scale multiplied"),
     ("Fp8StaticScaleIgnoredRMSNorm", "float8_e4m3fn", "tensor", "float32", "q", "static scale ignored"),
+    ("MxFp8FloorRMSNorm", "mxfp8", "block", "float32", "scales", "UE8M0 scale rounded down"),
+    ("MxFp8CeilRMSNorm", "mxfp8", "block:ocp", "float32", "scales", "UE8M0 scale rounded up"),
 ]
 
 
@@ -51,7 +57,7 @@ def options(name: str) -> dict:
     return {"kind": "rmsnorm", "weight_offset": 0} if "StaticScale" in name else {}
 
 
-@pytest.mark.parametrize("name, quant, scaling", CORRECT, ids=[c[0] for c in CORRECT])
+@pytest.mark.parametrize("name, quant, scaling", CORRECT, ids=[f"{c[0]}-{c[2]}" for c in CORRECT])
 def test_correct_quantized_norms_pass(name, quant, scaling):
     import tests.normcheck.targets.quant_zoo as zoo
 
@@ -62,7 +68,7 @@ def test_correct_quantized_norms_pass(name, quant, scaling):
     assert result.forward_only and result.quantization is not None
 
 
-@pytest.mark.parametrize("name, quant, scaling, dtype, output, bug", BUGGY, ids=[b[0] for b in BUGGY])
+@pytest.mark.parametrize("name, quant, scaling, dtype, output, bug", BUGGY, ids=[f"{b[0]}-{b[2]}" for b in BUGGY])
 def test_each_quantizer_bug_fails_and_is_named(name, quant, scaling, dtype, output, bug):
     import tests.normcheck.targets.quant_zoo as zoo
 
@@ -110,6 +116,7 @@ def test_the_cli_writes_a_schema_valid_report_of_a_quantized_audit(tmp_path, cap
     [
         (["--quant", "float8_e4m3fn", "--scaling", "group:0"], "scaling must be tensor, token or group:N"),
         (["--quant", "float8_e4m3fn", "--scaling", "rows"], "scaling must be tensor, token or group:N"),
+        (["--quant", "mxfp8", "--scaling", "token"], "mxfp8 has UE8M0 scales per block of 32: scaling must be block"),
         (["--quant", "float8_e4m3fn", "--residual"], "--quant audits a plain norm"),
         (["--quant", "float8_e4m3fn", "--layout", "nchw"], "--quant audits a plain norm"),
     ],

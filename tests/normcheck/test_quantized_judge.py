@@ -14,7 +14,7 @@ from normcheck.target.protocol import Run
 from normcheck.verdict.bounds import PROVEN, SHARP, Bound, ulp
 from normcheck.verdict.tiers import Tier
 from oracles import FLOAT32
-from oracles.quantize import FLOAT8_E4M3FN, BlockMax, encode, quantize, scaled_max
+from oracles.quantize import FLOAT8_E4M3FN, BlockMax, encode, power_of_two_scales, quantize, scaled_max
 
 TOKEN = scheme("float8_e4m3fn", "token")
 
@@ -135,3 +135,45 @@ def test_a_scale_may_be_off_by_what_the_block_maximum_of_a_correct_y_is_off_by()
     assert judged(q, high, y, x, rigorous=8, sharp=8).findings == []  # a y 8 ulps high explains it
     findings = judged(q, high, y, x, rigorous=0.01, sharp=0.01).findings
     assert [(f.check, f.output) for f in findings] == [("accuracy", "scales")]
+
+
+MXFP8 = scheme("mxfp8", None)
+
+
+def mx_setup(seed: int = 0):
+    x = np.random.default_rng(seed).standard_normal((4, 64)).astype(np.float32)
+    y = oracles.rms_norm(x, eps=1e-6)
+    return x, y, {rule: power_of_two_scales(BlockMax(y, 32), 448, rule) for rule in ("ocp", "ceil", "floor")}
+
+
+def test_ue8m0_scales_by_either_rule_pass_and_the_values_are_judged_with_them():
+    x, y, scales = mx_setup()
+    assert not np.array_equal(scales["ocp"], scales["ceil"])  # the rules differ on these blocks
+    for rule in ("ocp", "ceil"):
+        assert judged(quantize(y, scales[rule], FLOAT8_E4M3FN), scales[rule], y, x, MXFP8).findings == [], rule
+    ceil_as_ocp = judged(quantize(y, scales["ceil"], FLOAT8_E4M3FN), scales["ceil"], y, x, scheme("mxfp8", "block:ocp"))
+    assert [(f.check, f.output) for f in ceil_as_ocp.findings] == [("accuracy", "scales")]
+
+
+def test_a_ue8m0_scale_rounded_down_or_not_a_power_of_two_fails():
+    x, y, scales = mx_setup()
+    floor = judged(quantize(y, scales["floor"], FLOAT8_E4M3FN), scales["floor"], y, x, MXFP8)
+    assert ("accuracy", "scales") in {(f.check, f.output) for f in floor.findings}
+    # Between the two rules' powers of two, where they differ: in range, but no power of two. The values are
+    # made with it, so only the scale is wrong.
+    between = scales["ceil"] > scales["ocp"]
+    assert between.any()
+    off = np.where(between, scales["ocp"] * 1.5, scales["ocp"])
+    findings = judged(quantize(y, off, FLOAT8_E4M3FN), off, y, x, MXFP8).findings
+    assert [(f.check, f.output) for f in findings] == [("accuracy", "scales")]
+
+
+def test_an_all_zero_block_may_take_any_ue8m0_scale():
+    x, _, _ = mx_setup()
+    x[:, :32] = 0
+    y = oracles.rms_norm(x, eps=1e-6)
+    scales = power_of_two_scales(BlockMax(y, 32), 448, "ocp")
+    for zero_scale in (2.0**-127, 1.0, 2.0**20):
+        s = scales.copy()
+        s[:, 0] = zero_scale
+        assert judged(quantize(y, s, FLOAT8_E4M3FN), s, y, x, MXFP8).findings == [], zero_scale

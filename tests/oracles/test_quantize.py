@@ -20,6 +20,7 @@ from oracles.quantize import (
     INT8,
     BlockMax,
     encode,
+    power_of_two,
     power_of_two_scales,
     quantize,
     round_rational_saturating,
@@ -159,7 +160,7 @@ def test_block_maxima_and_their_scales_are_exact(block):
     ocp = power_of_two_scales(amax, 6, "ocp").reshape(-1)
     for m, c, o in zip(maxima, ceil.tolist(), ocp.tolist()):
         if m == 0:
-            assert np.isnan(c) and np.isnan(o)
+            assert c == o == 2.0**-127  # an all-zero block: the smallest UE8M0 scale
             continue
         k = -127
         while Fraction(2) ** k < m / 448:  # the smallest power of two at least amax / 448
@@ -181,11 +182,41 @@ def test_power_of_two_scales_at_exact_powers_of_two():
     assert power_of_two_scales(BlockMax(y, 2), 448, "ocp").tolist() == [[2.0**-4, 2.0**3]]
 
 
+def fraction_power_of_two(m: Fraction, largest: int, rule: str) -> float:
+    """The UE8M0 scale of ``m`` by ``rule``, by search over powers of two in Fraction arithmetic."""
+    if m == 0:
+        return 2.0**-127
+    emax = 0
+    while Fraction(2) ** (emax + 1) <= largest:
+        emax += 1
+    e = -127
+    if rule == "ceil":
+        while Fraction(2) ** e * largest < m:
+            e += 1
+    elif rule == "floor":
+        while e < 127 and Fraction(2) ** (e + 1) * largest <= m:
+            e += 1
+    else:
+        while e < 127 and Fraction(2) ** (e + 1 + emax) <= m:
+            e += 1
+    return 2.0 ** min(e, 127)
+
+
+@pytest.mark.parametrize("rule", ["ceil", "ocp", "floor"])
+@pytest.mark.parametrize("largest", [448, 6, 57344])
+def test_power_of_two_is_exact_at_and_around_every_boundary(rule, largest):
+    # Every boundary the rules have near 1 and far away: largest * 2**k and 2**k, and their float64 neighbours.
+    points = [largest * 2.0**k for k in (-60, -3, 0, 5)] + [2.0**k for k in (-100, -1, 0, 3, 9)]
+    m = np.array(sorted({p2 for p in points for p2 in (np.nextafter(p, 0), p, np.nextafter(p, np.inf))} | {0.0}))
+    got = power_of_two(m, largest, rule)
+    assert got.tolist() == [fraction_power_of_two(Fraction(v), largest, rule) for v in m.tolist()]
+
+
 def test_zero_and_undefined_blocks():
     y = oracles.rms_norm(np.zeros((1, 8), np.float32), eps=1e-6)
     amax = BlockMax(y, 4)
     assert scaled_max(amax, Fraction(1, 448)).tolist() == [[0.0, 0.0]]
-    assert np.isnan(power_of_two_scales(amax, 448, "ceil")).all()
+    assert power_of_two_scales(amax, 448, "ceil").tolist() == [[2.0**-127, 2.0**-127]]
     assert np.isnan(quantize(y, np.array([[0.0, 0.0]]), FLOAT8_E4M3FN)).all()  # no scale divides by zero
     assert (quantize(y, np.array([[1.0, 2.0**-20]]), FLOAT8_E4M3FN) == 0).all()
     nan_row = oracles.rms_norm(np.array([[1.0, np.nan, 2.0, 3.0]], np.float32))

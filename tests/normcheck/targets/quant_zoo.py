@@ -288,3 +288,89 @@ class Fp8MisalignedGroupsRMSNorm(_DynamicQuantNorm):
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         y = self.norm(x)
         return _quantize_dynamic(y, self.fmt, self.group, amax_of=torch.roll(y.abs(), 1, dims=-1))
+
+
+# OCP Microscaling: MXFP8 (e4m3) and MXFP4 (e2m1) elements in blocks of 32 with power-of-two (UE8M0) scales.
+
+MX_BLOCK = 32
+#: E2M1's magnitudes by code (0..7; bit 3 is the sign), and the midpoints between them with their ties:
+#: a value on a midpoint goes to the even code, the upper one where the lower code is odd.
+E2M1 = (0.0, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0)
+E2M1_MIDPOINTS = (0.25, 0.75, 1.25, 1.75, 2.5, 3.5, 5.0)
+E2M1_TIES_UP = (0.75, 1.75, 3.5)
+
+
+def _e2m1_codes(v: torch.Tensor) -> torch.Tensor:
+    """Float32 values into E2M1 codes (uint8, 0..15), to nearest even, saturating at 6."""
+    a = v.abs().clamp(max=6.0)
+    code = torch.bucketize(a, torch.tensor(E2M1_MIDPOINTS, device=v.device))
+    code = code + torch.isin(a, torch.tensor(E2M1_TIES_UP, device=v.device))
+    return (code + 8 * (v < 0)).to(torch.uint8)
+
+
+def _pack_fp4(codes: torch.Tensor, as_uint8: bool) -> torch.Tensor:
+    """Two E2M1 codes per byte, the first element in the low nibble (torch's float4_e2m1fn_x2 order)."""
+    packed = codes[..., 0::2] | (codes[..., 1::2] << 4)
+    return packed if as_uint8 else packed.view(torch.float4_e2m1fn_x2)
+
+
+def _ue8m0(amax: torch.Tensor, largest: float, rule: str) -> torch.Tensor:
+    """Float32 power-of-two scales of float32 block maxima: ``"ocp"`` 2^(floor(log2 amax) - emax), ``"ceil"``
+    2^ceil(log2(amax / largest)) (computed in float32, as a kernel would), ``"floor"`` rounded down (the bug);
+    an all-zero block gets 1 (its values are 0 whatever the scale)."""
+    emax = {448.0: 8, 6.0: 2}[largest]
+    if rule == "ocp":
+        e = torch.frexp(amax)[1] - 1 - emax
+    else:
+        mantissa, e = torch.frexp(amax / largest)
+        e = e - 1 if rule == "floor" else torch.where(mantissa == 0.5, e - 1, e)
+    return torch.where(amax > 0, torch.ldexp(torch.ones_like(amax), e.float()), torch.ones_like(amax))
+
+
+class _MxRMSNorm(_QuantNorm):
+    """Fused fp32 y quantized in blocks of 32 with UE8M0 scales by ``rule``, returned as float32 (or as
+    ``torch.float8_e8m0fnu`` with ``e8m0``); FP4 values packed two to a byte."""
+
+    rule = "ocp"
+    fp4 = False
+    as_uint8 = False
+    e8m0 = False
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        y = self.norm(x)
+        largest = 6.0 if self.fp4 else 448.0
+        scales = _ue8m0(_amax(y, MX_BLOCK), largest, self.rule)
+        v = y / _per_channel(scales, y.shape[-1])  # exact: a power of two
+        q = _pack_fp4(_e2m1_codes(v), self.as_uint8) if self.fp4 else _to_format(v, torch.float8_e4m3fn)
+        return q, scales.to(torch.float8_e8m0fnu) if self.e8m0 else scales
+
+
+class MxFp8RMSNorm(_MxRMSNorm):
+    """MXFP8 by the OCP rule: the block's largest element may saturate at 448."""
+
+
+class MxFp8CeilRMSNorm(_MxRMSNorm):
+    """MXFP8 with the scale rounded up (no element saturates), returned as float8_e8m0fnu."""
+
+    rule = "ceil"
+    e8m0 = True
+
+
+class MxFp4RMSNorm(_MxRMSNorm):
+    """MXFP4 by the OCP rule, packed as torch.float4_e2m1fn_x2."""
+
+    fp4 = True
+
+
+class MxFp4CeilUint8RMSNorm(_MxRMSNorm):
+    """MXFP4 with the scale rounded up, packed in uint8."""
+
+    fp4 = True
+    as_uint8 = True
+    rule = "ceil"
+
+
+class MxFp8FloorRMSNorm(_MxRMSNorm):
+    """Bug: the UE8M0 scale rounded down: the block's largest values overflow (saturate at 448) by up to 2x."""
+
+    rule = "floor"
