@@ -2,6 +2,8 @@
 # What produced the CUDA results in README and reports/cuda-*: run from the repository root on a
 # machine with an NVIDIA GPU, torch with CUDA, triton, transformers and liger-kernel installed.
 #   benchmarks/cuda_run.sh [tests] [timing] [reports] [zoo] [large]     (default: all five)
+# liger-kernel (and jsonschema, for the report-schema tests) may need to travel as wheels. Its logs from
+# the H200 are in benchmarks/cuda-h200/.
 # The steps run side by side, each stopped after $LIMIT seconds (default 480), so that a time-boxed
 # machine still returns what finished. Logs and the reports (reports/json/cuda-*, reports/cuda-*) are
 # packed into $OUT/cuda-run.tar.gz (OUT defaults to ./cuda-run), the steps' exit codes into $OUT/summary.txt.
