@@ -71,12 +71,12 @@ def _judge_scales(
     with np.errstate(all="ignore"):
         for a in allowed:
             reach = amax.reduce(np.broadcast_to(a, y.shape))
-            lo_max, hi_max = np.maximum(amax.lo - reach, 0.0) * (1 - ARITHMETIC), (amax.hi + reach) * (1 + ARITHMETIC)
+            lo_max, hi_max = np.maximum(amax.lo - reach, 0.0), amax.hi + reach
             if scheme.rules:  # every power of two a maximum in range gives by a rule (each rule is monotone)
-                lo = np.min([power_of_two(lo_max, largest, r) for r in scheme.rules], axis=0)
-                hi = np.max([power_of_two(hi_max, largest, r) for r in scheme.rules], axis=0)
+                lo = np.min([power_of_two(lo_max * (1 - ARITHMETIC), largest, r) for r in scheme.rules], axis=0)
+                hi = np.max([power_of_two(hi_max * (1 + ARITHMETIC), largest, r) for r in scheme.rules], axis=0)
             else:
-                lo, hi = lo_max / largest, np.maximum(hi_max, FLOOR) / largest * (1 + ARITHMETIC)
+                lo, hi = lo_max / largest * (1 - ARITHMETIC), np.maximum(hi_max, FLOOR) / largest * (1 + ARITHMETIC)
             ranges.append((lo, hi))
         if scheme.rules:  # the exact scale of the rule nearer the kernel's
             by_rule = [power_of_two_scales(amax, largest, r) for r in scheme.rules]
