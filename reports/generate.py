@@ -43,8 +43,11 @@ from normcheck.scan.summary import named_bug, worst_errors
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 
-DTYPES = ["--dtype", "float16", "--dtype", "bfloat16", "--dtype", "float32", "--dtype", "float64"]
-CUDA_DTYPES = ["--dtype", "float16", "--dtype", "bfloat16", "--dtype", "float32"]
+#: The dtypes audited on CPU, and on CUDA (and for quantized norms).
+DTYPE_NAMES = ("float16", "bfloat16", "float32", "float64")
+CUDA_DTYPE_NAMES = DTYPE_NAMES[:3]
+DTYPES = [arg for dtype in DTYPE_NAMES for arg in ("--dtype", dtype)]
+CUDA_DTYPES = [arg for dtype in CUDA_DTYPE_NAMES for arg in ("--dtype", dtype)]
 EXAMPLES = ["--examples", "30"]
 #: Liger-Kernel's RMSNorm takes its block kernel for rows >= 32768 at hidden sizes <= 256.
 LIGER_BLOCK_SHAPE = ["--shape", "32768x256"]
@@ -186,12 +189,18 @@ def _verdict(data: dict, dtype: str) -> str:
     found = [f for f in data["findings"] if f["dtype"] == dtype]
     why = sorted({named_bug(f) for f in found})
     outputs = sorted({f["output"] for f in found if f["output"]})
-    return f"FAIL{''.join(' ' + o for o in [', '.join(outputs)] if o)}: {'; '.join(why)}" if found else "pass"
+    listed = f" {', '.join(outputs)}" if outputs else ""
+    return f"FAIL{listed}: {'; '.join(why)}" if found else "pass"
 
 
-def readme_table(targets: dict = TARGETS, dtypes: tuple[str, ...] = tuple(DTYPES[1::2])) -> str:
+def _header(dtypes: tuple[str, ...]) -> list[str]:
+    """A README table's header: the implementation, then one column per dtype."""
+    return ["| implementation | " + " | ".join(dtypes) + " |", "|---|" + "---|" * len(dtypes)]
+
+
+def readme_table(targets: dict = TARGETS, dtypes: tuple[str, ...] = DTYPE_NAMES) -> str:
     """README's table, from the committed JSON: the max error of y per dtype and the verdict per dtype."""
-    lines = ["| implementation | " + " | ".join(dtypes) + " |", "|---|" + "---|" * len(dtypes)]
+    lines = _header(dtypes)
     for kind_targets in targets.values():
         for name, _spec, _extra in kind_targets:
             data = json.loads((HERE / "json" / f"{name}.json").read_text())
@@ -206,15 +215,15 @@ def readme_table(targets: dict = TARGETS, dtypes: tuple[str, ...] = tuple(DTYPES
 def tables(cuda: bool) -> str:
     """README's two tables of the committed audits, on CPU or on CUDA (float16, bfloat16 and float32 there)."""
     if cuda:
-        return readme_table(CUDA_TARGETS, tuple(CUDA_DTYPES[1::2])) + "\n\n" + quantized_table(CUDA_QUANTIZED_TARGETS)
+        return readme_table(CUDA_TARGETS, CUDA_DTYPE_NAMES) + "\n\n" + quantized_table(CUDA_QUANTIZED_TARGETS)
     return readme_table(TARGETS) + "\n\n" + quantized_table(QUANTIZED_TARGETS)
 
 
 def quantized_table(targets: dict = QUANTIZED_TARGETS) -> str:
     """README's table of quantized norms, from the committed JSON: the largest error of the values (steps of the
     element format) and of the scales (float32 ulps) per dtype, and the verdict."""
-    dtypes = ("float16", "bfloat16", "float32")
-    lines = ["| implementation | " + " | ".join(dtypes) + " |", "|---|---|---|---|"]
+    dtypes = CUDA_DTYPE_NAMES  # the dtypes quantized norms are audited in (_audit)
+    lines = _header(dtypes)
     for name, _spec, _extra in targets["quantized"]:
         data = json.loads((HERE / "json" / f"{name}.json").read_text())
         cells = []
