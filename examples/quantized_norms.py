@@ -3,6 +3,7 @@
 quantizer), for ``normcheck audit ... --quant``.
 
     python -m normcheck audit examples/quantized_norms.py:rms_norm_dynamic_per_token_fp8 --quant float8_e4m3fn
+    python -m normcheck audit examples/quantized_norms.py:rms_norm_nvfp4 --quant nvfp4
 """
 
 from __future__ import annotations
@@ -54,3 +55,38 @@ def rms_norm_static_fp8(x: torch.Tensor, weight: torch.Tensor, eps: float = 1e-6
     """vLLM's ``rms_norm_static_fp8_quant`` reference: ``(y / scale)`` saturated into FP8."""
     assert scale is not None, "a static quantizer is called with its scale"
     return (rms_norm(x, weight, eps).float() / scale).clamp(-FP8_MAX, FP8_MAX).to(FP8)
+
+
+#: E2M1's magnitudes by code (0..7; bit 3 is the sign) and the thresholds vLLM's ``cast_to_fp4`` rounds by:
+#: a value up to 0.25 becomes 0, below 0.75 becomes 0.5, up to 1.25 becomes 1, ... (ties to the even code).
+E2M1 = (0.0, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0)
+E2M1_UPPER = ((0.25, True), (0.75, False), (1.25, True), (1.75, False), (2.5, True), (3.5, False), (5.0, True))
+NVFP4_BLOCK = 16
+
+
+def cast_to_fp4_codes(v: torch.Tensor) -> torch.Tensor:
+    """Float32 values (already within +-6) into E2M1 codes (uint8), by the thresholds of ``E2M1_UPPER``: a code
+    rises past a threshold (on an inclusive one, only beyond it)."""
+    a = v.abs()
+    code = torch.zeros_like(a, dtype=torch.uint8)
+    for threshold, inclusive in E2M1_UPPER:
+        code += (a > threshold) if inclusive else (a >= threshold)
+    return (code + 8 * (v < 0)).to(torch.uint8)
+
+
+def rms_norm_nvfp4(
+    x: torch.Tensor, weight: torch.Tensor, eps: float = 1e-6, global_scale: torch.Tensor | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """vLLM's NVFP4 reference (``ref_nvfp4_quant``) after the reference RMSNorm: per block of 16,
+    ``s = e4m3(min(g * amax / 6, 448))``, values ``y * (1 / (s * (1 / g)))`` clamped to +-6 and cast to E2M1,
+    packed two to a byte (the first element in the low nibble); returns ``(q, scales)`` with E4M3 scales."""
+    assert global_scale is not None, "an NVFP4 quantizer is called with its global scale"
+    y = rms_norm(x, weight, eps).float()
+    blocks = y.unflatten(-1, (-1, NVFP4_BLOCK))
+    wide = global_scale * (blocks.abs().amax(dim=-1) * (1.0 / 6.0))
+    scales = wide.clamp(max=448.0).to(FP8)
+    output_scale = 1.0 / (scales.float() * (1.0 / global_scale))
+    output_scale = torch.where(scales.float() == 0, 0.0, output_scale)  # an all-zero block: values 0
+    v = (blocks * output_scale.unsqueeze(-1)).clamp(-6.0, 6.0).flatten(-2)
+    codes = cast_to_fp4_codes(v)
+    return codes[..., 0::2] | (codes[..., 1::2] << 4), scales

@@ -426,14 +426,14 @@ def _parser() -> argparse.ArgumentParser:
         "--quant",
         choices=QUANT_NAMES,
         help="a norm fused with the quantization of its output into this format: returns (q, scales), or q when "
-        "given a static scale (forward only)",
+        "given a static scale (forward only); nvfp4 is called with a float32 global scale and returns (q, scales)",
     )
     audit.add_argument(
         "--scaling",
         default=DEFAULTS.scaling,
         help="with --quant: token (a float32 scale per row, default), group:N (per N channels), or tensor (static: "
         "called as f(x, ..., scale)); mxfp8 and mxfp4: block (UE8M0 scales per 32 by either rule, default), "
-        "block:ocp or block:ceil",
+        "block:ocp or block:ceil; nvfp4: block (E4M3 scales per 16, called as f(x, ..., global_scale))",
     )
     audit.add_argument(
         "--framework",

@@ -4,7 +4,9 @@ scale an audit hands a per-tensor one.
 A quantized norm returns ``q = saturate(round(y / s))`` in an element format, with one float32 scale ``s`` per
 block of channels (``token``: a row, ``group:N``: N consecutive channels) that it computes and returns, or one
 scale for the whole tensor that it is given (``tensor``: static). The OCP Microscaling formats (``mxfp8``,
-``mxfp4``) have a power-of-two (UE8M0) scale per block of 32.
+``mxfp4``) have a power-of-two (UE8M0) scale per block of 32. NVFP4 (``nvfp4``) has E2M1 elements in blocks of
+16, each with a float8_e4m3fn scale ``s``, and a float32 global scale ``g`` that the kernel is given:
+``s = e4m3(g * amax / 6)``, ``q = e2m1(y * g / s)``, dequantized as ``q * s / g``.
 """
 
 from __future__ import annotations
@@ -23,10 +25,13 @@ QUANT_FORMATS = tuple(ELEMENT_FORMATS[name] for name in ("float8_e4m3fn", "float
 #: OCP Microscaling formats: their element format, in blocks of :data:`MX_BLOCK` with UE8M0 scales.
 MX_FORMATS = {"mxfp8": ELEMENT_FORMATS["float8_e4m3fn"], "mxfp4": ELEMENT_FORMATS["float4_e2m1fn"]}
 MX_BLOCK = 32
+#: NVFP4: E2M1 elements in blocks of :data:`NV_BLOCK`, E4M3 block scales, a given float32 global scale.
+NVFP4 = "nvfp4"
+NV_BLOCK = 16
 #: Every ``--quant`` name.
-QUANT_NAMES = (*(f.name for f in QUANT_FORMATS), *MX_FORMATS)
+QUANT_NAMES = (*(f.name for f in QUANT_FORMATS), *MX_FORMATS, NVFP4)
 #: ``--scaling``: static per tensor, dynamic per token, dynamic per group of N channels; for the MX formats,
-#: UE8M0 block scales by either rule (``block``) or the one stated.
+#: UE8M0 block scales by either rule (``block``) or the one stated; NVFP4 takes ``block`` only.
 SCALINGS = ("tensor", "token", "group:N", "block", "block:ocp", "block:ceil")
 #: Static scales are this multiple of the scale that fits the input's largest value, chosen per input: the
 #: full range, a quarter of it (the largest values saturate), and 16 times it (small values go subnormal).
@@ -40,17 +45,38 @@ FLOOR = 1 / 512
 class Scheme:
     """An element format and the blocks its scales cover (``block`` None: per tensor, static; 0: per token, one
     scale per row; N: per group of N channels). Scales are float32, or with ``rule`` UE8M0 powers of two by
-    that rule (``"ocp"``, ``"ceil"``; ``"either"``: each block by one of them; :func:`oracles.quantize.power_of_two`).
+    that rule (``"ocp"``, ``"ceil"``; ``"either"``: each block by one of them; :func:`oracles.quantize.power_of_two`),
+    or with ``scale_format`` values of that format (NVFP4's E4M3) relative to a given float32 global scale.
     ``name`` is the ``--quant`` name (``mxfp8`` for E4M3 elements in UE8M0 blocks)."""
 
     element: FloatFormat
     block: int | None
     rule: str | None = None
     name: str = ""
+    scale_format: FloatFormat | None = None
 
     @property
     def static(self) -> bool:
         return self.block is None
+
+    @property
+    def global_scale(self) -> bool:
+        """Whether the kernel is given a global scale that multiplies ``y`` (NVFP4)."""
+        return self.scale_format is not None
+
+    @property
+    def given(self) -> bool:
+        """Whether the kernel is called with a scale: a static one, or NVFP4's global scale."""
+        return self.static or self.global_scale
+
+    def divisors(self, scales: np.ndarray | None, given: float | None) -> np.ndarray | None:
+        """What ``y`` is divided by per block (float64): the returned scales, the static scale, or NVFP4's block
+        scales over the global scale (None where the scales needed did not come back)."""
+        if self.static:
+            return None if given is None else np.array(given, dtype=np.float64)
+        if scales is None or (self.global_scale and given is None):
+            return None
+        return scales.astype(np.float64) / (float(given) if given is not None else 1.0)
 
     @property
     def largest(self) -> float:
@@ -64,6 +90,8 @@ class Scheme:
     @property
     def scaling(self) -> str:
         """The ``--scaling`` value that gives this scheme."""
+        if self.scale_format is not None:
+            return "block"
         if self.rule is not None:
             return "block" if self.rule == "either" else f"block:{self.rule}"
         return {None: "tensor", 0: "token"}.get(self.block, f"group:{self.block}")
@@ -83,6 +111,11 @@ class Scheme:
         return () if block is None else (*shape[:-1], -(-shape[-1] // block))
 
     def describe(self) -> str:
+        if self.scale_format is not None:
+            return (
+                f"{self.name} ({self.element.name} in blocks of {self.block}, {self.scale_format.name} scales, "
+                "a given float32 global scale)"
+            )
         if self.rule is not None:
             how = {"either": "either rule", "ocp": "the OCP rule", "ceil": "rounded up"}[self.rule]
             return f"{self.name} ({self.element.name} in blocks of {self.block}, UE8M0 scales, {how})"
@@ -96,6 +129,11 @@ def scheme(quant: str, scaling: str | None) -> Scheme:
     """The :class:`Scheme` of ``--quant`` and ``--scaling`` (None: ``token``, or ``block`` for the MX formats);
     a one-line :class:`UsageError` for others."""
     formats = {f.name: f for f in QUANT_FORMATS}
+    if quant == NVFP4:
+        if (scaling or "block") != "block":
+            raise UsageError(f"nvfp4 has E4M3 scales per block of {NV_BLOCK}: scaling must be block, got {scaling!r}")
+        e2m1, e4m3 = ELEMENT_FORMATS["float4_e2m1fn"], ELEMENT_FORMATS["float8_e4m3fn"]
+        return Scheme(e2m1, NV_BLOCK, name=NVFP4, scale_format=e4m3)
     if quant in MX_FORMATS:
         rules = {"block": "either", "block:ocp": "ocp", "block:ceil": "ceil"}
         if (scaling or "block") not in rules:
@@ -130,3 +168,15 @@ def static_scale(x: np.ndarray, weight: np.ndarray | None, eps: float, largest: 
             top = max(top, float(np.max(np.abs(y), initial=0.0, where=np.isfinite(y))))
     multiple = STATIC_MULTIPLES[zlib.crc32(np.ascontiguousarray(x).tobytes()) % len(STATIC_MULTIPLES)]
     return np.float32(top / largest * multiple if top > 0 else 1.0)
+
+
+def given_scale(x: np.ndarray, weight: np.ndarray | None, eps: float, scheme: Scheme) -> np.float32 | None:
+    """The scale ``scheme``'s kernel is called with on ``x``: a static scheme's :func:`static_scale`; NVFP4's
+    global scale, the reciprocal of the static scale to the product of both formats' largest values (``1``:
+    ``448 * 6 / amax``, the usual choice; 4 times it: block scales saturate; a sixteenth: they go subnormal);
+    None for the others."""
+    if scheme.static:
+        return static_scale(x, weight, eps, scheme.largest)
+    if scheme.scale_format is None:
+        return None
+    return np.float32(1 / float(static_scale(x, weight, eps, scheme.largest * float(scheme.scale_format.max_finite))))

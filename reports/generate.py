@@ -148,6 +148,7 @@ QUANTIZED_TARGETS = {
             [*FP8_TOKEN, "--scaling", "group:128"],
         ),
         ("quantized-fp8-static", f"{QUANTIZED}:rms_norm_static_fp8", [*FP8_TOKEN, "--scaling", "tensor"]),
+        ("quantized-nvfp4", f"{QUANTIZED}:rms_norm_nvfp4", ["--quant", "nvfp4"]),
         ("quantized-zoo-amax-of-input", "tests.normcheck.targets.quant_zoo:Fp8AmaxOfInputRMSNorm", FP8_TOKEN),
     ]
 }
@@ -166,6 +167,7 @@ NAMES = {
     "quantized-int8-per-token": "vLLM-style RMSNorm + dynamic per-token int8",
     "quantized-fp8-per-group128": "vLLM-style RMSNorm + per-group-of-128 FP8 (float32 scales)",
     "quantized-fp8-static": "vLLM-style RMSNorm + static per-tensor FP8",
+    "quantized-nvfp4": "vLLM-style RMSNorm + NVFP4 (E2M1, E4M3 block scales, global scale)",
     "quantized-zoo-amax-of-input": "zoo: per-token FP8 with the scale from max abs x (bug)",
     "torch-RMSNorm": "`torch.nn.RMSNorm`",
     "torch-functional-rms_norm": "`torch.nn.functional.rms_norm`",
@@ -198,12 +200,22 @@ def _header(dtypes: tuple[str, ...]) -> list[str]:
     return ["| implementation | " + " | ".join(dtypes) + " |", "|---|" + "---|" * len(dtypes)]
 
 
+def _committed(name: str) -> dict | None:
+    """The committed audit ``reports/json/NAME.json`` (None where it has not been run yet: a GPU audit added
+    since the last GPU run)."""
+    path = HERE / "json" / f"{name}.json"
+    return json.loads(path.read_text()) if path.exists() else None
+
+
 def readme_table(targets: dict = TARGETS, dtypes: tuple[str, ...] = DTYPE_NAMES) -> str:
     """README's table, from the committed JSON: the max error of y per dtype and the verdict per dtype."""
     lines = _header(dtypes)
     for kind_targets in targets.values():
         for name, _spec, _extra in kind_targets:
-            data = json.loads((HERE / "json" / f"{name}.json").read_text())
+            data = _committed(name)
+            if data is None:
+                lines.append(f"| {NAMES[name]} | " + " | ".join(["not run yet"] * len(dtypes)) + " |")
+                continue
             cells = []
             for dtype in dtypes:
                 y = worst_errors(data, dtype).get("y")
@@ -225,7 +237,10 @@ def quantized_table(targets: dict = QUANTIZED_TARGETS) -> str:
     dtypes = CUDA_DTYPE_NAMES  # the dtypes quantized norms are audited in (_audit)
     lines = _header(dtypes)
     for name, _spec, _extra in targets["quantized"]:
-        data = json.loads((HERE / "json" / f"{name}.json").read_text())
+        data = _committed(name)
+        if data is None:
+            lines.append(f"| {NAMES[name]} | " + " | ".join(["not run yet"] * len(dtypes)) + " |")
+            continue
         cells = []
         for dtype in dtypes:
             worst = worst_errors(data, dtype, ("q", "scales"))

@@ -31,10 +31,11 @@ class Quantizer:
     toward_zero: bool = False  #: round toward zero instead of to nearest even
     overflow: str = "saturate"  #: "saturate", "special" (NaN, or infinity where the format has one) or "wrap"
     floor: bool = True  #: raise the scale to FLOOR / largest (else an all-zero block divides by zero)
-    returned: str = "used"  #: "used", or "bfloat16": the scale returned is the used one rounded to bfloat16
+    returned: str = "used"  #: "used"; "bfloat16": the used one rounded; NVFP4 "unrounded": values by the float32 one
     static: str = "divide"  #: a static scale divided by, "multiply"-ed by, or "ignore"-d
     shift: int = 0  #: blocks' maxima taken over channels shifted by this many (misaligned blocks)
     pow2: str | None = None  #: a UE8M0 scale's rule ("ocp", "ceil", "floor"); None: the scheme's (OCP if either)
+    global_scale: str = "multiply"  #: NVFP4's global scale multiplied by, "divide"-d by, or "ignore"-d
 
 
 #: (name, description, whether correct, the y it quantizes: "fused" float32 or "unfused" in the input dtype,
@@ -73,6 +74,27 @@ QUANTIZERS: tuple[tuple[str, str, bool, str, Quantizer], ...] = (
         False,
         "fused",
         Quantizer(returned="bfloat16"),
+    ),
+    (
+        "block scale used unrounded",
+        "values made with the float32 block scale, the scale returned in E4M3",
+        False,
+        "fused",
+        Quantizer(returned="unrounded"),
+    ),
+    (
+        "global scale ignored",
+        "the block scales and values made without the global scale",
+        False,
+        "fused",
+        Quantizer(global_scale="ignore"),
+    ),
+    (
+        "global scale inverted",
+        "the global scale divided by instead of multiplied",
+        False,
+        "fused",
+        Quantizer(global_scale="divide"),
     ),
     ("static scale multiplied", "q = y * scale instead of y / scale", False, "fused", Quantizer(static="multiply")),
     ("static scale ignored", "q = y, as if the scale were 1", False, "fused", Quantizer(static="ignore")),
@@ -126,6 +148,8 @@ def quantize_emulated(
         block = scheme.block_size(y.shape[-1]) or y.shape[-1]
         source = {"y": y, "x": x.astype(np.float32), "xhat": xhat.astype(np.float32)}[how.amax_of]
         amax = _block_max(source, block, how.shift)
+        if scheme.scale_format is not None:
+            return _nvfp4(y, amax, scheme, how, np.float32(static))
         s: np.ndarray = amax / largest
         if scheme.rules:
             s = power_of_two(amax, scheme.largest, how.pow2 or scheme.rules[0]).astype(np.float32)
@@ -137,8 +161,26 @@ def quantize_emulated(
             v = y * per_element(inverse, y.shape).astype(np.float32)
         else:
             v = y / per_element(s, y.shape).astype(np.float32)
-        returned = s if how.returned == "used" else np.asarray(round_floats(s, BFLOAT16), np.float32)
+        returned = np.asarray(round_floats(s, BFLOAT16), np.float32) if how.returned == "bfloat16" else s
     return _round(v.astype(np.float64), scheme, how), returned
+
+
+def _nvfp4(
+    y: np.ndarray, amax: np.ndarray, scheme: Scheme, how: Quantizer, given: np.float32
+) -> tuple[np.ndarray, np.ndarray]:
+    """NVFP4 as vLLM's reference computes it: ``s = e4m3(g * (amax * (1 / 6)))`` saturating, the values
+    ``y * (1 / (s * (1 / g)))`` (0 where ``s`` is 0); ``how`` changes the global scale or the scale used."""
+    assert scheme.scale_format is not None
+    g = {"multiply": given, "divide": np.float32(1) / given, "ignore": np.float32(1)}[how.global_scale]
+    exact32 = g * (amax * (np.float32(1) / np.float32(scheme.largest)))
+    s = round_to_format(exact32, scheme.scale_format).astype(np.float32)
+    used = exact32 if how.returned == "unrounded" else s
+    inverse = np.where(used != 0, np.float32(1) / (used * (np.float32(1) / g)), np.float32(0)).astype(np.float32)
+    if how.reciprocal:
+        v = y * per_element(inverse, y.shape).astype(np.float32)
+    else:  # dividing by s / g
+        v = np.where(per_element(used, y.shape) != 0, y / per_element(used / g, y.shape).astype(np.float32), 0)
+    return _round(v.astype(np.float64), scheme, how), s
 
 
 def diagnose_quantized(
@@ -183,7 +225,7 @@ def diagnose_quantized(
     matches: list[Match] = []
     answers: list[tuple[np.ndarray, np.ndarray | None]] = []
     for name, desc, correct, y, how in tried:
-        q, scales = quantize_emulated(y, x, xhat, scheme, how, run.static_scale)
+        q, scales = quantize_emulated(y, x, xhat, scheme, how, run.given_scale)
         if not correct and any(_same(q, scales, *a) for a in answers):
             continue  # a bug that changes nothing on this input (a gradient's, say) says nothing here
         if correct:

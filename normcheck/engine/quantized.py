@@ -14,9 +14,18 @@ most three float32 roundings besides. So, per tier:
   the exact ``y / s``, ``s`` the scale the kernel returned (or was given): the correct rounding wherever no
   rounding boundary is that close, either neighbour where one is. A kernel that computes its values with
   one scale and returns another misses wherever the two quotients round apart.
+
+NVFP4 (E2M1 values, E4M3 block scales ``s = e4m3(g * amax / 6)`` for a given float32 global scale ``g``): a block
+scale must be an E4M3 value between the roundings of ``g * (amax +- the largest bound) / 6``, widened by
+``2**-22``; a value one of the roundings of ``y * g / s`` within ``bound * g / s + 2**-21 |y * g / s|`` (one
+more rounding: the reciprocal of ``s / g``).
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
+from fractions import Fraction
+from functools import partial
 
 import numpy as np
 
@@ -30,28 +39,42 @@ from normcheck.target.protocol import Run
 from normcheck.verdict.bounds import Bound, ulp
 from normcheck.verdict.tiers import Tier, crossing, effective
 from oracles import FLOAT32
-from oracles.quantize import UE8M0, BlockMax, per_element, power_of_two, power_of_two_scales, quantize, rounding_range
+from oracles.quantize import (
+    UE8M0,
+    BlockMax,
+    per_element,
+    power_of_two,
+    power_of_two_scales,
+    quantize,
+    round_to_format,
+    rounding_range,
+    scaled_max,
+)
 
 #: Relative error a correct kernel's scale and quotient may carry besides its y's: three float32 roundings
 #: (the scale, a reciprocal, the product), with room to spare.
 ARITHMETIC = 2.0**-22
+#: NVFP4's values: four float32 roundings (the global scale's reciprocal, its product with the block scale,
+#: the reciprocal of that, the product with y), with room to spare.
+ARITHMETIC_GLOBAL = 2.0**-21
 
 
 def judge_quantized(run: Run, y: oracles.Exact, limit: Bound, case: NormInput, dtype: str, scheme: Scheme) -> Judgement:
-    """A quantized norm's answer (``run.y`` the values, ``run.scales`` or ``run.static_scale`` the scales)
+    """A quantized norm's answer (``run.y`` the values, ``run.scales`` or ``run.given_scale`` the scales)
     against the exact ``y`` and the tiers of its bound."""
     out = Judgement()
     if run.y is None or run.y.shape != y.shape:
         return out  # (the wrong shape is a finding of run_problems already)
     allowed = effective(limit.tiers)
+    multiplier = float(run.given_scale) if scheme.global_scale and run.given_scale is not None else 1.0
     if scheme.static:
-        scales = np.array(run.static_scale, dtype=np.float64)
+        scales = np.array(run.given_scale, dtype=np.float64)
     else:
         if run.scales is None or run.scales.shape != scheme.scales_shape(y.shape):
             return out
         scales = run.scales.astype(np.float64)
-        _judge_scales(out, scales, y, limit.tiers, allowed, case, dtype, scheme)
-    _judge_values(out, run.y, scales, y, limit.tiers, allowed, case, dtype, scheme)
+        _judge_scales(out, scales, y, limit.tiers, allowed, case, dtype, scheme, multiplier)
+    _judge_values(out, run.y, scales, y, limit.tiers, allowed, case, dtype, scheme, multiplier)
     return out
 
 
@@ -64,6 +87,7 @@ def _judge_scales(
     case: NormInput,
     dtype: str,
     scheme: Scheme,
+    multiplier: float,
 ) -> None:
     amax = BlockMax(y, scheme.block_size(case.n))
     largest, floor = scheme.largest, FLOOR / scheme.largest
@@ -75,6 +99,10 @@ def _judge_scales(
             if scheme.rules:  # every power of two a maximum in range gives by a rule (each rule is monotone)
                 lo = np.min([power_of_two(lo_max * (1 - ARITHMETIC), largest, r) for r in scheme.rules], axis=0)
                 hi = np.max([power_of_two(hi_max * (1 + ARITHMETIC), largest, r) for r in scheme.rules], axis=0)
+            elif scheme.scale_format is not None:  # the roundings into it of g * amax / largest (monotone)
+                g = multiplier / largest
+                lo = round_to_format(lo_max * g * (1 - ARITHMETIC), scheme.scale_format)
+                hi = round_to_format(hi_max * g * (1 + ARITHMETIC), scheme.scale_format)
             else:
                 lo, hi = lo_max / largest * (1 - ARITHMETIC), np.maximum(hi_max, FLOOR) / largest * (1 + ARITHMETIC)
             ranges.append((lo, hi))
@@ -83,6 +111,8 @@ def _judge_scales(
             exact = by_rule[0]
             for other in by_rule[1:]:
                 exact = np.where(np.abs(np.log2(scales / other)) < np.abs(np.log2(scales / exact)), other, exact)
+        elif scheme.scale_format is not None:
+            exact = scaled_max(amax, Fraction(multiplier) / Fraction(largest), scheme.scale_format)
         else:
             exact = (amax.lo + amax.hi) / 2 / largest
     defined = ~np.isnan(amax.lo)
@@ -103,6 +133,17 @@ def _judge_scales(
         rules = " or ".join(scheme.rules)
         reason = f"the UE8M0 scales ({rules} rule) of amax +- the block's largest {{}} bound of y, +-2^-22 relative"
         fmt = UE8M0
+    elif scheme.scale_format is not None:
+        fmt = scheme.scale_format
+        odd = judged & (round_to_format(scales, fmt) != scales)
+        if odd.any():
+            i = _index(odd)
+            message = f"scale is {scales[i]:.6g}, not a {fmt.name} value; {int(odd.sum())} such blocks"
+            out.findings.append(_finding("accuracy", "scales", message, case, dtype, i, scales[i], exact[i], odd))
+        judged &= ~odd
+        unit = ulp(exact, fmt)
+        reason = f"the roundings into {fmt.name} of g * (amax +- the block's largest {{}} bound of y) / {largest:g}"
+        reason += ", +-2^-22 relative"
     else:
         # Below the floor, the error is read against whichever of the exact scale and the floor is nearer.
         with np.errstate(all="ignore"):
@@ -123,15 +164,18 @@ def _judge_values(
     case: NormInput,
     dtype: str,
     scheme: Scheme,
+    multiplier: float,
 ) -> None:
     fmt = scheme.element
     s = per_element(scales, y.shape)
     got = q.astype(np.float64)
     usable = ~y.undefined & np.isfinite(s) & (s > 0)
+    arithmetic = ARITHMETIC_GLOBAL if scheme.global_scale else ARITHMETIC
     with np.errstate(all="ignore"):
-        v = y.approx / s
+        v = y.approx * multiplier / s
         target = np.clip(v, -scheme.largest, scheme.largest)  # saturation is the convention
-        ranges = [rounding_range(v, (a + y.error_bound) / s + np.abs(v) * ARITHMETIC, fmt) for a in allowed]
+        radius = [(a + y.error_bound) * multiplier / s + np.abs(v) * arithmetic for a in allowed]
+        ranges = [rounding_range(v, r, fmt) for r in radius]
     # A zero scale (an all-zero block without a minimum scale) must still give finite values: 0.
     bad = (usable | (~y.undefined & (s == 0))) & ~np.isfinite(got)
     if bad.any():
@@ -139,8 +183,12 @@ def _judge_values(
         message = f"q is {got[i]} where y/scale is {v[i]:.6g} (scale {s[i]:.6g}); {int(bad.sum())} such values"
         out.findings.append(_finding("nonfinite", "q", message, case, dtype, i, got[i], v[i], bad))
     unit = ulp(target, fmt)
-    reason = f"the roundings into {fmt.name} of y/s within ({{}} bound of y)/s + 2^-22 |y/s|, saturating"
-    _judge(out, "q", got, target, unit, ranges, usable & ~bad, tiers, reason, case, dtype, fmt, y, scales)
+    if scheme.global_scale:
+        reason = f"the roundings into {fmt.name} of y*g/s within ({{}} bound of y)*g/s + 2^-21 |y*g/s|, saturating"
+    else:
+        reason = f"the roundings into {fmt.name} of y/s within ({{}} bound of y)/s + 2^-22 |y/s|, saturating"
+    rounded = partial(quantize, y, scales, fmt, multiplier)  # (only a finding shows it)
+    _judge(out, "q", got, target, unit, ranges, usable & ~bad, tiers, reason, case, dtype, fmt, rounded)
 
 
 def _judge(
@@ -156,8 +204,7 @@ def _judge(
     case: NormInput,
     dtype: str,
     fmt: oracles.FloatFormat,
-    y: oracles.Exact | None = None,
-    scales: np.ndarray | None = None,
+    rounded: Callable[[], np.ndarray] | None = None,
 ) -> None:
     """``got`` against each tier's range of correct answers: the errors for the statistics (in ulps of
     ``fmt`` at ``exact``) and a finding naming the loosest tier crossed."""
@@ -185,10 +232,7 @@ def _judge(
     crossed = over[k]
     i = _index(crossed, np.abs(signed))
     e, at_i = float(abs(signed[i])), [float(r[i]) for r in reach]
-    correct = ""
-    if y is not None and scales is not None:
-        rounded = quantize(y, scales, fmt)
-        correct = f" (y/scale = {exact[i]:.6g} rounds to {rounded[i]:.6g})"
+    correct = "" if rounded is None else f" (y/scale = {exact[i]:.6g} rounds to {rounded()[i]:.6g})"
     shape = "x".join(map(str, case.x.shape))
     how = crossing(e, at_i, tiers, k)
     message = (

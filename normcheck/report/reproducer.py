@@ -17,9 +17,9 @@ import numpy as np
 
 from normcheck.errors import UsageError
 from normcheck.options import REPRODUCER_DIR, InputLayout
-from normcheck.quantization import static_scale
+from normcheck.quantization import given_scale
 from normcheck.strategies import NormInput
-from normcheck.target.protocol import RESIDUAL_NAMES, function_arguments
+from normcheck.target.protocol import RESIDUAL_NAMES, SCALE_NAMES, function_arguments
 from normcheck.target.torch_target import Candidate
 from normcheck.verdict.bounds import ulp
 from oracles import Exact, resolve_format
@@ -216,7 +216,8 @@ def _torch_lines(
         "from normcheck.target.loading import construct_module, load_target",
         "from normcheck.report.reproducer import load_inputs, show_error"
         + (", show_quantized" if candidate.scheme is not None else ""),
-        "from normcheck.target.torch_bridge import from_numpy, to_numpy",
+        "from normcheck.target.torch_bridge import from_numpy, to_numpy"
+        + (", unpack_fp4" if candidate.scheme is not None and candidate.scheme.packed else ""),
         *(["from normcheck.target.layouts import from_layout, to_layout"] if layout != InputLayout.LAST else []),
         *inputs,
         f'target = load_target("{spec}")',
@@ -233,9 +234,10 @@ def _torch_lines(
         lines.append("; ".join(f"{k}.requires_grad_()" for k in leaves))
     scheme = candidate.scheme
     out = "out" if fused else "y" if scheme is None else "q" if scheme.static else "q, scales"
-    scale = _static_scale(candidate, case, arrays, eps)
+    scale = _given_scale(candidate, case, arrays, eps)
     if scale is not None:
-        lines.append(f"scale = torch.tensor({scale!r}, dtype=torch.float32)  # the static scale the audit chose")
+        what = "global" if scheme is not None and scheme.global_scale else "static"
+        lines.append(f"scale = torch.tensor({scale!r}, dtype=torch.float32)  # the {what} scale the audit chose")
     if candidate.style == "function":
         kwargs = function_arguments(  # the parameters passed by variable name
             candidate.function_parameters,
@@ -248,7 +250,8 @@ def _torch_lines(
         first = [x_in] if not fused else ["x", f"{residual}=r" if residual else "r"]
         args = [*first, *(f"{k}={v if isinstance(v, str) else repr(v)}" for k, v in kwargs.items())]
         if scale is not None:
-            args.append("scale=scale" if "scale" in candidate.function_parameters else "scale")
+            name = next((k for k in SCALE_NAMES if k in candidate.function_parameters), None)
+            args.append(f"{name}=scale" if name else "scale")
         call = f"target({', '.join(args)})"
         lines.append(f"{out} = {rows(call)}")
         params = {"w": "w", "b": "b"}
@@ -267,7 +270,10 @@ def _torch_lines(
     lines += _oracle(kind, arrays, dtype, eps, offset, grad)
     if scheme is not None:
         used = "scale.item()" if scheme.static else "to_numpy(scales.float())"
-        lines.append(f'show_quantized(exact, to_numpy(q), {used}, "{scheme.element.name}")')
+        if scheme.global_scale:
+            used += " / scale.item()"  # NVFP4: y is divided by the block scale over the global one
+        values = "unpack_fp4(q)" if scheme.packed else "to_numpy(q)"  # (two FP4 elements a byte)
+        lines.append(f'show_quantized(exact, {values}, {used}, "{scheme.element.name}")')
         return lines
     lines.append(f'show_error("y", exact, to_numpy(y), "{dtype}")')
     if fused:
@@ -282,14 +288,13 @@ def _torch_lines(
     return lines
 
 
-def _static_scale(
+def _given_scale(
     candidate: Candidate | IsolatedCandidate, case: NormInput, arrays: dict[str, np.ndarray], eps: float
 ) -> float | None:
-    """The scale the audit called a static quantized norm with on ``case`` (None for any other)."""
-    scheme = candidate.scheme
-    if scheme is None or not scheme.static:
-        return None
-    return float(static_scale(case.x, arrays.get("w"), eps, scheme.largest))
+    """The scale the audit called a quantized norm with on ``case``, static or NVFP4's global (None for any
+    other)."""
+    scale = None if candidate.scheme is None else given_scale(case.x, arrays.get("w"), eps, candidate.scheme)
+    return None if scale is None else float(scale)
 
 
 def _array_lines(

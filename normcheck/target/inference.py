@@ -30,10 +30,11 @@ def quantized_error(run: Run, exact: oracles.Exact, scheme: Scheme) -> np.ndarra
     """A quantized norm's values against the exact ``y`` divided by its own scales, saturated, in steps of its
     element format (NaN where no scale came back; 0 where the quotient is past the format or the value not
     finite)."""
-    scales = np.array(run.static_scale) if scheme.static else run.scales
+    scales = scheme.divisors(run.scales, run.given_scale)
     if run.y is None or scales is None or np.shape(scales) != scheme.scales_shape(exact.shape):
         return np.full(exact.shape, np.nan)
-    quotient = exact.approx / per_element(scales.astype(np.float64), exact.shape)
+    with np.errstate(all="ignore"):
+        quotient = exact.approx / per_element(scales, exact.shape)
     q = run.y.astype(np.float64)
     # What a value past the format's range became (saturated, NaN, wrapped) is the audit's finding; the
     # values within it tell the kind.

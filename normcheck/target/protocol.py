@@ -21,6 +21,9 @@ WEIGHT_NAMES = ("weight", "scale", "gamma", "g", "w")
 BIAS_NAMES = ("bias", "beta", "b")
 #: Parameter names a fused residual-add function takes its residual by (else it is the second argument).
 RESIDUAL_NAMES = ("residual", "res", "residual_in", "skip")
+#: Parameter names a quantized norm function takes its given scale by (static, or NVFP4's global; else it is
+#: the last argument).
+SCALE_NAMES = ("global_scale", "scale")
 #: How a call can fail to return a result: the implementation raised, ran past the time limit,
 #: or (in a worker process) took the process down.
 FAILURES = ("exception", "timeout", "crash")
@@ -32,7 +35,7 @@ class Run:
 
     y: np.ndarray | None = None  #: the output: a quantized norm's quantized values ``q``
     scales: np.ndarray | None = None  #: a dynamic quantized norm's returned scales
-    static_scale: float | None = None  #: the scale a static quantized norm was called with
+    given_scale: float | None = None  #: the scale a static quantized norm was called with, or an NVFP4 global scale
     dx: np.ndarray | None = None
     dw: np.ndarray | None = None
     db: np.ndarray | None = None

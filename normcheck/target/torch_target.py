@@ -18,13 +18,14 @@ import numpy as np
 
 from normcheck.errors import UsageError
 from normcheck.options import DEFAULTS, AuditOptions, Style
-from normcheck.quantization import Scheme, static_scale
+from normcheck.quantization import Scheme, given_scale
 from normcheck.target.eps import EpsNotFound, function_eps, function_signature, inferred_eps, module_eps
 from normcheck.target.layouts import from_layout, to_layout
 from normcheck.target.loading import construct_module, input_parameter, is_module_class
 from normcheck.target.protocol import (
     BIAS_NAMES,
     RESIDUAL_NAMES,
+    SCALE_NAMES,
     WEIGHT_NAMES,
     Layout,
     Run,
@@ -221,7 +222,7 @@ class Candidate:
             return first
         n, dtype = x.shape[-1], str(x.dtype)
         given = [from_numpy(a, self.device) for a in (x, residual) if a is not None]
-        scale = self._static_scale(x, weight)
+        scale = self._given_scale(x, weight)
         if self.style != "function":  # a module's parameters hold the weight and bias already
             weight = bias = None
         start = time.perf_counter()
@@ -261,7 +262,7 @@ class Candidate:
             for leaf in leaves:
                 leaf.requires_grad_(grad is not None and self.supports_grad)
             xt, *rest = [leaf.t() if strided else leaf for leaf in leaves]
-            out.static_scale = scale = self._static_scale(x, weight)
+            out.given_scale = scale = self._given_scale(x, weight)
             # The implementation's own warnings are not normcheck's (and must not become errors under -W error).
             start = time.perf_counter()
             with interrupt_after(self.timeout), warnings.catch_warnings():
@@ -323,11 +324,12 @@ class Candidate:
             out.problems.append("backward produced no gradient for the input")
         return out
 
-    def _static_scale(self, x: np.ndarray, weight: np.ndarray | None) -> float | None:
-        """The scale a static quantized norm is called with on ``x`` (None for any other)."""
-        if self.scheme is None or not self.scheme.static:
+    def _given_scale(self, x: np.ndarray, weight: np.ndarray | None) -> float | None:
+        """The scale a quantized norm is called with on ``x``, static or NVFP4's global (None for any other)."""
+        if self.scheme is None or not self.scheme.given:
             return None
-        return float(static_scale(x, weight, self.describe(x.shape[-1], str(x.dtype)).eps, self.scheme.largest))
+        scale = given_scale(x, weight, self.describe(x.shape[-1], str(x.dtype)).eps, self.scheme)
+        return None if scale is None else float(scale)
 
     def _call(
         self,
@@ -340,7 +342,8 @@ class Candidate:
         scale: float | None = None,
     ):
         """The implementation on ``xt`` (and a fused residual-add's residual in ``rest``; a static quantized norm
-        gets ``scale`` as a float32 0-d tensor: by a parameter named ``scale``, else as its last argument)."""
+        gets ``scale`` as a float32 0-d tensor, an NVFP4 norm its global scale: by a parameter named
+        ``global_scale`` or ``scale``, else as its last argument)."""
         torch = self.torch
         if scale is not None:
             rest = (*rest, torch.tensor(scale, dtype=torch.float32, device=self.device))
@@ -349,8 +352,9 @@ class Candidate:
             w_t = None if weight is None else from_numpy(weight, self.device).requires_grad_(need)
             b_t = None if bias is None else from_numpy(bias, self.device).requires_grad_(need)
             kwargs = function_arguments(self.function_parameters, n, w_t, b_t, self.eps_override)
-            if scale is not None and "scale" in self.function_parameters:
-                kwargs["scale"], rest = rest[-1], rest[:-1]
+            name = next((k for k in SCALE_NAMES if k in self.function_parameters), None)
+            if scale is not None and name is not None:
+                kwargs[name], rest = rest[-1], rest[:-1]
             name = next((k for k in RESIDUAL_NAMES if k in self.function_parameters), None)
             if rest and name is not None:
                 kwargs[name], rest = rest[0], ()
@@ -445,8 +449,9 @@ def quantized_run(out: Run, result: object, scheme: Scheme, x: np.ndarray) -> Ru
         out.y = to_numpy(q)
     if scales is not None:
         dtype = str(scales.dtype).removeprefix("torch.")
-        # UE8M0 scales may come as torch's float8_e8m0fnu (exact in float32)
-        want = dtype if scheme.rule is not None and dtype == "float8_e8m0fnu" else "float32"
+        # UE8M0 scales may come as torch's float8_e8m0fnu, NVFP4's as float8_e4m3fn (exact in float32)
+        narrow = "float8_e8m0fnu" if scheme.rule is not None else getattr(scheme.scale_format, "name", None)
+        want = dtype if dtype == narrow else "float32"
         expected = (scheme.scales_shape(tuple(x.shape)), want, "the scheme's")
         out.problems += output_problems(tuple(scales.shape), dtype, x, "scales", expected)
         out.scales = to_numpy(scales.float())

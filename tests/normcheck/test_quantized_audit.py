@@ -6,11 +6,15 @@ pass in three dtypes; each buggy one fails, and its bug class is named.
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
+
 import pytest
 
 from normcheck.api import audit
 from normcheck.cli import main
 from tests.normcheck.report_schema import valid_report
+from tests.normcheck.test_reproducers import run_snippet
 
 ZOO = "tests.normcheck.targets.quant_zoo"
 
@@ -28,6 +32,8 @@ CORRECT = [
     ("MxFp8CeilRMSNorm", "mxfp8", "block:ceil"),
     ("MxFp4RMSNorm", "mxfp4", "block:ocp"),
     ("MxFp4CeilUint8RMSNorm", "mxfp4", "block"),
+    ("NvFp4RMSNorm", "nvfp4", "block"),
+    ("NvFp4DivideUint8RMSNorm", "nvfp4", "block"),
 ]
 
 #: (implementation, format, scaling, the dtype it is audited in, the finding's output, the bug class named)
@@ -46,15 +52,19 @@ BUGGY = [
     ("Fp8StaticScaleIgnoredRMSNorm", "float8_e4m3fn", "tensor", "float32", "q", "static scale ignored"),
     ("MxFp8FloorRMSNorm", "mxfp8", "block", "float32", "scales", "UE8M0 scale rounded down"),
     ("MxFp8CeilRMSNorm", "mxfp8", "block:ocp", "float32", "scales", "UE8M0 scale rounded up"),
+    ("NvFp4UnroundedScaleRMSNorm", "nvfp4", "block", "float32", "q", "block scale used unrounded"),
+    ("NvFp4GlobalIgnoredRMSNorm", "nvfp4", "block", "float32", "scales", "global scale ignored"),
+    ("NvFp4GlobalInvertedRMSNorm", "nvfp4", "block", "float32", "scales", "global scale inverted"),
 ]
 
 
 def options(name: str) -> dict:
     """int8's static functions take eps without a default; a kernel that multiplies by its static scale (or
-    ignores it) matches no kind on the probe, so its kind is stated (as a user would, with --kind)."""
+    ignores it, or NVFP4's global scale) matches no kind on the probe, so its kind is stated (as a user would,
+    with --kind)."""
     if name.startswith("int8_static"):
         return {"eps": 1e-6}
-    return {"kind": "rmsnorm", "weight_offset": 0} if "StaticScale" in name else {}
+    return {"kind": "rmsnorm", "weight_offset": 0} if "StaticScale" in name or "NvFp4Global" in name else {}
 
 
 @pytest.mark.parametrize("name, quant, scaling", CORRECT, ids=[f"{c[0]}-{c[2]}" for c in CORRECT])
@@ -111,12 +121,24 @@ def test_the_cli_writes_a_schema_valid_report_of_a_quantized_audit(tmp_path, cap
     assert (folder / "q_histogram.png").is_file() and not (folder / "y_histogram.png").exists()
 
 
+def test_the_reproducer_of_an_nvfp4_finding_calls_with_the_global_scale_and_shows_the_values_off():
+    import tests.normcheck.targets.quant_zoo as zoo
+
+    result = audit(zoo.NvFp4UnroundedScaleRMSNorm, quant="nvfp4", dtype="float32", examples=0)
+    [finding] = [f for f in result.findings if f.output == "q"]
+    assert "the global scale the audit chose" in finding.reproducer and "unpack_fp4(q)" in finding.reproducer
+    printed = run_snippet(finding.reproducer, Path(__file__).parents[2])
+    differ = re.search(r"q: (\d+) of (\d+) values differ from the rounded y/scale \(at most (\S+) steps\)", printed)
+    assert differ and int(differ[1]) >= 1 and float(differ[3]) >= 1, printed
+
+
 @pytest.mark.parametrize(
     "args, message",
     [
         (["--quant", "float8_e4m3fn", "--scaling", "group:0"], "scaling must be tensor, token or group:N"),
         (["--quant", "float8_e4m3fn", "--scaling", "rows"], "scaling must be tensor, token or group:N"),
         (["--quant", "mxfp8", "--scaling", "token"], "mxfp8 has UE8M0 scales per block of 32: scaling must be block"),
+        (["--quant", "nvfp4", "--scaling", "token"], "nvfp4 has E4M3 scales per block of 16: scaling must be block"),
         (["--quant", "float8_e4m3fn", "--residual"], "--quant audits a plain norm"),
         (["--quant", "float8_e4m3fn", "--layout", "nchw"], "--quant audits a plain norm"),
     ],

@@ -14,7 +14,7 @@ from normcheck.target.protocol import Run
 from normcheck.verdict.bounds import PROVEN, SHARP, Bound, ulp
 from normcheck.verdict.tiers import Tier
 from oracles import FLOAT32
-from oracles.quantize import FLOAT8_E4M3FN, BlockMax, encode, power_of_two_scales, quantize, scaled_max
+from oracles.quantize import FLOAT4_E2M1FN, FLOAT8_E4M3FN, BlockMax, encode, power_of_two_scales, quantize, scaled_max
 
 TOKEN = scheme("float8_e4m3fn", "token")
 
@@ -41,7 +41,7 @@ def setup(seed: int = 0, rows: int = 4, n: int = 64):
 def judged(q: np.ndarray, scales, y, x, sch=TOKEN, rigorous: float = 4.0, sharp: float = 2.0):
     run = Run(y=encode(q, FLOAT8_E4M3FN), scales=None if sch.static else np.asarray(scales, np.float32))
     if sch.static:
-        run.static_scale = float(scales)
+        run.given_scale = float(scales)
     return judge_quantized(run, y, bound_of(y, rigorous, sharp), case_of(x), "float32", sch)
 
 
@@ -177,3 +177,47 @@ def test_an_all_zero_block_may_take_any_ue8m0_scale():
         s = scales.copy()
         s[:, 0] = zero_scale
         assert judged(quantize(y, s, FLOAT8_E4M3FN), s, y, x, MXFP8).findings == [], zero_scale
+
+
+NVFP4 = scheme("nvfp4", None)
+
+
+def nv_setup():
+    """Rows of 64 (four NVFP4 blocks), their usual global scale ``448 * 6 / amax`` and exact E4M3 block scales."""
+    x = np.random.default_rng(5).standard_normal((4, 64)).astype(np.float32)
+    y = oracles.rms_norm(x, eps=1e-6)
+    g = np.float32(448 * 6 / np.abs(y.approx).max())
+    return x, y, float(g), scaled_max(BlockMax(y, 16), Fraction(float(g)) / 6, FLOAT8_E4M3FN)
+
+
+def nv_judged(q: np.ndarray, scales: np.ndarray, y, x, g: float):
+    run = Run(y=encode(q, FLOAT4_E2M1FN), scales=np.asarray(scales, np.float32), given_scale=g)
+    return judge_quantized(run, y, bound_of(y, 4.0, 2.0), case_of(x), "float32", NVFP4)
+
+
+def test_nvfp4_exact_block_scales_and_values_pass():
+    x, y, g, scales = nv_setup()
+    verdict = nv_judged(quantize(y, scales, FLOAT4_E2M1FN, multiplier=g), scales, y, x, g)
+    assert verdict.findings == []
+    assert {e.output for e in verdict.errors} == {"q", "scales"}
+
+
+def test_nvfp4_values_made_without_the_global_scale_fail():
+    x, y, g, scales = nv_setup()
+    findings = nv_judged(quantize(y, scales, FLOAT4_E2M1FN), scales, y, x, g).findings
+    assert [(f.check, f.output) for f in findings] == [("accuracy", "q")]
+
+
+def test_an_nvfp4_block_scale_a_step_off_or_not_an_e4m3_value_fails():
+    x, y, g, scales = nv_setup()
+    for side in (1, -1):  # the next E4M3 value up, and down (the spacing just below it)
+        off = scales.copy()
+        off[0, 0] += side * ulp(np.array(off[0, 0] * (1 + side * 2.0**-10)), FLOAT8_E4M3FN)  # values made with it
+        assert float(off[0, 0]) == float(encode(off[0, 0], FLOAT8_E4M3FN))
+        findings = nv_judged(quantize(y, off, FLOAT4_E2M1FN, multiplier=g), off, y, x, g).findings
+        assert [(f.check, f.output, f.worst["index"]) for f in findings] == [("accuracy", "scales", [0, 0])], side
+    odd = scales.copy()
+    odd[1, 2] *= 1 + 2.0**-8  # near the exact scale, but no E4M3 value
+    findings = nv_judged(quantize(y, odd, FLOAT4_E2M1FN, multiplier=g), odd, y, x, g).findings
+    assert [f.output for f in findings] == ["scales"]
+    assert "not a float8_e4m3fn value" in findings[0].message

@@ -252,3 +252,16 @@ def test_block_maxima_decided_exactly_where_the_fast_path_gives_no_bound():
     scales = scaled_max(amax, Fraction(1, 448)).reshape(-1)
     exact = [abs(Fraction(float(v))) for v in y.round("float64")[0, [1, 3]]]  # the block maxima, to 53 bits
     assert scales.tolist() == [round_rational(m / 448, FLOAT32) for m in exact]
+
+
+@pytest.mark.parametrize("global_scale", [1.0, 2.0**-12, 3000.0])
+def test_nvfp4_block_scales_are_the_e4m3_roundings_of_global_times_amax_over_6(global_scale):
+    # A sixteenth of the usual global scale and below: subnormal E4M3 scales (or 0); far above: saturated at 448.
+    rng = np.random.default_rng(11)
+    w = (rng.standard_normal(64) * np.exp2(rng.integers(-8, 8, 64))).astype(np.float32)
+    y = constant_rows(w)
+    values = exact_values(y)
+    got = scaled_max(BlockMax(y, 16), Fraction(global_scale) / 6, FLOAT8_E4M3FN).reshape(-1)
+    maxima = [fraction_max(values, s, s + 16) for s in range(0, 64, 16)]
+    expected = [float(reference(m * Fraction(global_scale) / 6, FLOAT8_E4M3FN)) for m in maxima]
+    assert got.tolist() == expected

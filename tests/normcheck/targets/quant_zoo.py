@@ -374,3 +374,68 @@ class MxFp8FloorRMSNorm(_MxRMSNorm):
     """Bug: the UE8M0 scale rounded down: the block's largest values overflow (saturate at 448) by up to 2x."""
 
     rule = "floor"
+
+
+# NVFP4: E2M1 elements in blocks of 16, each with an E4M3 scale, and a given float32 global scale g (vLLM's and
+# FlashInfer's convention: g = 448 * 6 / amax of the tensor, chosen offline): s = e4m3(g * amax / 6),
+# q = e2m1(y * g / s), dequantized as q * s / g.
+
+NV_BLOCK = 16
+
+
+class _NvFp4RMSNorm(_QuantNorm):
+    """Fused fp32 y quantized to NVFP4 as vLLM's reference does: ``s = e4m3(g * (amax * (1 / 6)))`` clamped to
+    448, the values ``y * (1 / (s * (1 / g)))`` (0 where ``s`` is 0); returns (packed q, scales)."""
+
+    as_uint8 = False
+    divide = False  #: y / (s / g) instead of the reciprocal multiply
+    e4m3_scales = True  #: the scales returned as float8_e4m3fn (else their float32 values)
+    unrounded = False  #: bug: the values made with the float32 scale
+    use_global = "multiply"  #: how the global scale is used: a bug "ignore"-s it, or "divide"-s by it
+
+    def forward(self, x: torch.Tensor, global_scale: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        y = self.norm(x)
+        g = {"multiply": global_scale, "ignore": torch.ones_like(global_scale), "divide": 1.0 / global_scale}[
+            self.use_global
+        ]
+        wide = g * (_amax(y, NV_BLOCK) * (1.0 / 6.0))
+        scales = wide.clamp(max=448.0).to(torch.float8_e4m3fn)
+        used = wide if self.unrounded else scales.float()
+        if self.divide:
+            divisor = _per_channel(used / g, y.shape[-1])
+            v = torch.where(divisor != 0, y / divisor, 0.0)
+        else:
+            inverse = torch.where(used != 0, 1.0 / (used * (1.0 / g)), 0.0)
+            v = y * _per_channel(inverse, y.shape[-1])
+        q = _pack_fp4(_e2m1_codes(v), self.as_uint8)
+        return q, scales if self.e4m3_scales else scales.float()
+
+
+class NvFp4RMSNorm(_NvFp4RMSNorm):
+    """NVFP4 as vLLM's reference: reciprocal scales, float4_e2m1fn_x2 values, float8_e4m3fn scales."""
+
+
+class NvFp4DivideUint8RMSNorm(_NvFp4RMSNorm):
+    """NVFP4 dividing by s / g, values packed in uint8, scales returned as float32."""
+
+    divide = True
+    as_uint8 = True
+    e4m3_scales = False
+
+
+class NvFp4UnroundedScaleRMSNorm(_NvFp4RMSNorm):
+    """Bug: the values made with the float32 block scale, the E4M3 one returned."""
+
+    unrounded = True
+
+
+class NvFp4GlobalIgnoredRMSNorm(_NvFp4RMSNorm):
+    """Bug: the global scale ignored (taken as 1): block scales and values as if no global scale were given."""
+
+    use_global = "ignore"
+
+
+class NvFp4GlobalInvertedRMSNorm(_NvFp4RMSNorm):
+    """Bug: the global scale taken as a divisor (the other convention, ``amax / 448 / 6``) where it multiplies."""
+
+    use_global = "divide"
