@@ -159,7 +159,8 @@ class NormcheckFixture:
     def audit(self, impl: object, *, kind: str | None = None, **options: object):
         """Audit ``impl`` in the test's dtype(s) and device; fail the test on any finding."""
         __tracebackhide__ = True
-        from normcheck.api import audit, describe_failure
+        from normcheck.api import describe_failure, open_audit
+        from normcheck.options import AuditOptions
 
         if self.device != "cpu":
             from normcheck.errors import UsageError
@@ -174,7 +175,10 @@ class NormcheckFixture:
         options.setdefault("seed", self._settings.seed)
         if self._settings.report_dir:  # reproducers of large inputs store them beside the reports
             options.setdefault("reproducer_dir", self._settings.report_dir)
-        result = audit(impl, kind=kind, dtype=tuple(self.dtypes), device=self.device, **options)  # type: ignore[arg-type]  # keywords of fields, no "options"
+        audit_options = AuditOptions().updated(kind=kind, dtype=tuple(self.dtypes), device=self.device, **options)
+        with open_audit(impl, audit_options) as auditor:
+            result = auditor.run()
+            settings = {**audit_options.settings(auditor.caller.c.framework), "source": "pytest"}
         line = {
             "target": result.target,
             "kind": result.kind,
@@ -186,18 +190,18 @@ class NormcheckFixture:
         }
         self._request.node.user_properties.append((_PROPERTY, json.dumps(line)))
         if self._settings.report_dir:
-            self._write_report(result, self._settings.report_dir)
+            self._write_report(result, settings, self._settings.report_dir)
         if not result.passed:
             pytest.fail(describe_failure(result), pytrace=False)
         return result
 
-    def _write_report(self, result, report_dir: str) -> None:
+    def _write_report(self, result, settings: dict, report_dir: str) -> None:
         from normcheck.report.json_report import to_dict, write_atomically
 
         folder = Path(report_dir)
         folder.mkdir(parents=True, exist_ok=True)
         name = re.sub(r"[^A-Za-z0-9_.-]+", "_", f"{self._request.node.nodeid}-{'-'.join(result.dtypes)}-{self.device}")
-        write_atomically(str(folder / f"{name}.json"), json.dumps(to_dict(result, {"source": "pytest"}), indent=2))
+        write_atomically(str(folder / f"{name}.json"), json.dumps(to_dict(result, settings), indent=2))
 
 
 @pytest.fixture

@@ -115,6 +115,56 @@ def test_the_examples_option_sets_how_many_search_inputs_each_audit_runs(pyteste
     assert structured["cases"] > 0 and configured["cases"] == structured["cases"] + 2
 
 
+QUANTIZED_NORMS = """
+import torch
+from torch import nn
+
+
+class Fp8RMSNorm(nn.Module):
+    amax_of_input = False
+
+    def __init__(self, dim, eps=1e-6):
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(dim))
+        self.eps = eps
+
+    def forward(self, x):
+        xf = x.float()
+        y = xf * torch.rsqrt(xf.pow(2).mean(-1, keepdim=True) + self.eps) * self.weight.float()
+        amax = (xf if self.amax_of_input else y).abs().amax(-1, keepdim=True)
+        scales = torch.clamp(amax / 448.0, min=1.0 / (448.0 * 512.0))
+        return (y / scales).clamp(-448.0, 448.0).to(torch.float8_e4m3fn), scales
+
+
+class AmaxOfInputFp8RMSNorm(Fp8RMSNorm):
+    amax_of_input = True
+"""
+
+QUANTIZED_TESTS = """
+import pytest
+from quantnorms import AmaxOfInputFp8RMSNorm, Fp8RMSNorm
+
+
+@pytest.mark.normcheck
+@pytest.mark.parametrize("impl", [Fp8RMSNorm, AmaxOfInputFp8RMSNorm])
+def test_quantized(normcheck, impl):
+    normcheck.audit(impl, kind="rmsnorm", quant="float8_e4m3fn", in_process=True, examples=0)
+"""
+
+
+def test_a_quantized_norm_is_audited_through_the_fixture_and_its_bug_named(pytester, tmp_path):
+    pytester.makepyfile(quantnorms=QUANTIZED_NORMS, test_quantized=QUANTIZED_TESTS)
+    reports = tmp_path / "reports"
+    result = pytester.runpytest_inprocess("--normcheck-dtype", "bfloat16", "--normcheck-report", str(reports))
+    result.assert_outcomes(passed=1, failed=1)
+    result.stdout.fnmatch_lines(["*bug: amax of the input*", "FAIL *AmaxOfInputFp8RMSNorm rmsnorm bfloat16*"])
+    written = {r["target"].rsplit(":", 1)[-1]: r for r in map(valid_report, reports.glob("*.json"))}
+    verdicts = {name: r["verdict"] for name, r in written.items()}
+    assert verdicts == {"Fp8RMSNorm": "pass", "AmaxOfInputFp8RMSNorm": "fail"}
+    assert all(r["settings"]["quant"] == "float8_e4m3fn" for r in written.values())
+    assert {t["output"] for t in written["Fp8RMSNorm"]["totals"]} == {"q", "scales"}
+
+
 def test_under_xdist_every_worker_reaches_the_summary_and_the_report_folder(outside_repo, tmp_path):
     pytest.importorskip("xdist")
     reports = tmp_path / "reports"
