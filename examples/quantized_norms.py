@@ -46,6 +46,16 @@ def rms_norm_dynamic_per_token_int8(x: torch.Tensor, weight: torch.Tensor, eps: 
     return per_token_quant(rms_norm(x, weight, eps), torch.int8, INT8_MAX)
 
 
+def fused_add_rms_norm_dynamic_per_token_fp8(
+    x: torch.Tensor, residual: torch.Tensor, weight: torch.Tensor, eps: float = 1e-6
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """vLLM's ``rms_norm_dynamic_per_token_quant`` with a residual, as its reference writes it: the sum in the
+    input dtype, its RMSNorm, then per-token FP8; returns ``(q, scales, residual_out)``."""
+    total = x + residual
+    q, scales = per_token_quant(rms_norm(total, weight, eps), FP8, FP8_MAX)
+    return q, scales, total
+
+
 def rms_norm_per_group128_fp8(x: torch.Tensor, weight: torch.Tensor, eps: float = 1e-6):
     """Per-token-group FP8 (groups of 128 channels, float32 scales: DeepSeek-style block FP8)."""
     return per_token_quant(rms_norm(x, weight, eps), FP8, FP8_MAX, group=128)

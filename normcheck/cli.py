@@ -414,7 +414,8 @@ def _parser() -> argparse.ArgumentParser:
     audit.add_argument(
         "--residual",
         action="store_true",
-        help="a fused residual-add + norm, called as f(x, residual, ...): returns (y, residual_out) or works in place",
+        help="a fused residual-add + norm, called as f(x, residual, ...): returns (y, residual_out) or works in "
+        "place; with --quant, (q[, scales], residual_out) or q[, scales] with the sum written into residual",
     )
     audit.add_argument(
         "--style",

@@ -120,8 +120,8 @@ class AuditOptions:
             raise UsageError(f"timeout must be a finite number of seconds >= 0, got {self.timeout!r}")
         if self.quant is not None:
             object.__setattr__(self, "scaling", scheme(self.quant, self.scaling).scaling)  # (a usage error)
-            if self.layout != InputLayout.LAST or self.residual:
-                raise UsageError("--quant audits a plain norm over the last dimension (no --layout, no --residual)")
+            if self.layout != InputLayout.LAST:
+                raise UsageError("--quant audits a norm over the last dimension (no --layout)")
             object.__setattr__(self, "grad", False)  # quantized outputs have no gradient
         if self.style != Style.AUTO and not self.residual:
             raise UsageError(f"style {self.style} applies to a fused residual-add: add --residual (residual=True)")

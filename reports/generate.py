@@ -143,6 +143,11 @@ QUANTIZED_TARGETS = {
         ("quantized-fp8-per-token-compiled", f"{QUANTIZED}:rms_norm_dynamic_per_token_fp8", [*FP8_TOKEN, *COMPILE]),
         ("quantized-int8-per-token", f"{QUANTIZED}:rms_norm_dynamic_per_token_int8", ["--quant", "int8"]),
         (
+            "quantized-fp8-fused-add",
+            f"{QUANTIZED}:fused_add_rms_norm_dynamic_per_token_fp8",
+            [*FP8_TOKEN, "--residual"],
+        ),
+        (
             "quantized-fp8-per-group128",
             f"{QUANTIZED}:rms_norm_per_group128_fp8",
             [*FP8_TOKEN, "--scaling", "group:128"],
@@ -165,6 +170,7 @@ NAMES = {
     "quantized-fp8-per-token": "vLLM-style RMSNorm + dynamic per-token FP8 (e4m3, reciprocal scale)",
     "quantized-fp8-per-token-compiled": "the same under `torch.compile`",
     "quantized-int8-per-token": "vLLM-style RMSNorm + dynamic per-token int8",
+    "quantized-fp8-fused-add": "vLLM-style residual add + RMSNorm + dynamic per-token FP8",
     "quantized-fp8-per-group128": "vLLM-style RMSNorm + per-group-of-128 FP8 (float32 scales)",
     "quantized-fp8-static": "vLLM-style RMSNorm + static per-tensor FP8",
     "quantized-nvfp4": "vLLM-style RMSNorm + NVFP4 (E2M1, E4M3 block scales, global scale)",

@@ -100,9 +100,10 @@ def explain(
         w, b = caller.params(example, f.dtype)
         eps = caller.layout(example.n, f.dtype).eps
         if quantized and scheme is not None:
+            x = measure.sums(example, f.dtype)[0][1].x  # a fused residual-add's: the sum, rounded
             candidates.append(
                 diagnose_quantized(
-                    measure.kind, output, run, scheme, x=example.x, weight=w, bias=b, eps=eps, offset=measure.offset
+                    measure.kind, output, run, scheme, x=x, weight=w, bias=b, eps=eps, offset=measure.offset
                 )
             )
             continue

@@ -77,15 +77,18 @@ class Measure:
         """What the norm of ``case`` most likely normalizes (the first of :meth:`sums`)."""
         return self.sums(case, dtype, y)[0][1]
 
-    def sums(self, case: NormInput, dtype: str, y: np.ndarray | None = None) -> list[tuple[str | None, NormInput]]:
+    def sums(
+        self, case: NormInput, dtype: str, y: np.ndarray | None = None, *, both: bool = False
+    ) -> list[tuple[str | None, NormInput]]:
         """What the norm of ``case`` may normalize: ``x`` itself, or a fused residual-add's sums, named.
 
         Correct fused kernels normalize the sum rounded to the dtype (the unfused composition) or the
         sum kept in their compute precision. Where the two differ and the implementation's ``y`` is
         given, both come back, the one whose exact norm ``y``'s worst element is nearer to (in ulps)
-        first; else the rounded one alone, unnamed. The judge takes the first that a correct
-        implementation passes (the two norms may differ by less than the roundings a correct
-        convention makes, as Llama's cast of xhat, so nearness alone can pick the wrong one).
+        first; without ``y``, both in that order where ``both`` (a quantized answer is no ``y`` to measure
+        by), else the rounded one alone, unnamed. The judge takes the first that a correct implementation
+        passes (the two norms may differ by less than the roundings a correct convention makes, as Llama's
+        cast of xhat, so nearness alone can pick the wrong one).
         """
         if case.residual is None:
             return [(None, case)]
@@ -96,8 +99,10 @@ class Measure:
         options = {name: replace(case, x=np.array(s), residual=None) for name, s in sums.items()}
         rounded = next(iter(options))
         as_rounded, as_kept = sums.values()
-        if y is None or y.shape != case.x.shape or np.array_equal(as_rounded, as_kept, equal_nan=True):
+        if np.array_equal(as_rounded, as_kept, equal_nan=True) or (y is None and not both):
             return [(None, options[rounded])]
+        if y is None or y.shape != case.x.shape:
+            return list(options.items()) if y is None else [(None, options[rounded])]
         yd = np.asarray(y, np.float64)
 
         def distance(name: str) -> float:

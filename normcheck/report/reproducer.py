@@ -106,7 +106,11 @@ def show_quantized(exact: Exact, q: np.ndarray, scales: object, element: str) ->
         steps = np.abs(got - rounded) / ulp(rounded, fmt)
     differ = got != rounded
     largest = float(np.nanmax(np.where(differ, steps, 0.0), initial=0.0))
-    print(f"q: {int(differ.sum())} of {q.size} values differ from the rounded y/scale (at most {largest:.3g} steps)")
+    nonfinite = int((~np.isfinite(got) & np.isfinite(rounded)).sum())
+    print(
+        f"q: {int(differ.sum())} of {q.size} values differ from the rounded y/scale (at most {largest:.3g} steps "
+        f"among the finite ones; {nonfinite} not finite)"
+    )
     if s.ndim:
         amax = BlockMax(exact, -(-exact.shape[-1] // s.shape[-1]))
         with np.errstate(all="ignore"):
@@ -262,11 +266,15 @@ def _torch_lines(
         if weight or bias:
             lines.append("with torch.no_grad():")
             lines += [f"    m.{name}.copy_({k})" for k, name in (("w", "weight"), ("b", "bias")) if k in arrays]
-        call = f"m({x_in}, scale)" if scale is not None else f"m({x_in})"
-        lines.append(f"{out} = m(x, r)" if fused else f"{out} = {rows(call)}")
+        given = ", scale" if scale is not None else ""
+        lines.append(f"{out} = m(x, r{given})" if fused else f"{out} = {rows(f'm({x_in}{given})')}")
         params = {"w": "m.weight", "b": "m.bias"}
-    if fused:
+    if fused and scheme is None:
         lines.append("y, res = out if isinstance(out, (tuple, list)) else (x, r)  # returned, or written in place")
+    elif fused and scheme is not None and scheme.static:
+        lines.append("q, res = out if isinstance(out, (tuple, list)) else (out, r)  # residual returned, or in place")
+    elif fused:
+        lines.append("q, scales, res = out if len(out) == 3 else (*out, r)  # residual returned, or in place")
     lines += _oracle(kind, arrays, dtype, eps, offset, grad)
     if scheme is not None:
         used = "scale.item()" if scheme.static else "to_numpy(scales.float())"
@@ -274,10 +282,12 @@ def _torch_lines(
             used += " / scale.item()"  # NVFP4: y is divided by the block scale over the global one
         values = "unpack_fp4(q)" if scheme.packed else "to_numpy(q)"  # (two FP4 elements a byte)
         lines.append(f'show_quantized(exact, {values}, {used}, "{scheme.element.name}")')
-        return lines
-    lines.append(f'show_error("y", exact, to_numpy(y), "{dtype}")')
+    else:
+        lines.append(f'show_error("y", exact, to_numpy(y), "{dtype}")')
     if fused:
         lines.append(f'show_error("residual_out", total, to_numpy(res), "{dtype}")')
+    if scheme is not None:
+        return lines
     if grad and output is not None:  # (output is a gradient's name)
         tensor = {"dx": "x", "dresidual": "r", "dw": params["w"], "db": params["b"]}[output]
         lines += [

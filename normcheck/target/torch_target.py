@@ -11,6 +11,7 @@ from __future__ import annotations
 import time
 import warnings
 from dataclasses import replace
+from functools import partial
 from types import ModuleType
 from typing import Any
 
@@ -279,23 +280,26 @@ class Candidate:
         )
         y, residual_out = result, None
         if self.fused:
-            y, residual_out, self.fused_style = fused_results(result, xt, rest[0], self.fused_style, out.problems)
+            split = fused_results if self.scheme is None else partial(fused_quantized_results, scheme=self.scheme)
+            y, residual_out, self.fused_style = split(result, xt, rest[0], self.fused_style, out.problems)
         out.fused_style = self.fused_style
         if self.fused_style != Style.INPLACE:
             out.mutated = written
         if self.fused and y is None:
             return out
         if self.scheme is not None:
-            return quantized_run(out, result, self.scheme, x)
-        for name, t in (("output", y), ("residual_out", residual_out)):
+            quantized_run(out, y, self.scheme, x)
+        for name, t in (("output", None if self.scheme else y), ("residual_out", residual_out)):
             if t is None:
                 continue
             if not isinstance(t, torch.Tensor):
-                out.problems.append(f"returned {type(t).__name__}, not a tensor")
+                out.problems.append(f"returned {type(t).__name__} as {name}, not a tensor")
                 return out
             out.problems += output_problems(tuple(t.shape), str(t.dtype).replace("torch.", ""), x, name)
-        out.y = to_numpy(y)
         out.residual_out = None if residual_out is None else to_numpy(residual_out)
+        if self.scheme is not None:
+            return out
+        out.y = to_numpy(y)
         if grad is None or not self.supports_grad:
             return out
         if not y.requires_grad:
@@ -417,6 +421,29 @@ def fused_results(
     problems.append(
         f"returned {what} as a fused residual-add: expected (y, residual_out), or y written into x and "
         "x + residual into residual (in place)"
+    )
+    return None, None, style
+
+
+def fused_quantized_results(
+    result: object, xt: Tensor, rt: Tensor, style: str | None, problems: list[str], *, scheme: Scheme
+) -> tuple[object, Tensor | None, str | None]:
+    """(the quantized answer, residual_out, style) of a fused residual-add with quantized output: it returns
+    ``(q[, scales], residual_out)``, or ``q[, scales]`` with ``x + residual`` written into ``residual`` (in
+    place); ``style`` None: found here from how it answered. (None, None, style) with a problem noted where it
+    answered neither way."""
+    parts = list(result) if isinstance(result, tuple | list) else [result]
+    quantized = 1 if scheme.static else 2  # q, or (q, scales)
+    if style is None:
+        style = {quantized + 1: Style.RETURN, quantized: Style.INPLACE}.get(len(parts))
+    if style == Style.RETURN and len(parts) == quantized + 1:
+        return (parts[0] if scheme.static else tuple(parts[:2])), parts[-1], style
+    if style == Style.INPLACE and len(parts) == quantized:
+        return result, rt, style
+    what = "q" if scheme.static else "(q, scales)"
+    problems.append(
+        f"returned {len(parts)} value(s) as a fused residual-add with quantized output: expected {what} and "
+        f"residual_out, or {what} alone with x + residual written into residual (in place)"
     )
     return None, None, style
 

@@ -14,7 +14,7 @@ import pytest
 from normcheck.api import audit
 from normcheck.cli import main
 from tests.normcheck.report_schema import valid_report
-from tests.normcheck.test_reproducers import run_snippet
+from tests.normcheck.test_reproducers import error_of, run_snippet
 
 ZOO = "tests.normcheck.targets.quant_zoo"
 
@@ -128,8 +128,53 @@ def test_the_reproducer_of_an_nvfp4_finding_calls_with_the_global_scale_and_show
     [finding] = [f for f in result.findings if f.output == "q"]
     assert "the global scale the audit chose" in finding.reproducer and "unpack_fp4(q)" in finding.reproducer
     printed = run_snippet(finding.reproducer, Path(__file__).parents[2])
-    differ = re.search(r"q: (\d+) of (\d+) values differ from the rounded y/scale \(at most (\S+) steps\)", printed)
-    assert differ and int(differ[1]) >= 1 and float(differ[3]) >= 1, printed
+    assert shown(printed)[0] >= 1 and shown(printed)[1] >= 1, printed
+
+
+def shown(printed: str) -> tuple[int, float, int]:
+    """What a quantized reproducer printed: how many values differ from the rounded y/scale, by at most how many
+    steps (finite ones), and how many are not finite."""
+    found = re.search(r"q: (\d+) of \d+ values differ .* \(at most (\S+) steps .*; (\d+) not finite\)", printed)
+    assert found, printed
+    return int(found[1]), float(found[2]), int(found[3])
+
+
+#: Fused residual-add + norm + quantization: (implementation, scaling, the style found)
+FUSED_CORRECT = [("Fp8FusedAddRMSNorm", "token", "return"), ("Fp8StaticFusedAddInPlaceRMSNorm", "tensor", "inplace")]
+
+
+@pytest.mark.parametrize("name, scaling, style", FUSED_CORRECT)
+def test_correct_fused_add_quantized_norms_pass_with_residual_out_judged(name, scaling, style):
+    import tests.normcheck.targets.quant_zoo as zoo
+
+    result = audit(getattr(zoo, name), quant="float8_e4m3fn", scaling=scaling, residual=True, examples=5)
+    assert result.passed, [f.message for f in result.findings]
+    assert result.fused_style == style
+    outputs = {output for (_dtype, output, _regime) in result.stats}
+    assert outputs == {"q", "residual_out"} | ({"scales"} if scaling == "token" else set())
+
+
+@pytest.mark.parametrize(
+    "name, scaling, dtype, check, output, bug",
+    [
+        ("Fp8FusedAddMissingUpcastRMSNorm", "token", "bfloat16", "accuracy", "q", "missing fp32 upcast"),
+        ("Fp8StaticFusedAddUnsaturatedRMSNorm", "tensor", "float32", "nonfinite", "q", "no saturation"),
+    ],
+)
+def test_fused_add_quantized_bugs_fail_named_and_their_reproducers_show_them(name, scaling, dtype, check, output, bug):
+    import tests.normcheck.targets.quant_zoo as zoo
+
+    result = audit(getattr(zoo, name), quant="float8_e4m3fn", scaling=scaling, residual=True, dtype=dtype, examples=0)
+    found = {(f.check, f.output): f for f in result.findings}
+    assert (check, output) in found, [f.message for f in result.findings]
+    finding = found[(check, output)]
+    assert finding.diagnosis is not None and finding.diagnosis.bug == bug, finding.diagnosis
+    assert "bit for bit on 100%" in finding.diagnosis.evidence  # emulated on the sum, not on x alone
+    assert not [f for f in result.findings if f.output == "residual_out"]  # the sums are right
+    printed = run_snippet(finding.reproducer, Path(__file__).parents[2])
+    differ, _steps, nonfinite = shown(printed)
+    assert differ >= 1 and (nonfinite >= 1) == (check == "nonfinite"), printed
+    assert error_of("residual_out", printed) <= (0.5, 0), printed  # correctly rounded, finite
 
 
 @pytest.mark.parametrize(
@@ -139,8 +184,7 @@ def test_the_reproducer_of_an_nvfp4_finding_calls_with_the_global_scale_and_show
         (["--quant", "float8_e4m3fn", "--scaling", "rows"], "scaling must be tensor, token or group:N"),
         (["--quant", "mxfp8", "--scaling", "token"], "mxfp8 has UE8M0 scales per block of 32: scaling must be block"),
         (["--quant", "nvfp4", "--scaling", "token"], "nvfp4 has E4M3 scales per block of 16: scaling must be block"),
-        (["--quant", "float8_e4m3fn", "--residual"], "--quant audits a plain norm"),
-        (["--quant", "float8_e4m3fn", "--layout", "nchw"], "--quant audits a plain norm"),
+        (["--quant", "float8_e4m3fn", "--layout", "nchw"], "--quant audits a norm over the last dimension"),
     ],
 )
 def test_bad_quantization_options_are_one_line_usage_errors(args, message, capsys):

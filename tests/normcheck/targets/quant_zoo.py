@@ -439,3 +439,43 @@ class NvFp4GlobalInvertedRMSNorm(_NvFp4RMSNorm):
     """Bug: the global scale taken as a divisor (the other convention, ``amax / 448 / 6``) where it multiplies."""
 
     use_global = "divide"
+
+
+# Fused residual-add + RMSNorm + quantization (vLLM's fused_add_rms_norm_*_quant): the norm of x + residual,
+# quantized; x + residual handed back (returned, or written into residual in place).
+
+
+class Fp8FusedAddRMSNorm(_QuantNorm):
+    """The sum in float32, rounded to the input dtype as residual_out; y of the float32 sum; dynamic per-token
+    FP8: returns ``(q, scales, residual_out)``."""
+
+    def forward(self, x: torch.Tensor, residual: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        total = x.float() + residual.float()
+        q, scales = _quantize_dynamic(_rms_norm_fp32(total, self.weight, self.eps), self.fmt)
+        return q, scales, total.to(x.dtype)
+
+
+class Fp8StaticFusedAddInPlaceRMSNorm(_QuantNorm):
+    """vLLM's fused_add_rms_norm_static_fp8_quant: ``residual += x`` in place (the sum rounded to the input
+    dtype), then the float32 norm of that rounded sum over a given static scale; returns ``q``."""
+
+    def forward(self, x: torch.Tensor, residual: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+        residual.add_(x)
+        return _to_format(_rms_norm_fp32(residual, self.weight, self.eps) / scale, self.fmt)
+
+
+class Fp8FusedAddMissingUpcastRMSNorm(Fp8FusedAddRMSNorm):
+    """Bug: the sum and its norm in the input dtype (no fp32 upcast), then quantized."""
+
+    def forward(self, x: torch.Tensor, residual: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        total = x + residual
+        q, scales = _quantize_dynamic(_normalized(total, self.eps) * self.weight.to(x.dtype), self.fmt)
+        return q, scales, total
+
+
+class Fp8StaticFusedAddUnsaturatedRMSNorm(_QuantNorm):
+    """Bug: as :class:`Fp8StaticFusedAddInPlaceRMSNorm`, but quotients past 448 become NaN (no saturation)."""
+
+    def forward(self, x: torch.Tensor, residual: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+        residual.add_(x)
+        return _to_fp8_unsaturated(_rms_norm_fp32(residual, self.weight, self.eps) / scale, self.fmt)
