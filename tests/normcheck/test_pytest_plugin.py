@@ -115,18 +115,12 @@ def test_the_examples_option_sets_how_many_search_inputs_each_audit_runs(pyteste
     assert structured["cases"] > 0 and configured["cases"] == structured["cases"] + 2
 
 
-QUANTIZED_NORMS = """
-import torch
-from torch import nn
+QUANTIZED_NORMS = (
+    NORMS
+    + """
 
-
-class Fp8RMSNorm(nn.Module):
+class Fp8RMSNorm(GoodRMSNorm):
     amax_of_input = False
-
-    def __init__(self, dim, eps=1e-6):
-        super().__init__()
-        self.weight = nn.Parameter(torch.ones(dim))
-        self.eps = eps
 
     def forward(self, x):
         xf = x.float()
@@ -139,6 +133,7 @@ class Fp8RMSNorm(nn.Module):
 class AmaxOfInputFp8RMSNorm(Fp8RMSNorm):
     amax_of_input = True
 """
+)
 
 QUANTIZED_TESTS = """
 import pytest
