@@ -10,9 +10,11 @@ the signal and the worker's last words (Python's ``faulthandler`` stack). From
 the first loss on a spare worker loads in the background, so the next loss is
 replaced at once rather than after torch's import.
 
-A worker is a fresh interpreter (``python -c``, never a fork of the auditor): it
-owns its CUDA context, inherits no threads or locks, and does not re-run the
-user's ``__main__``. It starts in the background; the first call waits for it.
+A worker is never a fork of the auditor: it is forked from a zygote, a fresh interpreter
+that imported torch once for every worker of the auditor (:mod:`normcheck.target.zygote`),
+or is a fresh interpreter itself. It owns its CUDA context, inherits no threads or locks,
+and does not re-run the user's ``__main__``. It starts in the background; the first call
+waits for it.
 The target travels as its name, or pickled by reference; its output goes to a
 log file whose tail a crash report quotes.
 """

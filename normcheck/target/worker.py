@@ -1,4 +1,4 @@
-"""A worker process: started as a fresh interpreter (``python -c``, never a fork of the auditor), its
+"""A worker process: forked from a zygote or started as a fresh interpreter (never a fork of the auditor), its
 main loop (load the target, answer ``describe``, ``run``, ``repeat`` and ``keep_parameters``), and how it
 ended when it is stopped: the signal, and its last words from its log (Python's ``faulthandler`` stack).
 """
@@ -25,6 +25,7 @@ from normcheck.options import AuditOptions
 from normcheck.target.loading import load_target
 from normcheck.target.registry import make_candidate
 from normcheck.target.torch_bridge import warm_up_autograd
+from normcheck.target.zygote import WorkerProcess, die_with_parent, serve, start_worker
 
 #: Bytes of the worker's output kept for a crash or timeout report.
 LOG_TAIL = 6000
@@ -36,7 +37,7 @@ WORKER_ENV = "NORMCHECK_WORKER"
 class Worker:
     """A worker process, the auditor's connection to it, the file its output goes to, and its greeting."""
 
-    process: subprocess.Popen
+    process: WorkerProcess
     conn: Connection
     log: str
     hello: dict | None = None
@@ -85,7 +86,8 @@ class Worker:
 
 def spawn(payload: tuple[str, object], name: str, options: AuditOptions) -> Worker:
     """Start a worker process and send it the target (as it travels: ``isolation.payload``) and the options;
-    it loads in the background."""
+    it loads in the background. It is forked from a warm zygote (:mod:`normcheck.target.zygote`) unless the
+    target is stated to be a JAX or numpy one (the zygote holds torch, which those do not need)."""
     ours, theirs = socket.socketpair()
     env = dict(os.environ, **{WORKER_ENV: "1"})
     # Idle OpenMP threads sleep instead of spinning (results are the same): spinning ones took a core
@@ -94,20 +96,12 @@ def spawn(payload: tuple[str, object], name: str, options: AuditOptions) -> Work
     root = str(Path(normcheck.__file__).resolve().parent.parent)  # normcheck importable from a checkout too
     env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH")) if p)
     fd, log = tempfile.mkstemp(prefix="normcheck-worker-", suffix=".log")
-    with os.fdopen(fd, "wb") as out:
-        process = subprocess.Popen(
-            [
-                sys.executable,
-                "-c",
-                "from normcheck.target.worker import worker_main; worker_main()",
-                str(theirs.fileno()),
-            ],
-            pass_fds=(theirs.fileno(),),
-            stdin=subprocess.DEVNULL,
-            stdout=out,
-            stderr=out,
-            env=env,
-        )
+    os.close(fd)
+    here = "from normcheck.target.worker import "
+    command = [sys.executable, "-c", here + "worker_main; worker_main()"]
+    warm = [sys.executable, "-c", here + "zygote_main; zygote_main()"]
+    zygote = None if options.framework in ("jax", "numpy") else warm
+    process = start_worker(command, zygote, theirs.fileno(), env, log)
     theirs.close()
     conn = Connection(ours.detach())
     conn.send((list(sys.path), payload, name, options))
@@ -140,18 +134,21 @@ def crash_site(detail: str | None) -> str | None:
     return f"{function} ({Path(file).name}:{line})"
 
 
-def die_with_parent() -> None:
-    """Linux: the kernel kills the worker when the auditor dies, even if the worker is stuck in C."""
-    if sys.platform.startswith("linux"):
-        import ctypes
+def zygote_main() -> None:
+    """A zygote (:mod:`normcheck.target.zygote`): torch imported and autograd warmed up once, on the CPU, then
+    a worker forked for each request."""
+    die_with_parent()
+    try:
+        warm_up_autograd()
+    except UsageError:  # no torch here: the workers import what their targets need
+        pass
+    serve(int(sys.argv[1]), worker_main)
 
-        pr_set_pdeathsig = 1
-        ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGKILL)
 
-
-def worker_main() -> None:
-    """The worker process: load the target, then answer ``describe`` and ``run`` until the auditor closes."""
-    conn = Connection(int(sys.argv[1]))
+def worker_main(fd: int | None = None) -> None:
+    """The worker process on ``fd`` (its socket to the auditor; the last argument when None): load the target,
+    then answer ``describe`` and ``run`` until the auditor closes."""
+    conn = Connection(int(sys.argv[-1]) if fd is None else fd)
     die_with_parent()
     faulthandler.enable(all_threads=True)  # stderr is the log the auditor reads after a crash
     if hasattr(signal, "SIGUSR1"):
