@@ -21,6 +21,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import traceback
 from collections import deque
@@ -53,8 +54,12 @@ def start_worker(
 ) -> WorkerProcess:
     """A worker process that runs with ``fd`` (a socket to the auditor), ``env`` and its output in ``log``: forked
     from the zygote for ``env`` (started with ``zygote_command``), or ``command`` with ``fd`` as its last argument
-    in a fresh interpreter where processes cannot be forked and watched (or ``zygote_command`` is None)."""
-    if zygote_command is not None and hasattr(os, "pidfd_open") and hasattr(os, "fork"):
+    in a fresh interpreter where processes cannot be forked and watched, outside the main thread, or where
+    ``zygote_command`` is None."""
+    # Only from the main thread: Linux kills a process whose parent *thread* ends (die_with_parent), and the
+    # zygote outlives the audit that started it.
+    main = threading.current_thread() is threading.main_thread()
+    if zygote_command is not None and main and hasattr(os, "pidfd_open") and hasattr(os, "fork"):
         key = tuple(sorted((k, v) for k, v in env.items() if k not in VOLATILE))
         zygote = _ZYGOTES.get(key)
         if zygote is None or zygote.lost:

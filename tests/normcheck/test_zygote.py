@@ -9,6 +9,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 from multiprocessing.connection import Connection
 from pathlib import Path
 
@@ -74,3 +75,20 @@ def test_workers_die_with_their_zygote_and_the_next_worker_gets_a_new_one(tmp_pa
         conn.recv()
     _, _, (_, _, new_zygote) = start(tmp_path / "2.log", NORMCHECK_ECHO="doomed")
     assert new_zygote != zygote
+
+
+def test_outside_the_main_thread_a_worker_is_a_fresh_interpreter(tmp_path):
+    # (Linux kills a child whose parent thread ends: a zygote started from a thread would die with it.)
+    started: list[WorkerProcess] = []
+    ours, theirs = socket.socketpair()
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    thread = threading.Thread(
+        target=lambda: started.append(start_worker(NOT_FORKED, ZYGOTE, theirs.fileno(), env, str(tmp_path / "log")))
+    )
+    thread.start()
+    thread.join()
+    theirs.close()
+    ours.close()
+    [process] = started
+    assert isinstance(process, subprocess.Popen) and process.wait(60) == 1
+    assert "a fresh interpreter, not a forked worker" in (tmp_path / "log").read_text()
