@@ -24,36 +24,27 @@ more rounding: the reciprocal of ``s / g``).
 from __future__ import annotations
 
 from collections.abc import Callable
-from fractions import Fraction
 from functools import partial
 
 import numpy as np
 
 import oracles
 from normcheck.engine.judge import Judgement
-from normcheck.quantization import FLOOR, Scheme
+from normcheck.engine.scale_rules import ARITHMETIC, scale_rule
+from normcheck.quantization import Scheme
 from normcheck.result import Finding
 from normcheck.stats import Errors
 from normcheck.strategies import NormInput
 from normcheck.target.protocol import Run
 from normcheck.verdict.bounds import Bound, ulp
 from normcheck.verdict.tiers import Tier, crossing, effective
-from oracles import FLOAT32
 from oracles.quantize import (
-    UE8M0,
     BlockMax,
     per_element,
-    power_of_two,
-    power_of_two_scales,
     quantize,
-    round_to_format,
     rounding_range,
-    scaled_max,
 )
 
-#: Relative error a correct kernel's scale and quotient may carry besides its y's: three float32 roundings
-#: (the scale, a reciprocal, the product), with room to spare.
-ARITHMETIC = 2.0**-22
 #: NVFP4's values: four float32 roundings (the global scale's reciprocal, its product with the block scale,
 #: the reciprocal of that, the product with y), with room to spare.
 ARITHMETIC_GLOBAL = 2.0**-21
@@ -90,31 +81,13 @@ def _judge_scales(
     multiplier: float,
 ) -> None:
     amax = BlockMax(y, scheme.block_size(case.n))
-    largest, floor = scheme.largest, FLOOR / scheme.largest
+    rule = scale_rule(scheme, multiplier)
     ranges = []
     with np.errstate(all="ignore"):
         for a in allowed:
             reach = amax.reduce(np.broadcast_to(a, y.shape))
-            lo_max, hi_max = np.maximum(amax.lo - reach, 0.0), amax.hi + reach
-            if scheme.rules:  # every power of two a maximum in range gives by a rule (each rule is monotone)
-                lo = np.min([power_of_two(lo_max * (1 - ARITHMETIC), largest, r) for r in scheme.rules], axis=0)
-                hi = np.max([power_of_two(hi_max * (1 + ARITHMETIC), largest, r) for r in scheme.rules], axis=0)
-            elif scheme.scale_format is not None:  # the roundings into it of g * amax / largest (monotone)
-                g = multiplier / largest
-                lo = round_to_format(lo_max * g * (1 - ARITHMETIC), scheme.scale_format)
-                hi = round_to_format(hi_max * g * (1 + ARITHMETIC), scheme.scale_format)
-            else:
-                lo, hi = lo_max / largest * (1 - ARITHMETIC), np.maximum(hi_max, FLOOR) / largest * (1 + ARITHMETIC)
-            ranges.append((lo, hi))
-        if scheme.rules:  # the exact scale of the rule nearer the kernel's
-            by_rule = [power_of_two_scales(amax, largest, r) for r in scheme.rules]
-            exact = by_rule[0]
-            for other in by_rule[1:]:
-                exact = np.where(np.abs(np.log2(scales / other)) < np.abs(np.log2(scales / exact)), other, exact)
-        elif scheme.scale_format is not None:
-            exact = scaled_max(amax, Fraction(multiplier) / Fraction(largest), scheme.scale_format)
-        else:
-            exact = (amax.lo + amax.hi) / 2 / largest
+            ranges.append(rule.range(np.maximum(amax.lo - reach, 0.0), amax.hi + reach))
+        exact = rule.exact(amax, scales)
     defined = ~np.isnan(amax.lo)
     bad = defined & ~(np.isfinite(scales) & (scales >= 0))
     if bad.any():
@@ -122,36 +95,14 @@ def _judge_scales(
         message = f"scale is {scales[i]} where the exact scale is {exact[i]:.6g}; {int(bad.sum())} such blocks"
         out.findings.append(_finding("nonfinite", "scales", message, case, dtype, i, scales[i], exact[i], bad))
     judged = defined & ~bad
-    if scheme.rules:
-        odd = judged & (np.frexp(scales)[0] != 0.5)
-        if odd.any():
-            i = _index(odd)
-            message = f"scale is {scales[i]:.6g}, not a power of two (UE8M0); {int(odd.sum())} such blocks"
-            out.findings.append(_finding("accuracy", "scales", message, case, dtype, i, scales[i], exact[i], odd))
-        judged &= ~odd & (amax.hi != 0)  # (an all-zero block's scale is any power of two: not a statistic)
-        unit = exact  # a power of two's ulp in UE8M0 is itself: an error of 1 is twice the scale
-        rules = " or ".join(scheme.rules)
-        reason = f"the UE8M0 scales ({rules} rule) of amax +- the block's largest {{}} bound of y, +-2^-22 relative"
-        fmt = UE8M0
-    elif scheme.scale_format is not None:
-        fmt = scheme.scale_format
-        odd = judged & (round_to_format(scales, fmt) != scales)
-        if odd.any():
-            i = _index(odd)
-            message = f"scale is {scales[i]:.6g}, not a {fmt.name} value; {int(odd.sum())} such blocks"
-            out.findings.append(_finding("accuracy", "scales", message, case, dtype, i, scales[i], exact[i], odd))
-        judged &= ~odd
-        unit = ulp(exact, fmt)
-        reason = f"the roundings into {fmt.name} of g * (amax +- the block's largest {{}} bound of y) / {largest:g}"
-        reason += ", +-2^-22 relative"
-    else:
-        # Below the floor, the error is read against whichever of the exact scale and the floor is nearer.
-        with np.errstate(all="ignore"):
-            exact = np.where((exact < floor) & (np.abs(scales - floor) < np.abs(scales - exact)), floor, exact)
-        unit = ulp(exact, FLOAT32)
-        reason = f"(amax +- the block's largest {{}} bound of y) / {largest:g}, +-2^-22 relative, or up to {floor:.3g}"
-        fmt = FLOAT32
-    _judge(out, "scales", scales, exact, unit, ranges, judged, tiers, reason, case, dtype, fmt)
+    odd = judged & rule.odd(scales)
+    if odd.any():
+        i = _index(odd)
+        message = f"scale is {scales[i]:.6g}, not {rule.values()}; {int(odd.sum())} such blocks"
+        out.findings.append(_finding("accuracy", "scales", message, case, dtype, i, scales[i], exact[i], odd))
+    judged &= ~odd & rule.judged(amax)
+    unit = rule.unit(exact)
+    _judge(out, "scales", scales, exact, unit, ranges, judged, tiers, rule.reason(), case, dtype, rule.fmt)
 
 
 def _judge_values(
