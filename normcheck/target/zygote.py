@@ -26,7 +26,7 @@ import time
 import traceback
 from collections import deque
 from collections.abc import Callable
-from typing import Protocol
+from typing import IO, Protocol
 
 #: Environment variables that change between an auditor's calls without changing what a worker imports.
 VOLATILE = ("PYTEST_CURRENT_TEST",)
@@ -69,9 +69,14 @@ def start_worker(
         except OSError:  # the zygote is gone: this worker starts the slow way
             zygote.close()
     with open(log, "wb") as out:
-        return subprocess.Popen(
-            [*command, str(fd)], pass_fds=(fd,), stdin=subprocess.DEVNULL, stdout=out, stderr=out, env=env
-        )
+        return _interpreter(command, fd, env, out)
+
+
+def _interpreter(command: list[str], fd: int, env: dict[str, str], out: int | IO[bytes]) -> subprocess.Popen:
+    """``command`` in a fresh interpreter with ``fd`` passed as its last argument, its output to ``out``."""
+    return subprocess.Popen(
+        [*command, str(fd)], pass_fds=(fd,), stdin=subprocess.DEVNULL, stdout=out, stderr=out, env=env
+    )
 
 
 class Zygote:
@@ -79,14 +84,7 @@ class Zygote:
 
     def __init__(self, command: list[str], env: dict[str, str]) -> None:
         self.sock, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-        self.process = subprocess.Popen(
-            [*command, str(theirs.fileno())],
-            pass_fds=(theirs.fileno(),),
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            env=env,
-        )
+        self.process = _interpreter(command, theirs.fileno(), env, subprocess.DEVNULL)
         theirs.close()
         self.lost = False  #: the zygote died: its workers too (they die with their parent)
         self._unborn: deque[ForkedWorker] = deque()  #: asked for, in order, not yet told their process ids
