@@ -59,6 +59,7 @@ def judge_quantized(run: Run, y: oracles.Exact, limit: Bound, case: NormInput, d
     allowed = effective(limit.tiers)
     multiplier = float(run.given_scale) if scheme.global_scale and run.given_scale is not None else 1.0
     if scheme.static:
+        assert run.given_scale is not None, "a candidate records the static scale it called the kernel with"
         scales = np.array(run.given_scale, dtype=np.float64)
     else:
         if run.scales is None or run.scales.shape != scheme.scales_shape(y.shape):

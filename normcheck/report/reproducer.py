@@ -19,7 +19,7 @@ from normcheck.errors import UsageError
 from normcheck.options import REPRODUCER_DIR, InputLayout
 from normcheck.quantization import given_scale
 from normcheck.strategies import NormInput
-from normcheck.target.protocol import RESIDUAL_NAMES, SCALE_NAMES, function_arguments
+from normcheck.target.protocol import RESIDUAL_NAMES, function_arguments, scale_parameter
 from normcheck.target.torch_target import Candidate
 from normcheck.verdict.bounds import ulp
 from oracles import Exact, resolve_format
@@ -220,8 +220,12 @@ def _torch_lines(
         "from normcheck.target.loading import construct_module, load_target",
         "from normcheck.report.reproducer import load_inputs, show_error"
         + (", show_quantized" if candidate.scheme is not None else ""),
-        "from normcheck.target.torch_bridge import from_numpy, to_numpy"
-        + (", unpack_fp4" if candidate.scheme is not None and candidate.scheme.packed else ""),
+        "from normcheck.target.torch_bridge import from_numpy, to_numpy",
+        *(
+            ["from normcheck.target.quantized_outputs import unpack_fp4"]
+            if candidate.scheme is not None and candidate.scheme.packed
+            else []
+        ),
         *(["from normcheck.target.layouts import from_layout, to_layout"] if layout != InputLayout.LAST else []),
         *inputs,
         f'target = load_target("{spec}")',
@@ -254,7 +258,7 @@ def _torch_lines(
         first = [x_in] if not fused else ["x", f"{residual}=r" if residual else "r"]
         args = [*first, *(f"{k}={v if isinstance(v, str) else repr(v)}" for k, v in kwargs.items())]
         if scale is not None:
-            name = next((k for k in SCALE_NAMES if k in candidate.function_parameters), None)
+            name = scale_parameter(candidate.function_parameters)
             args.append(f"{name}=scale" if name else "scale")
         call = f"target({', '.join(args)})"
         lines.append(f"{out} = {rows(call)}")
@@ -280,7 +284,8 @@ def _torch_lines(
         used = "scale.item()" if scheme.static else "to_numpy(scales.float())"
         if scheme.global_scale:
             used += " / scale.item()"  # NVFP4: y is divided by the block scale over the global one
-        values = "unpack_fp4(q)" if scheme.packed else "to_numpy(q)"  # (two FP4 elements a byte)
+        # (two FP4 elements a byte)
+        values = "unpack_fp4(q.view(torch.uint8).numpy())" if scheme.packed else "to_numpy(q)"
         lines.append(f'show_quantized(exact, {values}, {used}, "{scheme.element.name}")')
     else:
         lines.append(f'show_error("y", exact, to_numpy(y), "{dtype}")')
@@ -321,9 +326,11 @@ def _array_lines(
 ) -> list[str]:
     """The reproducer of a JAX or numpy target: the call through normcheck's candidate for the framework
     (module construction, parameters, ``jax.vjp``)."""
+    scheme = candidate.scheme
+    quant = "" if scheme is None else f', quant="{scheme.name}", scaling="{scheme.scaling}"'
     options = (
         f'AuditOptions(framework="{candidate.framework}", eps={candidate.eps_override!r}, '
-        f"param_dtype={candidate.param_dtype!r})"
+        f"param_dtype={candidate.param_dtype!r}{quant})"
     )
     args = ", ".join(f'inputs["{k}"]' if k in arrays else "None" for k in ("x", "w", "b", "g"))
     lines = [
@@ -331,15 +338,20 @@ def _array_lines(
         "from normcheck.options import AuditOptions",
         "from normcheck.target.registry import make_candidate",
         "from normcheck.target.loading import load_target",
-        "from normcheck.report.reproducer import load_inputs, show_error",
+        "from normcheck.report.reproducer import load_inputs, show_error" + (", show_quantized" if scheme else ""),
         *inputs,
         f'c = make_candidate(load_target("{spec}"), "{spec}", {options})',
         f"run = c.run({args}, strided={case.strided})  # as the audit called it",
         'print("failure:", run.failure, run.error, "problems:", run.problems, "wrote into:", run.mutated)',
         *_oracle(kind, arrays, dtype, eps, offset, output in GRADIENTS),
         "if run.y is not None:",
-        f'    show_error("y", exact, run.y, "{dtype}")',
     ]
+    if scheme is not None:  # the values over the scales they were computed with
+        used = "run.given_scale" if scheme.static else "run.scales"
+        if scheme.global_scale:
+            used += " / run.given_scale"  # NVFP4: y is divided by the block scale over the global one
+        return [*lines, f'    show_quantized(exact, run.y, {used}, "{scheme.element.name}")']
+    lines.append(f'    show_error("y", exact, run.y, "{dtype}")')
     if output in GRADIENTS:
         lines += [
             f"if run.{output} is not None:",

@@ -17,8 +17,18 @@ import numpy as np
 
 from normcheck.errors import UsageError
 from normcheck.options import DEFAULTS, AuditOptions, InputLayout
+from normcheck.quantization import given_scale
 from normcheck.target.eps import function_eps, function_signature
-from normcheck.target.protocol import Layout, Run, failed, output_problems, repeated
+from normcheck.target.protocol import (
+    Layout,
+    Run,
+    failed,
+    function_arguments,
+    output_problems,
+    repeated,
+    scale_parameter,
+)
+from normcheck.target.quantized_outputs import read_quantized
 from normcheck.timing import interrupt_after
 
 #: (y, pullback): pullback() returns the gradients {"x": dx, "weight": dw, "bias": db} (any may be None).
@@ -54,8 +64,7 @@ class ArrayCandidate:
             raise UsageError(f"--residual audits torch targets; {name} is a {self.framework} one")
         if options.layout != InputLayout.LAST:
             raise UsageError(f"--layout {options.layout} audits torch targets; {name} is a {self.framework} one")
-        if options.quant is not None:
-            raise UsageError(f"--quant audits torch targets; {name} is a {self.framework} one")
+        self.scheme = options.scheme  #: a quantized norm's output scheme (forward only), or None
         self.fused = None  #: fused residual-adds are audited in torch only
         self.layout = InputLayout.LAST
         self.target, self.name, self.device, self.timeout = target, name, options.device, options.timeout
@@ -70,6 +79,20 @@ class ArrayCandidate:
         """Take the target as a plain function of its input array."""
         self._fn_params = function_signature(self.target, self.name, self.eps_override)
         self.function_parameters = tuple(self._fn_params)
+
+    def _call_function(self, n: int, x: object, params: dict[str, object], **extra: object) -> object:
+        """The function target on ``x``, with the weight, bias, eps and a quantized norm's given scale of
+        ``params`` by the names it takes (the scale after ``x`` where it takes no such name), and ``extra``."""
+        kwargs = function_arguments(
+            self.function_parameters, n, params.get("weight"), params.get("bias"), self.eps_override
+        )
+        scale, name = params.get("scale"), scale_parameter(self.function_parameters)
+        args: tuple[object, ...] = ()
+        if scale is not None and name is not None:
+            kwargs[name] = scale
+        elif scale is not None:
+            args = (scale,)
+        return self.target(x, *args, **kwargs, **extra)  # type: ignore[operator]  # a function target: callable
 
     def _function_layout(self, dtype: str) -> Layout:
         """A plain function's layout: weight and bias where it takes them, in the parameter dtype."""
@@ -92,6 +115,10 @@ class ArrayCandidate:
     def _host(self, a: object) -> np.ndarray:
         """A numpy copy of one of the framework's arrays (bfloat16 as ``ml_dtypes.bfloat16``)."""
         return np.array(a, copy=True)
+
+    def _host_named(self, a: object) -> tuple[np.ndarray, str] | None:
+        """:meth:`_host` and the dtype's name of one of the framework's arrays, or None for anything else."""
+        return (self._host(a), str(a.dtype)) if self._is_array(a) else None  # type: ignore[attr-defined]  # an array
 
     def _ready(self, tree: object) -> None:
         """Wait until the results in ``tree`` are computed (asynchronous frameworks)."""
@@ -128,12 +155,15 @@ class ArrayCandidate:
         implementation on copies; never raises for its faults."""
         dtype, n = str(x.dtype), x.shape[-1]
         built = self.built(n, dtype)
-        want = grad is not None and self.supports_grad
+        want = grad is not None and self.supports_grad and self.scheme is None
         out = Run()
+        scale = None if self.scheme is None else given_scale(x, weight, built.layout.eps, self.scheme)
+        out.given_scale = None if scale is None else float(scale)
         with self._precision(dtype):
             # A strided input is a transposed view (numpy; a JAX array has no strides).
             xs = self._array(np.ascontiguousarray(x.T).T if strided else x)
-            params = {k: self._array(v) for k, v in (("weight", weight), ("bias", bias)) if v is not None}
+            given = (("weight", weight), ("bias", bias), ("scale", None if scale is None else np.asarray(scale)))
+            params = {k: self._array(v) for k, v in given if v is not None}
             g = None if not want else np.array(grad, dtype=x.dtype, copy=True).reshape(x.shape)
             try:
                 start = time.perf_counter()
@@ -147,6 +177,8 @@ class ArrayCandidate:
             except (Exception, SystemExit) as exc:  # a timeout, or the implementation's exception
                 return failed(exc)
             out.mutated = self._mutated(x, xs)
+            if self.scheme is not None:
+                return read_quantized(out, y, self.scheme, x, self._host_named, self.array_name)
             if not self._is_array(y):
                 out.problems.append(f"returned {type(y).__name__}, not a {self.array_name}")
                 return out

@@ -31,7 +31,7 @@ from normcheck.options import DEFAULTS, AuditOptions
 from normcheck.target.arrays import ArrayCandidate, Built, Forward
 from normcheck.target.eps import module_eps
 from normcheck.target.loading import construct_module, input_parameter
-from normcheck.target.protocol import BIAS_NAMES, WEIGHT_NAMES, Layout, function_arguments
+from normcheck.target.protocol import BIAS_NAMES, WEIGHT_NAMES, Layout
 
 
 def require_jax() -> ModuleType:
@@ -77,6 +77,8 @@ class JaxCandidate(ArrayCandidate):
             self.style = "factory"  # returns an nnx module
         else:
             self._function()
+        if self.scheme is not None and self.style != "function":
+            raise UsageError(f"--quant audits JAX functions; {name} is a Flax module")
 
     @contextmanager
     def _precision(self, dtype: str) -> Iterator[None]:
@@ -102,11 +104,9 @@ class JaxCandidate(ArrayCandidate):
             layout = self._function_layout(dtype)
 
             def apply(x: object, p: dict[str, object]) -> object:
-                weight, bias = p.get("weight"), p.get("bias")
-                kwargs = function_arguments(self.function_parameters, n, weight, bias, self.eps_override)
-                return self.target(x, **kwargs)  # type: ignore[operator]  # a function target: callable
+                return self._call_function(n, x, p)
 
-            roles: dict[str, str] = {"weight": "weight", "bias": "bias"}
+            roles: dict[str, str] = {"weight": "weight", "bias": "bias", "scale": "scale"}
         elif self.style == "linen":
             mod = construct_module(self.target, n, self.eps_override, {"param_dtype": pdtype}, positional_size=False)
             try:

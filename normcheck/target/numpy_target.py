@@ -18,7 +18,6 @@ import numpy as np
 from normcheck.errors import UsageError
 from normcheck.options import DEFAULTS, AuditOptions
 from normcheck.target.arrays import ArrayCandidate, Built, Forward
-from normcheck.target.protocol import function_arguments
 
 #: The parameter through which a numpy function offers gradients.
 GRAD_PARAMETER = "grad_output"
@@ -43,12 +42,9 @@ class NumpyCandidate(ArrayCandidate):
 
     def _build(self, n: int, dtype: str) -> Built:
         def call(x: object, params: dict[str, object], grad: np.ndarray | None) -> Forward:
-            kwargs = function_arguments(
-                self.function_parameters, n, params.get("weight"), params.get("bias"), self.eps_override
-            )
             if grad is None:
-                return self.target(x, **kwargs), None  # type: ignore[operator]  # a function target: callable
-            result = self.target(x, **kwargs, **{GRAD_PARAMETER: grad})  # type: ignore[operator]  # as above
+                return self._call_function(n, x, params), None
+            result = self._call_function(n, x, params, **{GRAD_PARAMETER: grad})
             if not isinstance(result, Mapping):
                 return result, _not_a_mapping(result)
             return result.get("y"), lambda: {

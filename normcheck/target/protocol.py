@@ -103,6 +103,12 @@ def output_problems(
     return problems
 
 
+def scale_parameter(parameters: tuple[str, ...]) -> str | None:
+    """The parameter of a function that takes a quantized norm's given scale by name, or None (then it takes
+    it as its argument after the input)."""
+    return next((k for k in SCALE_NAMES if k in parameters), None)
+
+
 def function_arguments(
     parameters: tuple[str, ...], n: int, weight: object | None, bias: object | None, eps: float | None
 ) -> dict[str, object]:

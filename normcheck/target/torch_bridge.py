@@ -79,7 +79,11 @@ def synchronize(device: str) -> None:
 
 
 #: torch's 8-bit floats and the ml_dtypes types with the same bits.
-FLOAT8 = {"float8_e4m3fn": ml_dtypes.float8_e4m3fn, "float8_e5m2": ml_dtypes.float8_e5m2}
+FLOAT8 = {
+    "float8_e4m3fn": ml_dtypes.float8_e4m3fn,
+    "float8_e5m2": ml_dtypes.float8_e5m2,
+    "float8_e8m0fnu": ml_dtypes.float8_e8m0fnu,  # UE8M0 scales
+}
 
 
 def to_numpy(tensor: Tensor) -> np.ndarray:
@@ -92,19 +96,6 @@ def to_numpy(tensor: Tensor) -> np.ndarray:
     if name in FLOAT8:
         return t.contiguous().view(torch.uint8).numpy().view(FLOAT8[name]).copy()  # the same bits
     return t.numpy().copy()
-
-
-#: The dtypes packed FP4 comes in: torch's two-element type, or its bytes.
-PACKED_FP4 = ("float4_e2m1fn_x2", "uint8")
-
-
-def unpack_fp4(packed: Tensor) -> np.ndarray:
-    """Two FP4 (E2M1) elements a byte, the first in the low nibble (torch's ``float4_e2m1fn_x2``, the OCP
-    order), unpacked along the last dimension as ``ml_dtypes.float4_e2m1fn``."""
-    torch = require_torch()
-    b = packed.detach().cpu().contiguous().view(torch.uint8).numpy()
-    codes = np.stack([b & 0xF, b >> 4], axis=-1).reshape(*b.shape[:-1], 2 * b.shape[-1])
-    return codes.astype(np.uint8).view(ml_dtypes.float4_e2m1fn)
 
 
 def from_numpy(array: np.ndarray, device: str = "cpu") -> Tensor:

@@ -7,22 +7,14 @@ from __future__ import annotations
 import time
 import warnings
 from functools import partial
-from typing import Any
 
 import numpy as np
 
 from normcheck.options import Style
 from normcheck.quantization import Scheme
 from normcheck.target.protocol import Run, failed, output_problems
-from normcheck.target.torch_bridge import (
-    PACKED_FP4,
-    Tensor,
-    from_numpy,
-    require_torch,
-    synchronize,
-    to_numpy,
-    unpack_fp4,
-)
+from normcheck.target.quantized_outputs import PACKED_FP4, read_quantized
+from normcheck.target.torch_bridge import Tensor, from_numpy, require_torch, synchronize, to_numpy
 from normcheck.timing import interrupt_after
 
 
@@ -51,7 +43,7 @@ def read_forward(
     if fused and y is None:
         return None, style
     if scheme is not None:
-        quantized_run(out, y, scheme, x)
+        read_quantized(out, y, scheme, x, tensor_host, "tensor")
     for name, t in (("output", None if scheme else y), ("residual_out", residual_out)):
         if t is None:
             continue
@@ -145,41 +137,16 @@ def fused_quantized_results(
     return None, None, style
 
 
-def quantized_run(out: Run, result: object, scheme: Scheme, x: np.ndarray) -> Run:
-    """``out`` with a quantized norm's answer read into it: ``q`` (as :attr:`Run.y`) and, from a dynamic scheme,
-    its float32 scales; what is missing or of the wrong shape or dtype goes into :attr:`Run.problems`."""
+def tensor_host(value: object) -> tuple[np.ndarray, str] | None:
+    """A numpy copy of a tensor and its dtype's name (packed FP4 as its bytes), or None for anything else
+    (:data:`~normcheck.target.quantized_outputs.Host`)."""
     torch = require_torch()
-    dynamic = not scheme.static
-    pair = isinstance(result, tuple | list) and len(result) == 2
-    if dynamic and not pair:
-        out.problems.append(f"returned {type(result).__name__}: a dynamic quantized norm returns (q, scales)")
-        return out
-    q: Any = result[0] if dynamic else result  # type: ignore[index]  # a pair where dynamic
-    scales: Any = result[1] if dynamic else None  # type: ignore[index]
-    for name, t in (("q", q), ("scales", scales)):
-        if t is not None and not isinstance(t, torch.Tensor):
-            out.problems.append(f"returned {type(t).__name__} as {name}, not a tensor")
-            return out
-    dtype = str(q.dtype).removeprefix("torch.")
-    if scheme.packed:  # two FP4 elements a byte: float4_e2m1fn_x2, or its bits as uint8
-        packed = (*x.shape[:-1], x.shape[-1] // 2)
-        want = dtype if dtype in PACKED_FP4 else PACKED_FP4[0]
-        wrong = output_problems(tuple(q.shape), dtype, x, "q", (packed, want, "the scheme's packed"))
-        out.problems += wrong
-        out.y = None if wrong else unpack_fp4(q)
-    else:
-        expected = (tuple(x.shape), scheme.element.name, "the scheme's")
-        out.problems += output_problems(tuple(q.shape), dtype, x, "q", expected)
-        out.y = to_numpy(q)
-    if scales is not None:
-        dtype = str(scales.dtype).removeprefix("torch.")
-        # UE8M0 scales may come as torch's float8_e8m0fnu, NVFP4's as float8_e4m3fn (exact in float32)
-        narrow = "float8_e8m0fnu" if scheme.rule is not None else getattr(scheme.scale_format, "name", None)
-        want = dtype if dtype == narrow else "float32"
-        expected = (scheme.scales_shape(tuple(x.shape)), want, "the scheme's")
-        out.problems += output_problems(tuple(scales.shape), dtype, x, "scales", expected)
-        out.scales = to_numpy(scales.float())
-    return out
+    if not isinstance(value, torch.Tensor):
+        return None
+    name = str(value.dtype).removeprefix("torch.")
+    if name in PACKED_FP4:
+        return value.detach().cpu().contiguous().view(torch.uint8).numpy().copy(), name
+    return to_numpy(value), name
 
 
 def same_bits(a: Tensor, b: Tensor) -> bool:

@@ -24,12 +24,12 @@ from normcheck.target.loading import construct_module, input_parameter, is_modul
 from normcheck.target.protocol import (
     BIAS_NAMES,
     RESIDUAL_NAMES,
-    SCALE_NAMES,
     WEIGHT_NAMES,
     Layout,
     Run,
     failed,
     function_arguments,
+    scale_parameter,
 )
 from normcheck.target.torch_bridge import (
     Module,
@@ -313,7 +313,7 @@ class Candidate:
             w_t = None if weight is None else from_numpy(weight, self.device).requires_grad_(need)
             b_t = None if bias is None else from_numpy(bias, self.device).requires_grad_(need)
             kwargs = function_arguments(self.function_parameters, n, w_t, b_t, self.eps_override)
-            name = next((k for k in SCALE_NAMES if k in self.function_parameters), None)
+            name = scale_parameter(self.function_parameters)
             if scale is not None and name is not None:
                 kwargs[name], rest = rest[-1], rest[:-1]
             name = next((k for k in RESIDUAL_NAMES if k in self.function_parameters), None)

@@ -6,6 +6,8 @@ The auditor itself still needs torch (its emulations); the JAX tests skip where 
 from __future__ import annotations
 
 import importlib.util
+import re
+import subprocess
 import sys
 from contextlib import closing
 from pathlib import Path
@@ -18,6 +20,7 @@ pytest.importorskip("torch")
 from normcheck.api import audit
 from normcheck.cli import main
 from normcheck.engine.auditor import Auditor
+from normcheck.errors import UsageError
 from normcheck.options import AuditOptions
 from normcheck.target.isolation import open_candidate
 from normcheck.target.registry import detect_framework, make_candidate
@@ -209,3 +212,63 @@ def test_a_flax_class_named_by_its_path_is_detected_and_run_in_the_worker_proces
         run = candidate.run(x, np.full(8, 2.0, np.float32), None, np.ones_like(x))
     assert run.failure is None and not run.problems and run.dw.shape == (8,)
     assert np.allclose(run.y, 2 * x / np.sqrt(np.mean(x * x) + 1e-6))
+
+
+# -- quantized outputs (numpy and JAX functions) ------------------------------------------------
+
+QUANTIZED = str(HERE / "targets" / "array_quantized.py")
+
+
+@pytest.mark.parametrize(
+    "name, quant, scaling, outputs_judged",
+    [
+        ("rms_norm_per_token_fp8", "float8_e4m3fn", "token", {"q", "scales"}),
+        ("rms_norm_static_int8", "int8", "tensor", {"q"}),  # called with the scale by name
+    ],
+)
+def test_numpy_quantized_norms_pass_with_their_kind_inferred_from_the_values(name, quant, scaling, outputs_judged):
+    result = audit(f"{QUANTIZED}:{name}", framework="numpy", quant=quant, scaling=scaling, examples=5, in_process=True)
+    assert result.passed, [f.message for f in result.findings]
+    assert result.kind == "rmsnorm" and result.forward_only and outputs(result) == outputs_judged
+    assert result.dtypes == ["float16", "bfloat16", "float32"]
+
+
+def test_a_numpy_quantizer_bug_fails_named_and_its_reproducer_shows_the_scales_off():
+    result = audit(
+        f"{QUANTIZED}:rms_norm_per_token_fp8_amax_of_x", framework="numpy", quant="float8_e4m3fn", examples=0
+    )
+    scales = next(f for f in result.findings if f.output == "scales")
+    assert scales.diagnosis is not None and scales.diagnosis.bug == "amax of the input"
+    shown = subprocess.run([sys.executable, "-c", scales.reproducer], capture_output=True, text=True, timeout=120)
+    assert shown.returncode == 0, shown.stderr
+    relative = float(re.search(r"scales: at most (\S+) relative", shown.stdout).group(1))
+    assert relative > 0.5, shown.stdout  # amax(x) / 448 is far from amax(y) / 448
+
+
+def test_a_dynamic_numpy_quantizer_that_returns_no_scales_is_a_finding():
+    result = audit(
+        f"{QUANTIZED}:rms_norm_per_token_fp8_plain",
+        framework="numpy",
+        quant="float8_e4m3fn",
+        kind="rmsnorm",
+        dtype="float32",
+        examples=0,
+        in_process=True,
+    )
+    assert not result.passed
+    assert any("a dynamic quantized norm returns (q, scales)" in f.message for f in result.findings)
+
+
+@needs_jax
+def test_a_jax_quantized_function_passes_and_a_flax_module_with_quant_is_a_usage_error():
+    result = audit(
+        f"{QUANTIZED}:jax_rms_norm_per_token_fp8",
+        framework="jax",
+        quant="float8_e4m3fn",
+        dtype="float32",
+        examples=3,
+        in_process=True,
+    )
+    assert result.passed and outputs(result) == {"q", "scales"}, [f.message for f in result.findings]
+    with pytest.raises(UsageError, match="--quant audits JAX functions"):
+        audit("flax.nnx.RMSNorm", framework="jax", quant="float8_e4m3fn", in_process=True)

@@ -126,7 +126,10 @@ def test_the_reproducer_of_an_nvfp4_finding_calls_with_the_global_scale_and_show
 
     result = audit(zoo.NvFp4UnroundedScaleRMSNorm, quant="nvfp4", dtype="float32", examples=0)
     [finding] = [f for f in result.findings if f.output == "q"]
-    assert "the global scale the audit chose" in finding.reproducer and "unpack_fp4(q)" in finding.reproducer
+    assert (
+        "the global scale the audit chose" in finding.reproducer
+        and "unpack_fp4(q.view(torch.uint8).numpy())" in finding.reproducer
+    )
     printed = run_snippet(finding.reproducer, Path(__file__).parents[2])
     assert shown(printed)[0] >= 1 and shown(printed)[1] >= 1, printed
 
