@@ -95,6 +95,9 @@ class AuditResult:
     too_slow: list[dict] = field(default_factory=list)
     #: A quantized norm's output scheme, in words (``Scheme.describe``), or None.
     quantization: str | None = None
+    #: Per dtype, how a quantized norm with blocks answered a hidden size that is not their multiple: "judged
+    #: (...)", "refused (...): the exception" or "not run (...)"; empty for other norms.
+    partial_blocks: dict[str, str] = field(default_factory=dict)
     isolation: str = "worker process"  #: where the implementation ran: "worker process" or "in-process"
     #: Seconds spent per part of the audit (see :data:`TIMED`); the rest of :attr:`seconds` (``overlapped`` added
     #: back) is the search's own.

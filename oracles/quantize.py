@@ -212,25 +212,32 @@ def power_of_two_scales(amax: BlockMax, largest: float, rule: str) -> np.ndarray
     return amax.decided(lambda m: power_of_two(m, largest, rule), exact)
 
 
-def per_element(scales: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
-    """Block scales (``shape[:-1] + (blocks,)``, or one scalar) repeated over their blocks' channels."""
+def per_element(scales: np.ndarray, shape: tuple[int, ...], block: int | None = None) -> np.ndarray:
+    """Block scales (``shape[:-1] + (blocks,)``, or one scalar) repeated over their blocks of ``block`` channels,
+    the last block shorter where ``block`` does not divide the hidden size (None: the blocks divide it)."""
     s = np.asarray(scales, dtype=np.float64)
     if s.ndim == 0:
         return np.broadcast_to(s, shape)
     n, blocks = shape[-1], s.shape[-1]
-    block = -(-n // blocks)
+    if block is None:
+        if n % blocks:
+            raise ValueError(f"{blocks} scales over {n} channels: the block size is needed (the last block is shorter)")
+        block = n // blocks
     return np.repeat(s, block, axis=-1)[..., :n]
 
 
-def quantize(y: Exact, scales: np.ndarray, fmt: FloatFormat, multiplier: float | None = None) -> np.ndarray:
+def quantize(
+    y: Exact, scales: np.ndarray, fmt: FloatFormat, multiplier: float | None = None, block: int | None = None
+) -> np.ndarray:
     """The correctly rounded ``y * multiplier / s`` in the element format ``fmt`` per element (``s`` the scale of
-    its block, ``multiplier`` 1 unless given: an NVFP4 global scale), saturating; float64 values of ``fmt``,
+    its block of ``block`` channels, as :func:`per_element`; ``multiplier`` 1 unless given: an NVFP4 global
+    scale), saturating; float64 values of ``fmt``,
     NaN where ``y`` is undefined or the scale is zero or not finite.
 
     The float64 quotient and its proven bound decide almost every element; the rest, those within the bound
     of a rounding boundary (ties among them), are decided on the exact value.
     """
-    s = per_element(scales, y.shape)
+    s = per_element(scales, y.shape, block)
     m = 1.0 if multiplier is None else float(multiplier)
     with np.errstate(all="ignore"):
         v = y.approx * m / s

@@ -149,7 +149,7 @@ def quantize_emulated(
         source = {"y": y, "x": x.astype(np.float32), "xhat": xhat.astype(np.float32)}[how.amax_of]
         amax = _block_max(source, block, how.shift)
         if scheme.scale_format is not None:
-            return _nvfp4(y, amax, scheme, how, np.float32(static))
+            return _nvfp4(y, amax, scheme, how, np.float32(static), block)
         s: np.ndarray = amax / largest
         if scheme.rules:
             s = power_of_two(amax, scheme.largest, how.pow2 or scheme.rules[0]).astype(np.float32)
@@ -158,15 +158,15 @@ def quantize_emulated(
             s = np.maximum(s, np.float32(FLOOR) / largest)
         if how.reciprocal:  # a power of two's reciprocal is exact; else largest / amax, as vLLM's reference
             inverse = np.float32(1) / s if scheme.rules else largest / np.maximum(amax, s * largest)
-            v = y * per_element(inverse, y.shape).astype(np.float32)
+            v = y * per_element(inverse, y.shape, block).astype(np.float32)
         else:
-            v = y / per_element(s, y.shape).astype(np.float32)
+            v = y / per_element(s, y.shape, block).astype(np.float32)
         returned = np.asarray(round_floats(s, BFLOAT16), np.float32) if how.returned == "bfloat16" else s
     return _round(v.astype(np.float64), scheme, how), returned
 
 
 def _nvfp4(
-    y: np.ndarray, amax: np.ndarray, scheme: Scheme, how: Quantizer, given: np.float32
+    y: np.ndarray, amax: np.ndarray, scheme: Scheme, how: Quantizer, given: np.float32, block: int
 ) -> tuple[np.ndarray, np.ndarray]:
     """NVFP4 as vLLM's reference computes it: ``s = e4m3(g * (amax * (1 / 6)))`` saturating, the values
     ``y * (1 / (s * (1 / g)))`` (0 where ``s`` is 0); ``how`` changes the global scale or the scale used."""
@@ -177,9 +177,10 @@ def _nvfp4(
     used = exact32 if how.returned == "unrounded" else s
     inverse = np.where(used != 0, np.float32(1) / (used * (np.float32(1) / g)), np.float32(0)).astype(np.float32)
     if how.reciprocal:
-        v = y * per_element(inverse, y.shape).astype(np.float32)
+        v = y * per_element(inverse, y.shape, block).astype(np.float32)
     else:  # dividing by s / g
-        v = np.where(per_element(used, y.shape) != 0, y / per_element(used / g, y.shape).astype(np.float32), 0)
+        spread = per_element(used, y.shape, block)
+        v = np.where(spread != 0, y / per_element(used / g, y.shape, block).astype(np.float32), 0)
     return _round(v.astype(np.float64), scheme, how), s
 
 

@@ -22,7 +22,7 @@ from normcheck.strategies import HIDDEN_SIZES, NormInput, norm_inputs
 from normcheck.target.isolation import IsolatedCandidate, WorkerLost
 from normcheck.target.protocol import Run
 from normcheck.target.torch_target import Candidate
-from oracles import resolve_format
+from oracles import FloatFormat, resolve_format
 
 
 class Auditor:
@@ -171,6 +171,7 @@ class Auditor:
         findings += self.check(aggregate, dtype)
         findings += self._bias(aggregate, dtype)
         findings += structured(later, len(first))
+        findings += self._partial_block(dtype, fmt, eps)
         strategy = norm_inputs(
             dtype=dtype, eps=eps, hidden_sizes=self.hidden_sizes, weight_offset=self.offset, residual=self.plan.fused
         )
@@ -183,6 +184,24 @@ class Auditor:
             progress=lambda i: self.progress(f"{dtype}: search example {i}/{self.options.examples}"),
         )
         return findings
+
+    def _partial_block(self, dtype: str, fmt: FloatFormat, eps: float) -> list[Finding]:
+        """A hidden size that is not a multiple of a quantized norm's block: judged, its last block shorter, where
+        the kernel answers; where it raises, a refusal noted, not a finding (kernels may require multiples)."""
+        case = self.plan.partial_block_case(fmt, eps)
+        if case is None:
+            return []
+        self.progress(f"{dtype}: a hidden size of {case.n}, not a multiple of the block")
+        run = self._call(case, dtype, keep=True)
+        last = f"n={case.n}, the last block of {case.n % self.plan.multiple}"
+        if run is None:
+            self.result.partial_blocks[dtype] = f"not run ({last})"
+            return []
+        if run.failure == "exception":
+            self.result.partial_blocks[dtype] = f"refused ({last}): {run.error}"
+            return []
+        self.result.partial_blocks[dtype] = f"judged ({last})"
+        return self.judge(case, dtype, run)
 
     def _attempt(self, case: NormInput, dtype: str, keep: bool) -> tuple[Run | None, list[Finding]]:
         run = self._call(case, dtype, keep)

@@ -49,6 +49,15 @@ class Plan:
         """The hidden size ``n`` rounded up to a multiple of :attr:`multiple`."""
         return -(-n // self.multiple) * self.multiple
 
+    def partial_block_case(self, fmt: FloatFormat, eps: float) -> NormInput | None:
+        """Rows two and a half blocks long (a quantized norm's last block shorter: not a multiple of
+        :attr:`multiple`), from their own stream; None without blocks."""
+        if self.multiple == 1:
+            return None
+        src = Source(rng=np.random.default_rng(self.seed + 3))
+        n = 2 * self.multiple + max(1, self.multiple // 2)
+        return make_input(src, fmt, n=n, rows=4, regime="normal", eps=eps, weight_offset=self.offset)
+
     def structured_cases(self, fmt: FloatFormat, eps: float) -> list[NormInput]:
         """Deterministic cases first: every regime at small, odd and long hidden sizes, every weight regime."""
         src = Source(rng=np.random.default_rng(self.seed))

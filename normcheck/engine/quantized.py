@@ -119,7 +119,7 @@ def _judge_values(
     multiplier: float,
 ) -> None:
     fmt = scheme.element
-    s = per_element(scales, y.shape)
+    s = per_element(scales, y.shape, scheme.block_size(case.n))
     got = q.astype(np.float64)
     usable = ~y.undefined & np.isfinite(s) & (s > 0)
     arithmetic = ARITHMETIC_GLOBAL if scheme.global_scale else ARITHMETIC

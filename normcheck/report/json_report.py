@@ -127,6 +127,7 @@ def to_dict(result: AuditResult, settings: dict) -> dict:
         "cases": result.cases,
         "skipped": result.skipped,
         "restarts": result.restarts,
+        "partial_blocks": result.partial_blocks,
         "too_slow": result.too_slow,
         "seconds": round(result.seconds, 3),
         "timing": {part: round(t, 3) for part, t in result.timing.items()},

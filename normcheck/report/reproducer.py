@@ -17,7 +17,7 @@ import numpy as np
 
 from normcheck.errors import UsageError
 from normcheck.options import REPRODUCER_DIR, InputLayout
-from normcheck.quantization import given_scale
+from normcheck.quantization import Scheme, given_scale
 from normcheck.strategies import NormInput
 from normcheck.target.protocol import RESIDUAL_NAMES, function_arguments, scale_parameter
 from normcheck.target.torch_target import Candidate
@@ -94,13 +94,14 @@ def show_error(name: str, exact: Exact, got: np.ndarray, dtype: str) -> None:
     )
 
 
-def show_quantized(exact: Exact, q: np.ndarray, scales: object, element: str) -> None:
+def show_quantized(exact: Exact, q: np.ndarray, scales: object, element: str, block: int | None = None) -> None:
     """Print a reproducer's verdict on a quantized norm: how many values differ from the exact ``y`` over the
     scales it used, correctly rounded (and by how many steps at most), and for returned scales their largest
-    distance from the exact ``amax / largest`` of their blocks, relative."""
+    distance from the exact ``amax / largest`` of their blocks (of ``block`` channels, the last one shorter where
+    it does not divide the hidden size; None: the blocks divide it), relative."""
     fmt = ELEMENT_FORMATS[element]
     s = np.asarray(scales, dtype=np.float64)
-    rounded = quantize(exact, s, fmt)
+    rounded = quantize(exact, s, fmt, block=block)
     got = q.astype(np.float64)
     with np.errstate(all="ignore"):
         steps = np.abs(got - rounded) / ulp(rounded, fmt)
@@ -112,7 +113,7 @@ def show_quantized(exact: Exact, q: np.ndarray, scales: object, element: str) ->
         f"among the finite ones; {nonfinite} not finite)"
     )
     if s.ndim:
-        amax = BlockMax(exact, -(-exact.shape[-1] // s.shape[-1]))
+        amax = BlockMax(exact, block or exact.shape[-1] // s.shape[-1])
         with np.errstate(all="ignore"):
             rel = np.abs(s - (amax.lo + amax.hi) / 2 / float(fmt.max_finite)) / s
         top = float(fmt.max_finite)
@@ -286,7 +287,7 @@ def _torch_lines(
             used += " / scale.item()"  # NVFP4: y is divided by the block scale over the global one
         # (two FP4 elements a byte)
         values = "unpack_fp4(q.view(torch.uint8).numpy())" if scheme.packed else "to_numpy(q)"
-        lines.append(f'show_quantized(exact, {values}, {used}, "{scheme.element.name}")')
+        lines.append(f'show_quantized(exact, {values}, {used}, "{scheme.element.name}"{_block_argument(scheme, case)})')
     else:
         lines.append(f'show_error("y", exact, to_numpy(y), "{dtype}")')
     if fused:
@@ -310,6 +311,12 @@ def _given_scale(
     other)."""
     scale = None if candidate.scheme is None else given_scale(case.x, arrays.get("w"), eps, candidate.scheme)
     return None if scale is None else float(scale)
+
+
+def _block_argument(scheme: Scheme, case: NormInput) -> str:
+    """``show_quantized``'s block argument where the scheme's blocks do not divide the hidden size, else none."""
+    block = scheme.block_size(case.n)
+    return f", block={block}" if block and case.n % block else ""
 
 
 def _array_lines(
@@ -350,7 +357,8 @@ def _array_lines(
         used = "run.given_scale" if scheme.static else "run.scales"
         if scheme.global_scale:
             used += " / run.given_scale"  # NVFP4: y is divided by the block scale over the global one
-        return [*lines, f'    show_quantized(exact, run.y, {used}, "{scheme.element.name}")']
+        block = _block_argument(scheme, case)
+        return [*lines, f'    show_quantized(exact, run.y, {used}, "{scheme.element.name}"{block})']
     lines.append(f'    show_error("y", exact, run.y, "{dtype}")')
     if output in GRADIENTS:
         lines += [

@@ -34,7 +34,7 @@ def quantized_error(run: Run, exact: oracles.Exact, scheme: Scheme) -> np.ndarra
     if run.y is None or scales is None or np.shape(scales) != scheme.scales_shape(exact.shape):
         return np.full(exact.shape, np.nan)
     with np.errstate(all="ignore"):
-        quotient = exact.approx / per_element(scales, exact.shape)
+        quotient = exact.approx / per_element(scales, exact.shape, scheme.block_size(exact.shape[-1]))
     q = run.y.astype(np.float64)
     # What a value past the format's range became (saturated, NaN, wrapped) is the audit's finding; the
     # values within it tell the kind.

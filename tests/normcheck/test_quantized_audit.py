@@ -194,3 +194,32 @@ def test_bad_quantization_options_are_one_line_usage_errors(args, message, capsy
     assert main(["audit", f"{ZOO}:Fp8PerTokenRMSNorm", *args]) == 2
     err = capsys.readouterr().err
     assert message in err and "Traceback" not in err
+
+
+# -- hidden sizes that are not a multiple of the group ------------------------------------------
+
+
+def test_a_hidden_size_off_the_group_is_judged_where_the_kernel_answers_and_noted_where_it_refuses(tmp_path):
+    import tests.normcheck.targets.quant_zoo as zoo
+
+    judged = audit(zoo.Fp8AnySizeGroup16RMSNorm, quant="float8_e4m3fn", scaling="group:16", examples=0)
+    assert judged.passed, [f.message for f in judged.findings]
+    assert set(judged.partial_blocks.values()) == {"judged (n=40, the last block of 8)"}
+    report = tmp_path / "refused.json"
+    target = "tests.normcheck.targets.quant_zoo:Fp8PerGroup16RMSNorm"
+    options = ["--quant", "float8_e4m3fn", "--scaling", "group:16", "--examples", "0", "--json", str(report)]
+    code = main(["audit", target, *options])
+    assert code == 0  # a kernel may require multiples of its group: not a finding
+    refused = valid_report(report)["partial_blocks"]
+    assert set(refused) == {"float16", "bfloat16", "float32"}
+    assert all(how.startswith("refused (n=40, the last block of 8): RuntimeError") for how in refused.values())
+
+
+def test_a_last_group_that_reads_past_its_row_fails_on_its_scales_and_the_reproducer_shows_them():
+    import tests.normcheck.targets.quant_zoo as zoo
+
+    result = audit(zoo.Fp8OverreadGroup16RMSNorm, quant="float8_e4m3fn", scaling="group:16", dtype="float32")
+    [finding] = result.findings  # only the shorter last group is wrong
+    assert (finding.check, finding.output, finding.example.n) == ("accuracy", "scales", 40)
+    shown = run_snippet(finding.reproducer, Path(__file__).parents[2])
+    assert float(re.search(r"scales: at most (\S+) relative", shown).group(1)) > 0.05, shown

@@ -20,6 +20,7 @@ from oracles.quantize import (
     INT8,
     BlockMax,
     encode,
+    per_element,
     power_of_two,
     power_of_two_scales,
     quantize,
@@ -265,3 +266,12 @@ def test_nvfp4_block_scales_are_the_e4m3_roundings_of_global_times_amax_over_6(g
     maxima = [fraction_max(values, s, s + 16) for s in range(0, 64, 16)]
     expected = [float(reference(m * Fraction(global_scale) / 6, FLOAT8_E4M3FN)) for m in maxima]
     assert got.tolist() == expected
+
+
+def test_block_scales_spread_over_a_shorter_last_block_only_when_its_size_is_given():
+    scales = np.array([[1.0, 2.0, 4.0]])
+    spread = per_element(scales, (1, 40), 16)
+    assert spread.tolist() == [[1.0] * 16 + [2.0] * 16 + [4.0] * 8]
+    assert per_element(scales, (1, 48)).tolist() == [[1.0] * 16 + [2.0] * 16 + [4.0] * 16]
+    with pytest.raises(ValueError, match="the block size is needed"):  # 40 channels in 3 blocks: 14 to 19 each
+        per_element(scales, (1, 40))

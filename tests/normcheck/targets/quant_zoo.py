@@ -479,3 +479,38 @@ class Fp8StaticFusedAddUnsaturatedRMSNorm(_QuantNorm):
     def forward(self, x: torch.Tensor, residual: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
         residual.add_(x)
         return _to_fp8_unsaturated(_rms_norm_fp32(residual, self.weight, self.eps) / scale, self.fmt)
+
+
+# Hidden sizes that are not a multiple of the group: the last group shorter.
+
+
+def _amax_any_size(y: torch.Tensor, group: int, overread: bool = False) -> torch.Tensor:
+    """Float32 maxima of ``|y|`` per group of ``group`` consecutive channels, the last group of a row shorter
+    where ``n`` is not a multiple (shape ``(..., ceil(n / group))``); ``overread``: a bug's last group reads
+    on past its row's end, into the next row (zeros after the last), as a kernel that loads whole groups."""
+    n = y.shape[-1]
+    rows = y.reshape(-1, n).float().abs()
+    within = torch.arange(0, n, group)[:, None] + torch.arange(group)[None, :]  # (groups, group) channel indices
+    flat = torch.cat([rows.reshape(-1), rows.new_zeros(group)])
+    values = flat[torch.arange(rows.shape[0])[:, None, None] * n + within]
+    if not overread:
+        values = torch.where(within < n, values, 0.0)
+    return values.amax(-1).reshape(*y.shape[:-1], -1)
+
+
+class Fp8AnySizeGroup16RMSNorm(_QuantNorm):
+    """Per-group-of-16 FP8 at any hidden size: the last group of a row holds what is left of it."""
+
+    overread = False
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        y = self.norm(x)
+        scales = _scales(_amax_any_size(y, 16, self.overread), self.fmt)
+        per_channel = scales.repeat_interleave(16, dim=-1)[..., : y.shape[-1]]
+        return _to_format(y / per_channel, self.fmt), scales
+
+
+class Fp8OverreadGroup16RMSNorm(Fp8AnySizeGroup16RMSNorm):
+    """Bug: the last, shorter group's maximum also reads the next row's first channels."""
+
+    overread = True
