@@ -7,7 +7,7 @@ import time
 from collections.abc import Callable
 
 from normcheck.diagnosis.diagnose import convention_match
-from normcheck.engine.bias import bias_findings
+from normcheck.engine.bias import bias_findings, quantized_bias
 from normcheck.engine.calls import Caller, row_count
 from normcheck.engine.explain import explain, merge_findings
 from normcheck.engine.judge import Judgement, first_difference, judge_outputs, nondeterminism, run_problems
@@ -208,13 +208,18 @@ class Auditor:
         return run, [] if run is None else self.judge(case, dtype, run, keep=keep)
 
     def _bias(self, case: NormInput, dtype: str) -> list[Finding]:
-        """Biased rounding (truncation) overall, and per-channel drift (a low-precision weight offset)."""
+        """Biased rounding (truncation) overall, and per-channel drift (a low-precision weight offset); for a
+        quantized norm, biased rounding of its values into the element format."""
         fmt = resolve_format(dtype)
-        if (fmt.precision > 11 and dtype != "bfloat16") or self.scheme is not None:
+        if fmt.precision > 11 and dtype != "bfloat16" and self.scheme is None:
             return []  # in fp32/fp64 outputs the compute error, not the final rounding, dominates
         run = self.caller.run(case, dtype, grad=False)
         if run is None or run.y is None or run.y.shape != case.x.shape:
             return []
+        if self.scheme is not None:  # the values' rounding into the element format, in every dtype
+            sums = self.measure.sums(case, dtype, both=True)
+            ex = self.measure.exact(sums[0][1], dtype, grad=False)["y"]
+            return quantized_bias(run, ex, case, dtype, self.scheme)
         ex = self.measure.exact(self.measure.normalized(case, dtype, run.y), dtype, grad=False)["y"]
         return bias_findings(run.y, ex, fmt, case, dtype)
 

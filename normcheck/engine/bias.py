@@ -6,9 +6,13 @@ from __future__ import annotations
 import numpy as np
 
 import oracles
+from normcheck.quantization import Scheme
 from normcheck.result import Finding
 from normcheck.strategies import NormInput
+from normcheck.target.protocol import Run
+from normcheck.verdict.bounds import ulp
 from oracles import FloatFormat
+from oracles.quantize import per_element
 
 #: Bias test: the mean error (in ulps, toward larger magnitude) a correct rounding cannot show.
 BIAS_ULPS, BIAS_Z = 0.1, 8.0
@@ -21,25 +25,7 @@ def bias_findings(y: np.ndarray, ex: oracles.Exact, fmt: FloatFormat, case: Norm
     with np.errstate(all="ignore"):
         err = ex.signed_ulp_error(y.astype(fmt.dtype), fmt) * np.sign(ex.approx)
     err = err[np.isfinite(err)].reshape(-1, n) if np.isfinite(err).all() else err
-    findings = []
-    flat = np.ravel(err)
-    flat = flat[np.isfinite(flat)]
-    if flat.size >= 1000:
-        mean, sd = float(flat.mean()), float(flat.std()) or 1.0
-        z = mean / (sd / np.sqrt(flat.size))
-        if abs(mean) > BIAS_ULPS and abs(z) > BIAS_Z:
-            findings.append(
-                Finding(
-                    "bias",
-                    dtype,
-                    "y",
-                    f"y is biased {'toward zero' if mean < 0 else 'away from zero'} by {mean:+.3f} ulp on average "
-                    f"over {flat.size} outputs (z = {z:.1f}); correct rounding is unbiased",
-                    case.regime,
-                    example=case,
-                    severity=abs(mean),
-                )
-            )
+    findings = overall_bias(err, "y", case, dtype)
     if np.ndim(err) == 2 and err.shape[0] >= 64:
         # A channel drifts when it departs from the other channels (an overall bias is reported above).
         col_mean = err.mean(axis=0) - err.mean()
@@ -60,3 +46,38 @@ def bias_findings(y: np.ndarray, ex: oracles.Exact, fmt: FloatFormat, case: Norm
                 )
             )
     return findings
+
+
+def overall_bias(err: np.ndarray, output: str, case: NormInput, dtype: str) -> list[Finding]:
+    """A finding where the signed errors ``err`` (in ulps, toward larger magnitude; NaN: not counted) of
+    ``output`` lean one way more than correct rounding can: by :data:`BIAS_ULPS` on average, at :data:`BIAS_Z`."""
+    flat = np.ravel(err)
+    flat = flat[np.isfinite(flat)]
+    if flat.size < 1000:
+        return []
+    mean, sd = float(flat.mean()), float(flat.std()) or 1.0
+    z = mean / (sd / np.sqrt(flat.size))
+    if abs(mean) <= BIAS_ULPS or abs(z) <= BIAS_Z:
+        return []
+    message = (
+        f"{output} is biased {'toward zero' if mean < 0 else 'away from zero'} by {mean:+.3f} ulp on average "
+        f"over {flat.size} outputs (z = {z:.1f}); correct rounding is unbiased"
+    )
+    return [Finding("bias", dtype, output, message, case.regime, example=case, severity=abs(mean))]
+
+
+def quantized_bias(run: Run, y: oracles.Exact, case: NormInput, dtype: str, scheme: Scheme) -> list[Finding]:
+    """A finding where a quantized norm's values lean one way from the exact ``y`` over the scales they were made
+    with (``y / s``, in steps of the element format), counted where a step is at most an eighth of the value
+    (e4m3's normal values, int8's from 8 up; e5m2 and FP4 steps are too coarse for values to fill them evenly)
+    and the value is inside the format's range."""
+    divisors = scheme.divisors(run.scales, run.given_scale)
+    if run.y is None or divisors is None or run.y.shape != y.shape:
+        return []
+    with np.errstate(all="ignore"):
+        v = y.approx / per_element(divisors, y.shape, scheme.block_size(case.n))
+        step = ulp(v, scheme.element)
+        q = run.y.astype(np.float64)
+        counted = np.isfinite(q) & (np.abs(v) <= scheme.largest) & (step * 8 <= np.abs(v))
+        err = np.where(counted, (q - v) / step * np.sign(v), np.nan)
+    return overall_bias(err, "q", case, dtype)

@@ -223,3 +223,12 @@ def test_a_last_group_that_reads_past_its_row_fails_on_its_scales_and_the_reprod
     assert (finding.check, finding.output, finding.example.n) == ("accuracy", "scales", 40)
     shown = run_snippet(finding.reproducer, Path(__file__).parents[2])
     assert float(re.search(r"scales: at most (\S+) relative", shown).group(1)) > 0.05, shown
+
+
+def test_values_rounded_toward_zero_are_also_a_bias_finding_in_every_dtype():
+    import tests.normcheck.targets.quant_zoo as zoo
+
+    result = audit(zoo.Fp8TruncatingRMSNorm, quant="float8_e4m3fn", examples=0)
+    bias = {f.dtype: f for f in result.findings if f.check == "bias"}
+    assert set(bias) == {"float16", "bfloat16", "float32"}
+    assert all(f.output == "q" and "toward zero" in f.message and f.severity > 0.4 for f in bias.values())

@@ -221,3 +221,23 @@ def test_an_nvfp4_block_scale_a_step_off_or_not_an_e4m3_value_fails():
     findings = nv_judged(quantize(y, odd, FLOAT4_E2M1FN, multiplier=g), odd, y, x, g).findings
     assert [f.output for f in findings] == ["scales"]
     assert "not a float8_e4m3fn value" in findings[0].message
+
+
+def test_the_bias_check_counts_fine_steps_and_finds_values_rounded_toward_zero():
+    from normcheck.engine.bias import quantized_bias
+
+    x, y, scales = setup(rows=64, n=128)
+    v = y.approx / scales.astype(np.float32).astype(np.float64)
+    nearest = v.astype(np.float32).astype(FLOAT8_E4M3FN.dtype)
+    step = ulp(v, FLOAT8_E4M3FN)
+    toward_zero = np.trunc(v / step) * step  # truncation of the exact quotient: -0.5 steps on average
+
+    def found(q: np.ndarray, fmt: str = "float8_e4m3fn") -> list:
+        run = Run(y=np.asarray(q), scales=scales.astype(np.float32))
+        return quantized_bias(run, y, case_of(x), "float32", scheme(fmt, "token"))
+
+    assert found(nearest) == []
+    [bias] = found(toward_zero)
+    assert bias.check == "bias" and bias.output == "q" and "toward zero" in bias.message and 0.4 < bias.severity < 0.6
+    # e5m2's steps (a quarter to an eighth of a value) are too coarse for values to fill them evenly: not counted
+    assert found(toward_zero, "float8_e5m2") == []
