@@ -100,3 +100,22 @@ def rms_norm_nvfp4(
     v = (blocks * output_scale.unsqueeze(-1)).clamp(-6.0, 6.0).flatten(-2)
     codes = cast_to_fp4_codes(v)
     return codes[..., 0::2] | (codes[..., 1::2] << 4), scales
+
+
+def swizzle_128x4(scales: torch.Tensor) -> torch.Tensor:
+    """Row-major ``(rows, k)`` scales into the 128x4 tiles NVFP4 GEMMs read (cuBLAS, CUTLASS), flat: rows padded to
+    128 and scales to 4 with zeros; a tile's rows ``32 b + c`` and scales ``e`` at ``(c, b, e)`` within it."""
+    rows, k = scales.shape
+    padded = torch.zeros(-(-rows // 128) * 128, -(-k // 4) * 4, dtype=scales.dtype)
+    padded[:rows, :k] = scales
+    tiles = padded.view(padded.shape[0] // 128, 4, 32, padded.shape[1] // 4, 4)
+    return tiles.permute(0, 3, 2, 1, 4).reshape(-1)
+
+
+def rms_norm_nvfp4_swizzled(
+    x: torch.Tensor, weight: torch.Tensor, eps: float = 1e-6, global_scale: torch.Tensor | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`rms_norm_nvfp4` with its scales as FlashInfer's ``fp4_quantize`` returns them for a GEMM: the E4M3
+    bytes (uint8) in 128x4 swizzled tiles, flat (``--scaling block:swizzled``)."""
+    q, scales = rms_norm_nvfp4(x, weight, eps, global_scale)
+    return q, swizzle_128x4(scales.reshape(-1, scales.shape[-1]).view(torch.uint8))

@@ -324,7 +324,8 @@ def _parser() -> argparse.ArgumentParser:
         default=DEFAULTS.scaling,
         help="with --quant: token (a float32 scale per row, default), group:N (per N channels), or tensor (static: "
         "called as f(x, ..., scale)); mxfp8 and mxfp4: block (UE8M0 scales per 32 by either rule, default), "
-        "block:ocp or block:ceil; nvfp4: block (E4M3 scales per 16, called as f(x, ..., global_scale))",
+        "block:ocp or block:ceil; nvfp4: block (E4M3 scales per 16, called as f(x, ..., global_scale)) or "
+        "block:swizzled (the scales in 128x4 GEMM tiles)",
     )
     audit.add_argument(
         "--framework",

@@ -54,6 +54,8 @@ class Scheme:
     rule: str | None = None
     name: str = ""
     scale_format: FloatFormat | None = None
+    #: NVFP4 scales in the 128x4 tiles GEMMs read (``block:swizzled``), not row by row.
+    swizzled: bool = False
 
     @property
     def static(self) -> bool:
@@ -91,7 +93,7 @@ class Scheme:
     def scaling(self) -> str:
         """The ``--scaling`` value that gives this scheme."""
         if self.scale_format is not None:
-            return "block"
+            return "block:swizzled" if self.swizzled else "block"
         if self.rule is not None:
             return "block" if self.rule == "either" else f"block:{self.rule}"
         return {None: "tensor", 0: "token"}.get(self.block, f"group:{self.block}")
@@ -112,9 +114,10 @@ class Scheme:
 
     def describe(self) -> str:
         if self.scale_format is not None:
+            layout = " in 128x4 swizzled tiles" if self.swizzled else ""
             return (
-                f"{self.name} ({self.element.name} in blocks of {self.block}, {self.scale_format.name} scales, "
-                "a given float32 global scale)"
+                f"{self.name} ({self.element.name} in blocks of {self.block}, {self.scale_format.name} scales"
+                f"{layout}, a given float32 global scale)"
             )
         if self.rule is not None:
             how = {"either": "either rule", "ocp": "the OCP rule", "ceil": "rounded up"}[self.rule]
@@ -130,10 +133,13 @@ def scheme(quant: str, scaling: str | None) -> Scheme:
     a one-line :class:`UsageError` for others."""
     formats = {f.name: f for f in QUANT_FORMATS}
     if quant == NVFP4:
-        if (scaling or "block") != "block":
-            raise UsageError(f"nvfp4 has E4M3 scales per block of {NV_BLOCK}: scaling must be block, got {scaling!r}")
+        if (scaling or "block") not in ("block", "block:swizzled"):
+            raise UsageError(
+                f"nvfp4 has E4M3 scales per block of {NV_BLOCK}: scaling must be block or block:swizzled, "
+                f"got {scaling!r}"
+            )
         e2m1, e4m3 = ELEMENT_FORMATS["float4_e2m1fn"], ELEMENT_FORMATS["float8_e4m3fn"]
-        return Scheme(e2m1, NV_BLOCK, name=NVFP4, scale_format=e4m3)
+        return Scheme(e2m1, NV_BLOCK, name=NVFP4, scale_format=e4m3, swizzled=scaling == "block:swizzled")
     if quant in MX_FORMATS:
         rules = {"block": "either", "block:ocp": "ocp", "block:ceil": "ceil"}
         if (scaling or "block") not in rules:
@@ -180,3 +186,21 @@ def given_scale(x: np.ndarray, weight: np.ndarray | None, eps: float, scheme: Sc
     if scheme.scale_format is None:
         return None
     return np.float32(1 / float(static_scale(x, weight, eps, scheme.largest * float(scheme.scale_format.max_finite))))
+
+
+#: The tiles of swizzled NVFP4 scales: 128 rows (4 groups of 32) by 4 scales.
+TILE_ROWS, TILE_SCALES = 128, 4
+
+
+def swizzled_size(rows: int, scales: int) -> int:
+    """How many scales the 128x4 swizzled layout holds for ``rows`` rows of ``scales`` scales (both padded)."""
+    return -(-rows // TILE_ROWS) * TILE_ROWS * (-(-scales // TILE_SCALES) * TILE_SCALES)
+
+
+def unswizzle(swizzled: np.ndarray, rows: int, scales: int) -> np.ndarray:
+    """Row-major ``(rows, scales)`` scales from the 128x4 swizzled layout that NVFP4 GEMMs read (cuBLAS, CUTLASS;
+    as FlashInfer and vLLM write it): rows and scales padded to multiples of 128 and 4, row ``128 a + 32 b + c``'s
+    scale ``4 d + e`` at flat position ``(((a * D + d) * 32 + c) * 4 + b) * 4 + e`` (D tiles of 4 scales a row)."""
+    padded_rows, padded_scales = -(-rows // TILE_ROWS) * TILE_ROWS, -(-scales // TILE_SCALES) * TILE_SCALES
+    tiles = np.asarray(swizzled).reshape(padded_rows // TILE_ROWS, padded_scales // TILE_SCALES, 32, 4, 4)
+    return tiles.transpose(0, 3, 2, 1, 4).reshape(padded_rows, padded_scales)[:rows, :scales]

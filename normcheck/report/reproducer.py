@@ -223,8 +223,13 @@ def _torch_lines(
         + (", show_quantized" if candidate.scheme is not None else ""),
         "from normcheck.target.torch_bridge import from_numpy, to_numpy",
         *(
-            ["from normcheck.target.quantized_outputs import unpack_fp4"]
+            ["from normcheck.target.quantized_outputs import rowwise_scales, unpack_fp4"]
             if candidate.scheme is not None and candidate.scheme.packed
+            else []
+        ),
+        *(
+            ["from normcheck.quantization import scheme"]
+            if candidate.scheme is not None and candidate.scheme.global_scale
             else []
         ),
         *(["from normcheck.target.layouts import from_layout, to_layout"] if layout != InputLayout.LAST else []),
@@ -283,8 +288,12 @@ def _torch_lines(
     lines += _oracle(kind, arrays, dtype, eps, offset, grad)
     if scheme is not None:
         used = "scale.item()" if scheme.static else "to_numpy(scales.float())"
-        if scheme.global_scale:
-            used += " / scale.item()"  # NVFP4: y is divided by the block scale over the global one
+        if scheme.global_scale:  # NVFP4's scales (E4M3, or their bytes; maybe swizzled) row by row, over g
+            lines.append(
+                'scales, _ = rowwise_scales(to_numpy(scales), str(scales.dtype).removeprefix("torch."), '
+                f'tuple(x.shape), scheme("{scheme.name}", "{scheme.scaling}"))'
+            )
+            used = "scales.astype(np.float64) / scale.item()"  # y is divided by the block scale over the global one
         # (two FP4 elements a byte)
         values = "unpack_fp4(q.view(torch.uint8).numpy())" if scheme.packed else "to_numpy(q)"
         lines.append(f'show_quantized(exact, {values}, {used}, "{scheme.element.name}"{_block_argument(scheme, case)})')

@@ -9,7 +9,7 @@ from collections.abc import Callable
 import ml_dtypes
 import numpy as np
 
-from normcheck.quantization import Scheme
+from normcheck.quantization import Scheme, swizzled_size, unswizzle
 from normcheck.target.protocol import Run, output_problems
 
 #: A numpy copy of one of the framework's arrays and its dtype's name, or None where the object is not one.
@@ -54,11 +54,37 @@ def read_quantized(out: Run, result: object, scheme: Scheme, x: np.ndarray, host
         out.problems += output_problems(tuple(q.shape), dtype, x, "q", expected)
         out.y = q
     if "scales" in read:
-        scales, dtype = read["scales"]
-        # UE8M0 scales may come as float8_e8m0fnu, NVFP4's as float8_e4m3fn (both exact in float32)
+        rowwise, dtype = rowwise_scales(*read["scales"], tuple(x.shape), scheme, out.problems)
+        if rowwise is None:
+            return out
+        scales = rowwise
+        # UE8M0 scales may come as float8_e8m0fnu, NVFP4's as float8_e4m3fn or its bytes (exact in float32)
         narrow = "float8_e8m0fnu" if scheme.rule is not None else getattr(scheme.scale_format, "name", None)
         want = dtype if dtype == narrow else "float32"
         expected = (scheme.scales_shape(tuple(x.shape)), want, "the scheme's")
         out.problems += output_problems(tuple(scales.shape), dtype, x, "scales", expected)
         out.scales = scales.astype(np.float32)
     return out
+
+
+def rowwise_scales(
+    scales: np.ndarray, dtype: str, shape: tuple[int, ...], scheme: Scheme, problems: list[str] | None = None
+) -> tuple[np.ndarray | None, str]:
+    """Scales as a kernel returned them (``dtype``: their dtype's name) for an input of ``shape``, row by row: NVFP4's
+    E4M3 scales given as their bytes (uint8) read as E4M3, and swizzled ones (any shape of the padded 128x4 tiles'
+    size) put back in order. (None, dtype), with a problem noted, where swizzled scales are not that many."""
+    if scheme.scale_format is not None and dtype == "uint8":
+        scales, dtype = scales.view(scheme.scale_format.dtype), scheme.scale_format.name
+    if not scheme.swizzled:
+        return scales, dtype
+    want = scheme.scales_shape(shape)
+    rows = int(np.prod(shape[:-1], dtype=np.int64))
+    size = swizzled_size(rows, want[-1])
+    if scales.size != size:
+        if problems is not None:
+            problems.append(
+                f"scales hold {scales.size} values; 128x4 swizzled tiles of {rows} rows and {want[-1]} scales "
+                f"hold {size}"
+            )
+        return None, dtype
+    return unswizzle(scales.reshape(-1), rows, want[-1]).reshape(want), dtype

@@ -232,3 +232,36 @@ def test_values_rounded_toward_zero_are_also_a_bias_finding_in_every_dtype():
     bias = {f.dtype: f for f in result.findings if f.check == "bias"}
     assert set(bias) == {"float16", "bfloat16", "float32"}
     assert all(f.output == "q" and "toward zero" in f.message and f.severity > 0.4 for f in bias.values())
+
+
+# -- NVFP4 scales in the 128x4 swizzled tiles GEMMs read -------------------------------------------
+
+
+def test_swizzled_scales_are_read_back_row_by_row():
+    import numpy as np
+    import torch
+
+    from examples.quantized_norms import swizzle_128x4
+    from normcheck.quantization import unswizzle
+
+    rowwise = np.arange(130 * 5, dtype=np.int32).reshape(130, 5)  # 130 rows, 5 scales: padded to 256 x 8
+    flat = swizzle_128x4(torch.from_numpy(rowwise)).numpy()
+    assert flat.size == 256 * 8 and np.array_equal(unswizzle(flat, 130, 5), rowwise)
+    # row 33 = 32 * 1 + 1, scale 1: tile (0, 0), at (c=1, b=1, e=1) within it: (1 * 4 + 1) * 4 + 1
+    assert flat[21] == rowwise[33, 1]
+
+
+def test_an_nvfp4_kernel_with_swizzled_scales_passes_and_one_that_skipped_the_swizzle_fails(tmp_path):
+    import tests.normcheck.targets.quant_zoo as zoo
+
+    good = audit("examples/quantized_norms.py:rms_norm_nvfp4_swizzled", quant="nvfp4", scaling="block:swizzled")
+    assert good.passed and good.kind == "rmsnorm", [f.message for f in good.findings]
+    assert "128x4 swizzled" in good.quantization
+    bad = audit(zoo.nvfp4_scales_not_swizzled, quant="nvfp4", scaling="block:swizzled", kind="rmsnorm", examples=0)
+    scales = next(f for f in bad.findings if f.output == "scales" and f.check == "accuracy")
+    shown = run_snippet(scales.reproducer, Path(__file__).parents[2])
+    assert re.search(r"scales: at most (\S+) relative", shown), shown
+    unswizzled = audit(
+        "examples/quantized_norms.py:rms_norm_nvfp4", quant="nvfp4", scaling="block:swizzled", kind="rmsnorm"
+    )
+    assert any("swizzled tiles" in f.message for f in unswizzled.findings)  # (rows, 4) scales: not the tiles' size

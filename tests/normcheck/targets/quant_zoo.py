@@ -514,3 +514,16 @@ class Fp8OverreadGroup16RMSNorm(Fp8AnySizeGroup16RMSNorm):
     """Bug: the last, shorter group's maximum also reads the next row's first channels."""
 
     overread = True
+
+
+def nvfp4_scales_not_swizzled(
+    x: torch.Tensor, weight: torch.Tensor, eps: float = 1e-6, global_scale: torch.Tensor | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Bug: NVFP4 scales padded to the 128x4 tiles' size but left row by row (the swizzle skipped)."""
+    from examples.quantized_norms import rms_norm_nvfp4
+
+    q, scales = rms_norm_nvfp4(x, weight, eps, global_scale)
+    rows, k = scales.reshape(-1, scales.shape[-1]).shape
+    padded = torch.zeros(-(-rows // 128) * 128, -(-k // 4) * 4, dtype=torch.uint8)
+    padded[:rows, :k] = scales.reshape(rows, k).view(torch.uint8)
+    return q, padded.reshape(-1)
