@@ -172,6 +172,7 @@ class Auditor:
         findings += self._bias(aggregate, dtype)
         findings += structured(later, len(first))
         findings += self._partial_block(dtype, fmt, eps)
+        findings += self._ties(dtype, fmt)
         strategy = norm_inputs(
             dtype=dtype, eps=eps, hidden_sizes=self.hidden_sizes, weight_offset=self.offset, residual=self.plan.fused
         )
@@ -202,6 +203,17 @@ class Auditor:
             return []
         self.result.partial_blocks[dtype] = f"judged ({last})"
         return self.judge(case, dtype, run)
+
+    def _ties(self, dtype: str, fmt: FloatFormat) -> list[Finding]:
+        """A dynamic float32-scaled quantized norm on rows whose scaled values are ties of the element format."""
+        scheme = self.scheme
+        if scheme is None or scheme.static or scheme.rule is not None or scheme.scale_format is not None:
+            return []  # (power-of-two and E4M3 scales move the quotients off the midpoints)
+        case = self.plan.ties_case(fmt, scheme.element, scheme.block_size(self.plan.fit(64)) or 1)
+        if case is None:
+            return []
+        self.progress(f"{dtype}: values on the rounding boundaries of {scheme.element.name}")
+        return self.check(case, dtype)
 
     def _attempt(self, case: NormInput, dtype: str, keep: bool) -> tuple[Run | None, list[Finding]]:
         run = self._call(case, dtype, keep)

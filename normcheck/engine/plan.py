@@ -17,7 +17,16 @@ from normcheck.strategies import (
     make_input,
     make_residual,
 )
-from oracles import FloatFormat
+from oracles import FloatFormat, round_floats
+
+
+def _element_values(element: FloatFormat) -> np.ndarray:
+    """Every finite value of a quantized element format (int8: its integers), float64."""
+    if np.dtype(element.dtype).kind == "i":
+        return np.arange(-int(element.max_finite), int(element.max_finite) + 1, dtype=np.float64)
+    codes = np.arange(256, dtype=np.uint8).view(element.dtype).astype(np.float64)
+    return codes[np.isfinite(codes)]
+
 
 #: (hidden size, rows) of the structured cases of every regime: small, odd, and long rows past the block sizes
 #: at which kernels switch to multi-block paths (8192, 16384); random rows also at LONGEST.
@@ -57,6 +66,32 @@ class Plan:
         src = Source(rng=np.random.default_rng(self.seed + 3))
         n = 2 * self.multiple + max(1, self.multiple // 2)
         return make_input(src, fmt, n=n, rows=4, regime="normal", eps=eps, weight_offset=self.offset)
+
+    def ties_case(self, fmt: FloatFormat, element: FloatFormat, block: int) -> NormInput | None:
+        """Rows whose values, over a dynamic float32 scale of every ``block`` channels, land exactly on the
+        midpoints between neighbouring values of ``element`` (ties, decided by rounding half to even): x is
+        +-1 (so every y shares one rstd, which the scale cancels) and the weights are the midpoints over
+        ``2^k`` (``2^k`` the largest power of two up to the largest value, which each block's first weight
+        takes, so that it is the block's maximum); a fused residual-add's residual is zero. None where the weights
+        do not fit ``fmt`` exactly."""
+        top = float(element.max_finite)
+        values = np.unique(np.abs(_element_values(element)))
+        values = values[(values >= top / 32) & (values <= top)]
+        midpoints = (values[:-1] + values[1:]) / 2
+        n = self.fit(64)
+        unit = 2.0 ** math.floor(math.log2(top))
+        scale = np.resize(midpoints / unit, n)
+        scale[::block] = top / unit
+        signs = np.resize([1.0, -1.0, -1.0, 1.0], n)  # (even n: the rows have mean zero, for LayerNorm too)
+        weight = scale * signs - self.offset
+        if not np.array_equal(round_floats(weight, fmt), weight):
+            return None
+        x = np.resize([1.0, -1.0], (4, n)) * np.array([[1.0], [-1.0], [1.0], [-1.0]])
+        zeros, dtype = np.zeros(n), fmt.dtype
+        case = NormInput(x.astype(dtype), weight.astype(dtype), zeros.astype(dtype), x.astype(dtype), "zero_mean")
+        if self.fused:  # a zero residual: the sum is x, exactly
+            return replace(case, residual=np.zeros_like(case.x), residual_regime="small")
+        return case
 
     def structured_cases(self, fmt: FloatFormat, eps: float) -> list[NormInput]:
         """Deterministic cases first: every regime at small, odd and long hidden sizes, every weight regime."""

@@ -9,10 +9,15 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import numpy as np
 import pytest
 
-from normcheck.api import audit
+import oracles
+from normcheck.api import audit, open_audit
 from normcheck.cli import main
+from normcheck.engine.plan import Plan
+from normcheck.options import AuditOptions
+from oracles.quantize import ELEMENT_FORMATS, round_to_format
 from tests.normcheck.report_schema import valid_report
 from tests.normcheck.test_reproducers import error_of, run_snippet
 
@@ -238,7 +243,6 @@ def test_values_rounded_toward_zero_are_also_a_bias_finding_in_every_dtype():
 
 
 def test_swizzled_scales_are_read_back_row_by_row():
-    import numpy as np
     import torch
 
     from examples.quantized_norms import swizzle_128x4
@@ -265,3 +269,31 @@ def test_an_nvfp4_kernel_with_swizzled_scales_passes_and_one_that_skipped_the_sw
         "examples/quantized_norms.py:rms_norm_nvfp4", quant="nvfp4", scaling="block:swizzled", kind="rmsnorm"
     )
     assert any("swizzled tiles" in f.message for f in unswizzled.findings)  # (rows, 4) scales: not the tiles' size
+
+
+# -- values on the rounding boundaries of the element format ----------------------------------------
+
+
+@pytest.mark.parametrize("element, block", [("float8_e4m3fn", 64), ("int8", 64), ("float8_e4m3fn", 16)])
+@pytest.mark.parametrize("dtype", ["float16", "bfloat16", "float32"])
+def test_the_ties_input_puts_every_scaled_value_on_a_midpoint_of_the_element_format(element, block, dtype):
+    fmt, target = oracles.resolve_format(dtype), ELEMENT_FORMATS[element]
+    case = Plan(0, 0, (), False, block).ties_case(fmt, target, block)
+    y = oracles.rms_norm(case.x, case.weight, 1e-6).approx.reshape(4, -1, block)
+    v = (y / (np.abs(y).max(-1, keepdims=True) / float(target.max_finite))).reshape(4, -1)
+    assert np.allclose(v, np.round(v * 2) / 2, rtol=0, atol=1e-9 * np.abs(v))  # the rstd cancels exactly
+    down, up = (round_to_format(np.nextafter(v, lim), target) for lim in (0.0 * v, 2 * v))
+    ties = np.abs(v) < float(target.max_finite)
+    assert (down != up)[ties].all() and ties.sum() == v.size - v.size // block  # each block's first: the largest
+
+
+@pytest.mark.parametrize("name", ["Fp8PerTokenRMSNorm", "Fp8PerTokenUnfusedRMSNorm", "Fp8PerTokenReciprocalRMSNorm"])
+def test_correct_kernels_pass_on_ties_where_their_float32_arithmetic_may_tip_either_way(name):
+    import tests.normcheck.targets.quant_zoo as zoo
+
+    options = AuditOptions(quant="float8_e4m3fn", in_process=True)
+    with open_audit(getattr(zoo, name), options) as auditor:
+        for dtype in ("float16", "bfloat16", "float32"):
+            fmt = oracles.resolve_format(dtype)
+            case = auditor.plan.ties_case(fmt, auditor.scheme.element, auditor.plan.fit(64))
+            assert case is not None and auditor.check(case, dtype) == [], dtype
