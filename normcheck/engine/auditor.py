@@ -229,8 +229,7 @@ class Auditor:
         if run is None or run.y is None or run.y.shape != case.x.shape:
             return []
         if self.scheme is not None:  # the values' rounding into the element format, in every dtype
-            sums = self.measure.sums(case, dtype, both=True)
-            ex = self.measure.exact(sums[0][1], dtype, grad=False)["y"]
+            ex = self.measure.exact(self.measure.normalized(case, dtype), dtype, grad=False)["y"]
             return quantized_bias(run, ex, case, dtype, self.scheme)
         ex = self.measure.exact(self.measure.normalized(case, dtype, run.y), dtype, grad=False)["y"]
         return bias_findings(run.y, ex, fmt, case, dtype)

@@ -222,16 +222,7 @@ def _torch_lines(
         "from normcheck.report.reproducer import load_inputs, show_error"
         + (", show_quantized" if candidate.scheme is not None else ""),
         "from normcheck.target.torch_bridge import from_numpy, to_numpy",
-        *(
-            ["from normcheck.target.quantized_outputs import rowwise_scales, unpack_fp4"]
-            if candidate.scheme is not None and candidate.scheme.packed
-            else []
-        ),
-        *(
-            ["from normcheck.quantization import scheme"]
-            if candidate.scheme is not None and candidate.scheme.global_scale
-            else []
-        ),
+        *_quantized_imports(candidate.scheme),
         *(["from normcheck.target.layouts import from_layout, to_layout"] if layout != InputLayout.LAST else []),
         *inputs,
         f'target = load_target("{spec}")',
@@ -320,6 +311,18 @@ def _given_scale(
     other)."""
     scale = None if candidate.scheme is None else given_scale(case.x, arrays.get("w"), eps, candidate.scheme)
     return None if scale is None else float(scale)
+
+
+def _quantized_imports(scheme: Scheme | None) -> list[str]:
+    """The imports a torch reproducer of ``scheme`` needs: FP4's unpacking, NVFP4's scales read row by row."""
+    if scheme is None or not scheme.packed:
+        return []
+    if not scheme.global_scale:
+        return ["from normcheck.target.quantized_outputs import unpack_fp4"]
+    return [
+        "from normcheck.quantization import scheme",
+        "from normcheck.target.quantized_outputs import rowwise_scales, unpack_fp4",
+    ]
 
 
 def _block_argument(scheme: Scheme, case: NormInput) -> str:
