@@ -3,6 +3,16 @@
 from __future__ import annotations
 
 
+def partial_block_lines(partial: dict[str, str]) -> list[str]:
+    """One line per way a quantized norm answered a hidden size that is not a multiple of its block
+    (``AuditResult.partial_blocks``: per dtype), with the dtypes that answered so."""
+    return [
+        f"{', '.join(d for d, h in partial.items() if h == how)}: a hidden size that is not a multiple of the "
+        f"block: {how}"
+        for how in dict.fromkeys(partial.values())
+    ]
+
+
 def too_slow_lines(entries: list[dict]) -> list[str]:
     """One line per dtype and shape of the inputs not run because they were predicted to take longer than
     the timeout (``AuditResult.too_slow``)."""

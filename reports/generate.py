@@ -359,6 +359,10 @@ def run(argv: list[str] | None = None) -> int:
         return _check_census(args.jobs)
     (HERE / "json").mkdir(exist_ok=True)
     jobs = [(name, spec, extra, args.device) for kind_targets in targets.values() for name, spec, extra in kind_targets]
+    unknown = sorted(set(args.only or ()) - {job[0] for job in jobs})
+    if unknown:
+        print(f"generate.py: error: no such audit: {', '.join(unknown)} (names as in reports/json/)", file=sys.stderr)
+        return 2
     jobs = [job for job in jobs if not args.only or job[0] in args.only]
     start = time.perf_counter()
     with ThreadPoolExecutor(max_workers=max(1, args.jobs)) as pool:

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import normcheck
 from normcheck.errors import UsageError
-from normcheck.notes import smallest_input_note, too_slow_lines
+from normcheck.notes import partial_block_lines, smallest_input_note, too_slow_lines
 from normcheck.report.json_report import SCHEMA, read_json, write_atomically
 from normcheck.report.reproducer import file_note
 
@@ -227,6 +227,9 @@ def _context(results: list[dict]) -> dict:
         "regime_output": regime_output(results),
         "findings": findings,
         "too_slow": [(label(r), line) for r in results for line in too_slow_lines(r.get("too_slow", []))],
+        "partial_blocks": [
+            (label(r), line) for r in results for line in partial_block_lines(r.get("partial_blocks", {}))
+        ],
         "figures": figures(results),
         "version": normcheck.__version__,
         "units_note": "; ".join([UNITS_NOTE] + [QUANT_UNITS_NOTE] * any(primary(r) == "q" for r in results)),
@@ -267,6 +270,9 @@ def markdown(ctx: dict) -> str:
         lines += ["", "## Not run", "", "Predicted from smaller inputs to take longer than the timeout (no findings):"]
         lines.append("")
         lines += [f"- **{target}**: {line}" for target, line in ctx["too_slow"]]
+    if ctx["partial_blocks"]:
+        lines += ["", "## Hidden sizes off the block", ""]
+        lines += [f"- **{target}**: {line}" for target, line in ctx["partial_blocks"]]
     lines += ["", "## Findings", ""]
     if not ctx["findings"]:
         lines.append("No findings.")

@@ -9,7 +9,7 @@ from rich import box
 from rich.console import Console
 from rich.table import Table
 
-from normcheck.notes import smallest_input_note, too_slow_lines
+from normcheck.notes import partial_block_lines, smallest_input_note, too_slow_lines
 from normcheck.report.render import SHORT_DTYPES, SHORT_OUTPUTS, UNITS_NOTE, bound_use, short
 from normcheck.report.reproducer import file_note
 from normcheck.result import AuditResult
@@ -69,9 +69,8 @@ def print_result(result: AuditResult, console: Console) -> None:
             console.print(f"{dtype}: outputs match the '{best}' convention bit for bit on {conv[best]:.1%}")
     if result.fused_style is not None:
         console.print(fused_line(result), highlight=False)
-    for how in dict.fromkeys(result.partial_blocks.values()):  # once for the dtypes it answered alike
-        dtypes = ", ".join(d for d, h in result.partial_blocks.items() if h == how)
-        console.print(f"{dtypes}: a hidden size that is not a multiple of the block: {how}", highlight=False)
+    for line in partial_block_lines(result.partial_blocks):
+        console.print(line, highlight=False)
     console.print(time_line(result), style="dim", highlight=False)
     for line in too_slow_lines(result.too_slow):
         console.print(line, highlight=False)

@@ -205,3 +205,16 @@ def test_the_html_loads_in_a_real_headless_browser_with_its_tables_and_images(tw
     )
     png = shot.read_bytes()
     assert png.startswith(b"\x89PNG") and len(png) > 50_000  # a rendered page, not a blank one
+
+
+def test_how_a_quantized_norm_answered_a_hidden_size_off_its_block_is_in_both_reports(tmp_path):
+    from pathlib import Path
+
+    committed = Path(__file__).parents[2] / "reports" / "json"
+    out = tmp_path / "report"
+    reports = [committed / "quantized-nvfp4.json", committed / "quantized-fp8-per-token.json"]
+    assert main(["report", *map(str, reports), "--out", str(out)]) == 0
+    refused = "float16, bfloat16, float32: a hidden size that is not a multiple of the block: refused (n=40"
+    markdown, html = (out / "report.md").read_text(), (out / "report.html").read_text()
+    assert "## Hidden sizes off the block" in markdown and markdown.count(refused) == 1  # NVFP4's, not per-token's
+    assert "<h2>Hidden sizes off the block</h2>" in html and html.count(refused) == 1
