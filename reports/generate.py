@@ -154,6 +154,11 @@ QUANTIZED_TARGETS = {
         ),
         ("quantized-fp8-static", f"{QUANTIZED}:rms_norm_static_fp8", [*FP8_TOKEN, "--scaling", "tensor"]),
         ("quantized-nvfp4", f"{QUANTIZED}:rms_norm_nvfp4", ["--quant", "nvfp4"]),
+        (
+            "quantized-nvfp4-swizzled",
+            f"{QUANTIZED}:rms_norm_nvfp4_swizzled",
+            ["--quant", "nvfp4", "--scaling", "block:swizzled"],
+        ),
         ("quantized-zoo-amax-of-input", "tests.normcheck.targets.quant_zoo:Fp8AmaxOfInputRMSNorm", FP8_TOKEN),
     ]
 }
@@ -174,6 +179,7 @@ NAMES = {
     "quantized-fp8-per-group128": "vLLM-style RMSNorm + per-group-of-128 FP8 (float32 scales)",
     "quantized-fp8-static": "vLLM-style RMSNorm + static per-tensor FP8",
     "quantized-nvfp4": "vLLM-style RMSNorm + NVFP4 (E2M1, E4M3 block scales, global scale)",
+    "quantized-nvfp4-swizzled": "the same, its scales as bytes in 128x4 swizzled tiles (FlashInfer's layout)",
     "quantized-zoo-amax-of-input": "zoo: per-token FP8 with the scale from max abs x (bug)",
     "torch-RMSNorm": "`torch.nn.RMSNorm`",
     "torch-functional-rms_norm": "`torch.nn.functional.rms_norm`",

@@ -28,7 +28,7 @@ def test_readmes_tables_are_printed_from_the_committed_audits(capsys):
     readme = (ROOT / "README.md").read_text()
     stale = "stale: python reports/generate.py --table, into README"
     assert plain in readme and quantized in readme, stale
-    assert quantized.count("(pass)") == 21 and quantized.count("FAIL scales: amax of the input") == 3
+    assert quantized.count("(pass)") == 24 and quantized.count("FAIL scales: amax of the input") == 3
 
 
 def test_readmes_cuda_tables_are_printed_from_the_committed_cuda_audits(capsys):
