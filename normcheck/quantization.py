@@ -18,7 +18,7 @@ import numpy as np
 
 from normcheck.errors import UsageError
 from oracles import FloatFormat
-from oracles.quantize import ELEMENT_FORMATS
+from oracles.quantize import ELEMENT_FORMATS, per_element
 
 #: The element formats ``--quant`` takes with float32 scales (``--scaling token|group:N|tensor``).
 QUANT_FORMATS = tuple(ELEMENT_FORMATS[name] for name in ("float8_e4m3fn", "float8_e5m2", "int8"))
@@ -79,6 +79,16 @@ class Scheme:
         if scales is None or (self.global_scale and given is None):
             return None
         return scales.astype(np.float64) / (float(given) if given is not None else 1.0)
+
+    def element_divisors(
+        self, scales: np.ndarray | None, given: float | None, shape: tuple[int, ...]
+    ) -> np.ndarray | None:
+        """:meth:`divisors` spread over the channels of an output of ``shape`` (float64), or None where the scales
+        needed did not come back or are not of the scheme's shape (a kernel's fault, found elsewhere)."""
+        divisors = self.divisors(scales, given)
+        if divisors is None or np.shape(divisors) != self.scales_shape(shape):
+            return None
+        return per_element(divisors, shape, self.block_size(shape[-1]))
 
     @property
     def largest(self) -> float:

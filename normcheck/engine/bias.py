@@ -12,7 +12,6 @@ from normcheck.strategies import NormInput
 from normcheck.target.protocol import Run
 from normcheck.verdict.bounds import ulp
 from oracles import FloatFormat
-from oracles.quantize import per_element
 
 #: Bias test: the mean error (in ulps, toward larger magnitude) a correct rounding cannot show.
 BIAS_ULPS, BIAS_Z = 0.1, 8.0
@@ -71,11 +70,11 @@ def quantized_bias(run: Run, y: oracles.Exact, case: NormInput, dtype: str, sche
     with (``y / s``, in steps of the element format), counted where a step is at most an eighth of the value
     (e4m3's normal values, int8's from 8 up; e5m2 and FP4 steps are too coarse for values to fill them evenly)
     and the value is inside the format's range."""
-    divisors = scheme.divisors(run.scales, run.given_scale)
+    divisors = scheme.element_divisors(run.scales, run.given_scale, y.shape)
     if run.y is None or divisors is None or run.y.shape != y.shape:
         return []
     with np.errstate(all="ignore"):
-        v = y.approx / per_element(divisors, y.shape, scheme.block_size(case.n))
+        v = y.approx / divisors
         step = ulp(v, scheme.element)
         q = run.y.astype(np.float64)
         counted = np.isfinite(q) & (np.abs(v) <= scheme.largest) & (step * 8 <= np.abs(v))

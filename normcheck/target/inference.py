@@ -15,7 +15,6 @@ from normcheck.target.isolation import IsolatedCandidate, WorkerLost
 from normcheck.target.protocol import Run
 from normcheck.target.torch_target import Candidate
 from normcheck.verdict.bounds import ulp
-from oracles.quantize import per_element
 
 _PROBE_N = 8
 #: A probe within this many ulps of an oracle matches it (a wrong convention is off by far more).
@@ -30,11 +29,11 @@ def quantized_error(run: Run, exact: oracles.Exact, scheme: Scheme) -> np.ndarra
     """A quantized norm's values against the exact ``y`` divided by its own scales, saturated, in steps of its
     element format (NaN where no scale came back; 0 where the quotient is past the format or the value not
     finite)."""
-    scales = scheme.divisors(run.scales, run.given_scale)
-    if run.y is None or scales is None or np.shape(scales) != scheme.scales_shape(exact.shape):
+    divisors = scheme.element_divisors(run.scales, run.given_scale, exact.shape)
+    if run.y is None or divisors is None:
         return np.full(exact.shape, np.nan)
     with np.errstate(all="ignore"):
-        quotient = exact.approx / per_element(scales, exact.shape, scheme.block_size(exact.shape[-1]))
+        quotient = exact.approx / divisors
     q = run.y.astype(np.float64)
     # What a value past the format's range became (saturated, NaN, wrapped) is the audit's finding; the
     # values within it tell the kind.

@@ -241,3 +241,12 @@ def test_the_bias_check_counts_fine_steps_and_finds_values_rounded_toward_zero()
     assert bias.check == "bias" and bias.output == "q" and "toward zero" in bias.message and 0.4 < bias.severity < 0.6
     # e5m2's steps (a quarter to an eighth of a value) are too coarse for values to fill them evenly: not counted
     assert found(toward_zero, "float8_e5m2") == []
+
+
+def test_the_bias_check_passes_over_scales_of_the_wrong_shape_which_are_a_finding_elsewhere():
+    from normcheck.engine.bias import quantized_bias
+
+    x, y, _ = setup(rows=64, n=64)
+    groups = scheme("float8_e4m3fn", "group:16")  # 4 scales a row; this kernel returned 2
+    run = Run(y=np.zeros(x.shape, FLOAT8_E4M3FN.dtype), scales=np.ones((64, 2), np.float32))
+    assert quantized_bias(run, y, case_of(x), "float32", groups) == []
