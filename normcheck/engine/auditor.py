@@ -205,12 +205,10 @@ class Auditor:
         return self.judge(case, dtype, run)
 
     def _ties(self, dtype: str, fmt: FloatFormat) -> list[Finding]:
-        """A dynamic float32-scaled quantized norm on rows whose scaled values are ties of the element format."""
+        """A quantized norm with dynamic float32 scales on rows whose scaled values are ties of its element format."""
         scheme = self.scheme
-        if scheme is None or scheme.static or scheme.rule is not None or scheme.scale_format is not None:
-            return []  # (power-of-two and E4M3 scales move the quotients off the midpoints)
-        case = self.plan.ties_case(fmt, scheme.element, scheme.block_size(self.plan.fit(64)) or 1)
-        if case is None:
+        case = None if scheme is None else self.plan.ties_case(fmt, scheme)
+        if scheme is None or case is None:
             return []
         self.progress(f"{dtype}: values on the rounding boundaries of {scheme.element.name}")
         return self.check(case, dtype)

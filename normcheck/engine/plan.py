@@ -8,6 +8,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
+from normcheck.quantization import Scheme
 from normcheck.strategies import (
     REGIMES,
     RESIDUAL_REGIMES,
@@ -67,18 +68,22 @@ class Plan:
         n = 2 * self.multiple + max(1, self.multiple // 2)
         return make_input(src, fmt, n=n, rows=4, regime="normal", eps=eps, weight_offset=self.offset)
 
-    def ties_case(self, fmt: FloatFormat, element: FloatFormat, block: int) -> NormInput | None:
-        """Rows whose values, over a dynamic float32 scale of every ``block`` channels, land exactly on the
-        midpoints between neighbouring values of ``element`` (ties, decided by rounding half to even): x is
-        +-1 (so every y shares one rstd, which the scale cancels) and the weights are the midpoints over
+    def ties_case(self, fmt: FloatFormat, scheme: Scheme) -> NormInput | None:
+        """Rows whose values, over ``scheme``'s dynamic float32 scale of each block, land exactly on the
+        midpoints between neighbouring values of its element format (ties, decided by rounding half to even):
+        x is +-1 (so every y shares one rstd, which the scale cancels) and the weights are the midpoints over
         ``2^k`` (``2^k`` the largest power of two up to the largest value, which each block's first weight
-        takes, so that it is the block's maximum); a fused residual-add's residual is zero. None where the weights
-        do not fit ``fmt`` exactly."""
-        top = float(element.max_finite)
-        values = np.unique(np.abs(_element_values(element)))
+        takes, so that it is the block's maximum); a fused residual-add's residual is zero. None for static,
+        power-of-two and E4M3 scales (they move the quotients off the midpoints) and where the weights do not
+        fit ``fmt`` exactly."""
+        if scheme.static or scheme.rule is not None or scheme.scale_format is not None:
+            return None
+        top = scheme.largest
+        values = np.unique(np.abs(_element_values(scheme.element)))
         values = values[(values >= top / 32) & (values <= top)]
         midpoints = (values[:-1] + values[1:]) / 2
         n = self.fit(64)
+        block = scheme.block_size(n) or n
         unit = 2.0 ** math.floor(math.log2(top))
         scale = np.resize(midpoints / unit, n)
         scale[::block] = top / unit

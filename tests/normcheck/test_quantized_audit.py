@@ -17,6 +17,7 @@ from normcheck.api import audit, open_audit
 from normcheck.cli import main
 from normcheck.engine.plan import Plan
 from normcheck.options import AuditOptions
+from normcheck.quantization import scheme
 from oracles.quantize import ELEMENT_FORMATS, round_to_format
 from tests.normcheck.report_schema import valid_report
 from tests.normcheck.test_reproducers import error_of, run_snippet
@@ -274,11 +275,15 @@ def test_an_nvfp4_kernel_with_swizzled_scales_passes_and_one_that_skipped_the_sw
 # -- values on the rounding boundaries of the element format ----------------------------------------
 
 
-@pytest.mark.parametrize("element, block", [("float8_e4m3fn", 64), ("int8", 64), ("float8_e4m3fn", 16)])
+@pytest.mark.parametrize(
+    "element, scaling, block",
+    [("float8_e4m3fn", "token", 64), ("int8", "token", 64), ("float8_e4m3fn", "group:16", 16)],
+)
 @pytest.mark.parametrize("dtype", ["float16", "bfloat16", "float32"])
-def test_the_ties_input_puts_every_scaled_value_on_a_midpoint_of_the_element_format(element, block, dtype):
+def test_the_ties_input_puts_every_scaled_value_on_a_midpoint_of_the_element_format(element, scaling, block, dtype):
     fmt, target = oracles.resolve_format(dtype), ELEMENT_FORMATS[element]
-    case = Plan(0, 0, (), False, block).ties_case(fmt, target, block)
+    case = Plan(0, 0, (), False, 1 if scaling == "token" else block).ties_case(fmt, scheme(element, scaling))
+    assert case is not None and case.n == 64
     y = oracles.rms_norm(case.x, case.weight, 1e-6).approx.reshape(4, -1, block)
     v = (y / (np.abs(y).max(-1, keepdims=True) / float(target.max_finite))).reshape(4, -1)
     assert np.allclose(v, np.round(v * 2) / 2, rtol=0, atol=1e-9 * np.abs(v))  # the rstd cancels exactly
@@ -295,5 +300,5 @@ def test_correct_kernels_pass_on_ties_where_their_float32_arithmetic_may_tip_eit
     with open_audit(getattr(zoo, name), options) as auditor:
         for dtype in ("float16", "bfloat16", "float32"):
             fmt = oracles.resolve_format(dtype)
-            case = auditor.plan.ties_case(fmt, auditor.scheme.element, auditor.plan.fit(64))
+            case = auditor.plan.ties_case(fmt, auditor.scheme)
             assert case is not None and auditor.check(case, dtype) == [], dtype
