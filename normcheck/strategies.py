@@ -93,7 +93,7 @@ def exponent_range(fmt: FloatFormat, n: int, regime: str) -> tuple[int, int]:
 _T = TypeVar("_T")
 
 #: Up to this many values are drawn one by one (so they shrink); more come from a drawn seed.
-_ELEMENTWISE = 256
+ELEMENTWISE = 256
 
 
 class Source:
@@ -115,7 +115,7 @@ class Source:
     def integers(self, lo: int, hi: int, size: int) -> np.ndarray:
         if self._draw is None:
             return self._generator().integers(lo, hi, size=size, endpoint=True)
-        if size > _ELEMENTWISE:
+        if size > ELEMENTWISE:
             return np.random.default_rng(self.integer(0, 2**32 - 1)).integers(lo, hi, size=size, endpoint=True)
         return np.array(self._draw(st.lists(st.integers(lo, hi), min_size=size, max_size=size)), dtype=np.int64)
 
@@ -137,7 +137,7 @@ class Source:
         Hypothesis draws one integer per value (a third of the draws of one per part, which
         dominated the audit's time); it shrinks toward ``+2**lo``.
         """
-        if self._draw is None or size > _ELEMENTWISE:
+        if self._draw is None or size > ELEMENTWISE:
             exps = self.integers(lo, hi, size)
             mants = self.integers(0, 2 ** (p - 1) - 1, size)
             return exps, mants, 2.0 * self.integers(0, 1, size) - 1

@@ -142,26 +142,32 @@ class Auditor:
     # -- phases ------------------------------------------------------------------
 
     def audit_dtype(self, dtype: str) -> list[Finding]:
+        """Every input of one dtype: :meth:`structured_inputs`, then :meth:`searched_inputs`."""
         fmt = resolve_format(dtype)
         try:
             eps = self.caller.layout(self.hidden_sizes[0], dtype).eps
         except WorkerLost as lost:
             message = f"building the module (n={self.hidden_sizes[0]}) took the worker down: {lost.error}"
             return [Finding(lost.failure, dtype, None, message, detail=lost.detail)]
+        return self.structured_inputs(dtype, fmt, eps) + self.searched_inputs(dtype, eps)
+
+    def structured_inputs(self, dtype: str, fmt: FloatFormat, eps: float) -> list[Finding]:
+        """The plan's inputs: the structured cases, the statistics' input and its bias, a quantized norm's
+        partial block and ties."""
         cases = self.plan.structured_cases(fmt, eps)
         aggregate = self.plan.aggregate_case(fmt, eps)
         # Inputs of more rows than the statistics' come after them: that call predicts their time (normcheck.timing).
         first = [c for c in cases if row_count(c) <= row_count(aggregate)]
         later = [c for c in cases if row_count(c) > row_count(aggregate)]
 
-        def structured(batch: list[NormInput], start: int) -> list[Finding]:
+        def checked(batch: list[NormInput], start: int) -> list[Finding]:
             found = []
             for i, case in enumerate(batch, start + 1):
                 self.progress(f"{dtype}: structured case {i}/{len(cases)} ({case.regime}, n={case.n})")
                 found += self.check(case, dtype)
             return found
 
-        findings = structured(first, 0)
+        findings = checked(first, 0)
         twice = (self.plan.fit(STRUCTURED_SIZES[0][0]), self.plan.fit(STRUCTURED_SIZES[2][0]))
         for case in first:  # two calls on a short and on a long row of random values, bit for bit
             if case.regime == "normal" and case.n in twice:
@@ -170,13 +176,16 @@ class Auditor:
         self.progress(f"{dtype}: statistics over {aggregate.x.size} outputs")
         findings += self.check(aggregate, dtype)
         findings += self._bias(aggregate, dtype)
-        findings += structured(later, len(first))
+        findings += checked(later, len(first))
         findings += self._partial_block(dtype, fmt, eps)
-        findings += self._ties(dtype, fmt)
+        return findings + self._ties(dtype, fmt)
+
+    def searched_inputs(self, dtype: str, eps: float) -> list[Finding]:
+        """The hypothesis search's inputs, a failure shrunk."""
         strategy = norm_inputs(
             dtype=dtype, eps=eps, hidden_sizes=self.hidden_sizes, weight_offset=self.offset, residual=self.plan.fused
         )
-        findings += search(
+        return search(
             strategy,
             examples=self.options.examples,
             seed_value=self.options.seed,
@@ -184,7 +193,6 @@ class Auditor:
             replay=lambda case, first_run, keep: self._replay(case, dtype, first_run, keep),
             progress=lambda i: self.progress(f"{dtype}: search example {i}/{self.options.examples}"),
         )
-        return findings
 
     def _partial_block(self, dtype: str, fmt: FloatFormat, eps: float) -> list[Finding]:
         """A hidden size that is not a multiple of a quantized norm's block: judged, its last block shorter, where
