@@ -174,13 +174,14 @@ def compare_dtypes(runs: dict[str, list[Run]]) -> None:
             f"{'dtype':<8} {'wall':>6} {'audit':>6} {'impl':>6} {'kernels':>7} {'oracle':>6} {'bounds':>6} "
             f"{'inputs':>6}  verdict"
         )
-        for dtype in DTYPES:
-            m = medians(runs[f"{target} {dtype}"])
+        per_dtype = {dtype: runs[f"{target} {dtype}"] for dtype in DTYPES}
+        for dtype, dtype_runs in per_dtype.items():
+            m = medians(dtype_runs)
             print(
                 f"{dtype:<8} {m['wall']:>6.1f} {m['seconds']:>6.1f} {m['implementation']:>6.1f} {m['kernels']:>7.1f} "
-                f"{m['oracle']:>6.1f} {m['bounds']:>6.1f} {m['cases']:>6}  {verdicts(runs[f'{target} {dtype}'])}"
+                f"{m['oracle']:>6.1f} {m['bounds']:>6.1f} {m['cases']:>6}  {verdicts(dtype_runs)}"
             )
-        wall = {dtype: statistics.median(w for w, _ in runs[f"{target} {dtype}"]) for dtype in DTYPES}
+        wall = {dtype: statistics.median(w for w, _ in dtype_runs) for dtype, dtype_runs in per_dtype.items()}
         ratio = wall["float64"] / wall["float32"]
         print(f"float64 / float32 wall: {ratio:.2f}x (target at most {DTYPE_RATIO:g}x) {mark(ratio, DTYPE_RATIO)}")
 

@@ -22,6 +22,7 @@ import json
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, ".")  # the test zoo lives in tests/
 
@@ -42,6 +43,11 @@ class SearchOnly(Auditor):
     """An auditor whose plan judges nothing: what it finds, the search found. It counts the search's inputs
     up to the first that fails, per dtype (hypothesis then shrinks that one and stops)."""
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.tried: dict[str, int] = {}
+        self.first_failure: dict[str, int] = {}
+
     def structured_inputs(self, dtype: str, fmt: FloatFormat, eps: float) -> list[Finding]:
         return []
 
@@ -53,17 +59,13 @@ class SearchOnly(Auditor):
                 self.first_failure[dtype] = self.tried[dtype]
         return run, found
 
-    tried: dict[str, int]
-    first_failure: dict[str, int]
 
-
-def search_alone(spec: str, kind: str, offset: int, seed: int, examples: int | None) -> dict:
+def search_alone(spec: str, kind: str, offset: int, seed: int, examples: int) -> dict:
     """``dtype:output`` of every finding of the search alone on one bug class and seed, and per dtype the
     number of the first search input that failed."""
-    options = AuditOptions(seed=seed) if examples is None else AuditOptions(seed=seed, examples=examples)
+    options = AuditOptions(seed=seed, examples=examples)
     candidate = Candidate(load_target(spec), spec)
     auditor = SearchOnly(candidate, spec=spec, kind=kind, weight_offset=offset, options=options)
-    auditor.tried, auditor.first_failure = {}, {}
     findings = auditor.run().findings
     return {"pairs": sorted({f"{f.dtype}:{f.output or f.check}" for f in findings}), "first": auditor.first_failure}
 
@@ -102,7 +104,7 @@ def main() -> None:
     print(f"{'bug class':<28} {'pairs per seed':>14}   first failing search input per seed and dtype")
     for spec, kind, offset, _bug in BUGGY:
         name = spec.split(":")[-1]
-        found[name] = {str(s): search_alone(spec, kind, offset, s, args.examples) for s in range(args.seeds)}
+        found[name] = {str(s): search_alone(spec, kind, offset, s, examples) for s in range(args.seeds)}
         counts = " ".join(f"{len(r['pairs']):>3}" for r in found[name].values())
         shown = "  ".join(" ".join(f"{d}:{i}" for d, i in sorted(r["first"].items())) for r in found[name].values())
         print(f"{name:<28} {counts:>14}   {shown}", flush=True)
