@@ -102,6 +102,8 @@ class AuditResult:
     #: Seconds spent per part of the audit (see :data:`TIMED`); the rest of :attr:`seconds` (``overlapped`` added
     #: back) is the search's own.
     timing: dict[str, float] = field(default_factory=dict)
+    #: :meth:`totals` as last folded; None once :meth:`stat` hands out statistics to add to.
+    _totals: dict[tuple[str, str], ErrorStats] | None = field(default=None, init=False, repr=False, compare=False)
 
     @property
     def passed(self) -> bool:
@@ -113,15 +115,20 @@ class AuditResult:
         return "y" if self.quantization is None else "q"
 
     def totals(self) -> dict[tuple[str, str], ErrorStats]:
-        """The statistics per (dtype, output), every regime folded together, in dtype order."""
-        merged: dict[tuple[str, str], ErrorStats] = {}
-        for (dtype, output, _regime), stats in sorted(
-            self.stats.items(), key=lambda kv: (self.dtypes.index(kv[0][0]), kv[0][1])
-        ):
-            merged.setdefault((dtype, output), ErrorStats()).merge(stats)
-        return merged
+        """The statistics per (dtype, output), every regime folded together, in dtype order (folded once: the
+        reports read their figures from the same objects)."""
+        if self._totals is None:
+            merged: dict[tuple[str, str], ErrorStats] = {}
+            for (dtype, output, _regime), stats in sorted(
+                self.stats.items(), key=lambda kv: (self.dtypes.index(kv[0][0]), kv[0][1])
+            ):
+                merged.setdefault((dtype, output), ErrorStats()).merge(stats)
+            self._totals = merged
+        return self._totals
 
     def stat(self, dtype: str, output: str, regime: str) -> ErrorStats:
+        """The statistics of one output, dtype and regime, to add errors to (the totals are folded again)."""
+        self._totals = None
         return self.stats.setdefault((dtype, output, regime), ErrorStats())
 
     def add_errors(self, dtype: str, regime: str, errors: Errors) -> None:

@@ -6,8 +6,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
+#: The binary exponents of the ULP-error histograms' edges past 0: 2**-10 to 2**30.
+_LOWEST, _HIGHEST = -10, 30
 #: Bins of the ULP-error histograms: 0, then powers of two from 2**-10 to 2**30.
-HIST_EDGES = np.concatenate([[0.0], 2.0 ** np.arange(-10, 31)])
+HIST_EDGES = np.concatenate([[0.0], 2.0 ** np.arange(_LOWEST, _HIGHEST + 1)])
 
 
 @dataclass(frozen=True)
@@ -20,6 +22,17 @@ class Errors:
     plain: np.ndarray  #: the plain ULP error, NaN where the element cancels
     binade: np.ndarray  #: floor(log2|exact|)
     n: np.ndarray  #: the hidden size
+
+
+def log2_histogram(a: np.ndarray) -> np.ndarray:
+    """Counts of ``a`` (non-negative) in the bins of :data:`HIST_EDGES`, as ``np.histogram`` counts them (each bin
+    half-open, the last closed; values past the ends in the end bins, NaN nowhere), from the binary exponents
+    instead of a sort (a tenth of the time on a default audit's 0.5 M errors)."""
+    last = HIST_EDGES.size - 2
+    # a in [2**(e-1), 2**e): the bin that starts at 2**(e-1)
+    index = np.clip(np.frexp(np.minimum(a, HIST_EDGES[-1]))[1] - _LOWEST, 0, last)
+    index[a < HIST_EDGES[1]] = 0
+    return np.bincount(index[~np.isnan(a)], minlength=last + 1)
 
 
 class ErrorStats:
@@ -38,11 +51,14 @@ class ErrorStats:
         self._n: list[np.ndarray] = []
         self.max_bound: dict[str, float] = {}  #: per tier: the largest bound seen, in the same unit
         self.use: dict[str, float] = {}  #: per tier: the largest error / bound ratio seen (below 1 for a pass)
+        #: :meth:`summary` and :meth:`distribution` as last computed; emptied by what adds errors
+        self._figures: dict[str, dict] = {}
 
     def add(self, errors: Errors) -> None:
         """The errors of one output on one input (nothing where no element was judged)."""
         if not errors.signed.size:
             return
+        self._figures.clear()
         self._signed.append(errors.signed)
         self._plain.append(errors.plain)
         self._binade.append(errors.binade.astype(np.int32))
@@ -56,6 +72,7 @@ class ErrorStats:
 
     def merge(self, other: ErrorStats) -> None:
         """Fold another collector (another regime) into this one."""
+        self._figures.clear()
         self._signed += other._signed
         self._plain += other._plain
         self._binade += other._binade
@@ -66,11 +83,16 @@ class ErrorStats:
 
     def distribution(self) -> dict:
         """Histogram of |error| (log bins) and max / mean error by |exact| binade and by hidden size."""
+        if "distribution" not in self._figures:
+            self._figures["distribution"] = self._distribution()
+        return self._figures["distribution"]
+
+    def _distribution(self) -> dict:
         if not self._signed:
             return {}
         a = np.abs(np.concatenate(self._signed))
         b, n = np.concatenate(self._binade), np.concatenate(self._n)
-        counts, _ = np.histogram(np.clip(a, HIST_EDGES[0], HIST_EDGES[-1]), bins=HIST_EDGES)
+        counts = log2_histogram(a)
 
         def by(keys: np.ndarray) -> dict[str, dict[str, float]]:
             # One stable sort: each group holds its errors in their order (the mean sums them as a[keys == k]).
@@ -92,6 +114,13 @@ class ErrorStats:
         }
 
     def summary(self) -> dict[str, float | int | None]:
+        """Count, largest, mean, 99th percentile and signed mean of the errors, the largest plain ULP error, and
+        per tier the largest bound and its use."""
+        if "summary" not in self._figures:
+            self._figures["summary"] = self._summary()
+        return self._figures["summary"]
+
+    def _summary(self) -> dict[str, float | int | None]:
         if not self._signed:
             return {"count": 0}
         s = np.concatenate(self._signed)
