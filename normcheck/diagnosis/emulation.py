@@ -118,9 +118,13 @@ def low_precision_accumulator(normalize: Callable, *, with_bias: bool) -> Callab
                 n = xhat.shape[-1]
                 dw = torch.zeros(n, dtype=weight.dtype)
                 db = torch.zeros(n, dtype=weight.dtype)
-                for gr, xr in zip(g.reshape(-1, n), xhat.reshape(-1, n)):
-                    dw = dw + (gr * xr).to(weight.dtype)
-                    db = db + gr.to(weight.dtype)
+                # Each row's terms rounded at once (elementwise), then summed row by row in the parameter dtype.
+                terms = (g * xhat).reshape(-1, n).to(weight.dtype).unbind()
+                for term in terms:
+                    dw = dw + term
+                if ctx.has_bias:
+                    for term in g.reshape(-1, n).to(weight.dtype).unbind():
+                        db = db + term
                 return g * (upcast(weight) + off), dw, (db if ctx.has_bias else None)
 
         xf = upcast(x)

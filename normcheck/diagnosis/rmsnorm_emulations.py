@@ -93,10 +93,16 @@ def rms_fp16_statistic(x, w, b, eps, off):
 
 
 def _split_sum(v, block: int, dtype):
-    """A split reduction over the last axis: blocks of ``block`` summed, each partial sum stored in ``dtype``."""
+    """A split reduction over the last axis: blocks of ``block`` summed, each partial sum stored in ``dtype``.
+    A row no longer than a block is one partial sum, of its own values (padded to the block, the many-rows
+    input's 32768 rows of 16 took 134 M zeros and 0.19 s a call)."""
     torch = require_torch()
-    padded = torch.nn.functional.pad(v, (0, -v.shape[-1] % block))
-    return padded.reshape(*v.shape[:-1], -1, block).sum(-1).to(dtype).float().sum(-1, keepdim=True)
+    n = v.shape[-1]
+    if n <= block:
+        partial = v.sum(-1, keepdim=True)
+    else:
+        partial = torch.nn.functional.pad(v, (0, -n % block)).reshape(*v.shape[:-1], -1, block).sum(-1)
+    return partial.to(dtype).float().sum(-1, keepdim=True)
 
 
 def rms_bf16_partial_sums(block: int) -> Callable:

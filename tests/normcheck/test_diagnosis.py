@@ -198,6 +198,22 @@ def test_a_weight_gradient_summed_in_bfloat16_is_named_on_its_dw() -> None:
 
 
 @pytest.mark.parametrize("kind", KINDS)
+def test_the_low_precision_accumulator_adds_the_rows_one_by_one_in_the_parameter_dtype(kind: str) -> None:
+    # xhat is exactly 1 (each row constant, eps 0): dw (and db) sum the gradient's rows. In bfloat16, 1 + 2**-9 rounds
+    # back to 1 at every step; the float32 sum of the five rows rounded once would be 1 + 2**-7.
+    rows = np.array([1.0, 2.0**-9, 2.0**-9, 2.0**-9, 2.0**-9])
+    x = np.ones((5, 4)) if kind == "rmsnorm" else np.tile([1.0, -1.0], (5, 2))
+    grad = np.repeat(rows[:, None], 4, axis=1) * (1.0 if kind == "rmsnorm" else np.sign(x))
+    x, grad = (round_floats(a, resolve_format("bfloat16")) for a in (x, grad))
+    weight = round_floats(np.ones(4), resolve_format("bfloat16"))
+    bias = weight * 0 if kind == "layernorm" else None
+    got = run_emulation(_emulation(kind, 0, "low-precision dW accumulator"), x, weight, bias, grad, 0.0, 0)
+    assert got["dw"].tolist() == [1.0] * 4
+    if kind == "layernorm":  # db sums the gradient itself: +-(1, 2**-9, ...) by column
+        assert got["db"].tolist() == [1.0, -1.0, 1.0, -1.0]
+
+
+@pytest.mark.parametrize("kind", KINDS)
 @pytest.mark.parametrize("dtype, regime", [("bfloat16", "normal"), ("float16", "offset"), ("float32", "offset")])
 def test_the_output_of_a_correct_convention_names_no_bug(kind: str, dtype: str, regime: str) -> None:
     case = _case(dtype, regime)
