@@ -10,6 +10,7 @@ from functools import partial
 import mpmath
 import numpy as np
 
+from oracles import kernels
 from oracles.formats import FloatFormat, resolve_format
 from oracles.rootsum import RootSum
 from oracles.rounding import quantum_exponents, round_bounded, round_rational, ulp_exponent
@@ -165,18 +166,29 @@ class Exact:
         cand = np.asarray(candidate, dtype=np.float64)
         if cand.shape != self.shape:
             raise ValueError(f"candidate has shape {cand.shape}, expected {self.shape}")
-        limit = np.broadcast_to(np.asarray(allowed, dtype=np.float64), self.shape)
-        with np.errstate(all="ignore"):
-            dist = np.abs(_minus(cand, self._approx, self._low))
-            widen = self._bound * (1 + _SLACK)
-            over = dist * (1 - _SLACK) - widen > limit * (1 + _SLACK)
-            within = dist * (1 + _SLACK) + widen <= limit * (1 - _SLACK)
-        judged = np.isfinite(cand) & ~self._undefined & ~np.isnan(limit)
-        out = over & judged
-        for i in np.flatnonzero(judged & ~over & ~within):
-            decide = partial(_farther_than, Fraction(float(cand.flat[i])), Fraction(float(limit.flat[i])))
-            out.flat[i] = self._element(int(i)).refine(decide, 64)
-        return out
+        size = cand.size
+        limit = np.ascontiguousarray(np.broadcast_to(np.asarray(allowed, dtype=np.float64), self.shape)).reshape(-1)
+        flat = np.ascontiguousarray(cand).reshape(-1)
+        low = None if self._low is None else self._low.reshape(-1)
+        state = np.empty(size, np.int8)
+        kernels.distance_over(
+            size,
+            flat,
+            self._approx.reshape(-1),
+            low,
+            self._bound.reshape(-1),
+            limit,
+            self._undefined.reshape(-1),
+            _SLACK,
+            state,
+            work=size,
+            threads=self._threads,
+        )
+        out = state == 1
+        for i in np.flatnonzero(state == 2):
+            decide = partial(_farther_than, Fraction(float(flat[i])), Fraction(float(limit[i])))
+            out[i] = self._element(int(i)).refine(decide, 64)
+        return out.reshape(self.shape)
 
     def signed_ulp_error(self, candidate: object, fmt: object | None = None) -> np.ndarray:
         """``(candidate - exact) / ulp_fmt(exact)``: positive where the candidate is too large."""

@@ -473,3 +473,24 @@ def round_bounded(start, stop, approx, lo, bound, p, emin, emax, maxf, out, deci
     _round_range(
         approx[part], lo if lo is None else lo[part], bound[part], p, emin, emax, maxf, out[part], decided[part]
     )
+
+
+@Kernel
+def distance_over(start, stop, cand, approx, lo, bound, limit, undefined, slack, out):
+    """Whether ``|cand - (approx + lo)| > limit``, elements ``start:stop``, from an approximation within ``bound``
+    (``lo`` None: plain float64): 1 for certain; 0 for certain not, or not judged (``cand`` not finite, the exact
+    value undefined, ``limit`` NaN); 2 where only the exact value can tell. ``Exact.exceeds``' float64 tests,
+    widened by the relative ``slack``, one element at a time (the same operations in the same order)."""
+    for i in range(start, stop):
+        c, allowed = cand[i], limit[i]
+        if not np.isfinite(c) or undefined[i] or np.isnan(allowed):
+            out[i] = 0
+            continue
+        dist = abs(c - approx[i] if lo is None else (c - approx[i]) - lo[i])
+        widen = bound[i] * (1 + slack)
+        if dist * (1 - slack) - widen > allowed * (1 + slack):
+            out[i] = 1
+        elif dist * (1 + slack) + widen <= allowed * (1 - slack):
+            out[i] = 0
+        else:
+            out[i] = 2

@@ -18,7 +18,7 @@ from oracles.rmsnorm import rms_norm, rms_norm_backward
 
 
 def warm_up() -> None:
-    """Run the kernels of 16- and 32-bit inputs once each (forward, backward, rounding, ulp error) on a
+    """Run the kernels of 16- and 32-bit inputs once each (forward, backward, rounding, ulp error, exceeds) on a
     tiny input, so that numba compiles them or loads them from its cache now.
 
     >>> warm_up()  # compiles on a machine's first call; loads the cached kernels on later ones
@@ -29,7 +29,9 @@ def warm_up() -> None:
     results += [*rms_norm_backward(x, g, w), *layer_norm_backward(x, g, w, b)]
     for exact in results:
         if exact is not None:
-            exact.ulp_error(exact.round("float32"))
+            rounded = exact.round("float32")
+            exact.ulp_error(rounded)
+            exact.exceeds(rounded, 0.0)
 
 
 __all__ = ["warm_up"]

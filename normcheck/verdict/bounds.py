@@ -23,6 +23,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 
 import numpy as np
+from numba import njit
 
 import oracles
 from normcheck.strategies import compute_format
@@ -244,6 +245,16 @@ def bounds(
     return out
 
 
+@njit(cache=True, nogil=True, error_model="numpy")
+def _fold_worst(worst: np.ndarray, approx: np.ndarray, bound: np.ndarray, got: np.ndarray, beyond: np.ndarray) -> None:
+    """``worst = max(worst, |got - approx| + bound - beyond)`` per element where that is finite (one reference's
+    error less what it may round at the end, into the largest so far; as numpy would, in one pass)."""
+    for i in range(worst.size):
+        d = abs(got[i] - approx[i]) + bound[i] - beyond[i]
+        if np.isfinite(d) and d > worst[i]:
+            worst[i] = d
+
+
 def sharpen(
     limits: dict[str, Bound],
     fmt: FloatFormat,
@@ -274,11 +285,12 @@ def sharpen(
             # Per element, the largest finite error over the references (each less what it may round at the
             # end): the error relative to S grows with it, so its largest is the largest reference's.
             worst = np.full(ex.shape, -np.inf)
+            flat = (worst.reshape(-1), ex.approx.reshape(-1), ex.error_bound.reshape(-1))
             for ref, beyond in [(r, 0.0) for r in computed] + [(r, final) for r in conventions or []]:
                 got = ref.get(name)
                 if got is not None and got.shape == ex.shape:
-                    d = np.abs(got - ex.approx) + ex.error_bound - beyond
-                    np.maximum(worst, d, out=worst, where=np.isfinite(d))
+                    less = np.broadcast_to(beyond, ex.shape).reshape(-1)
+                    _fold_worst(*flat, np.asarray(got, np.float64).reshape(-1), less)
             rel = np.maximum(worst, 0.0) / b.scale
             known = np.isfinite(rel)
             k = max(k, float(rel[resolved & known].max(initial=0.0)))
