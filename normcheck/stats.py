@@ -62,7 +62,7 @@ class ErrorStats:
         self._signed.append(errors.signed)
         self._plain.append(errors.plain)
         self._binade.append(errors.binade.astype(np.int32))
-        self._n.append(errors.n.astype(np.int32))
+        self._n.append(errors.n.astype(np.int32, copy=False))
         for tier, bound in errors.bounds.items():
             self.max_bound[tier] = max(self.max_bound.get(tier, 0.0), float(np.max(bound)))
             with np.errstate(all="ignore"):

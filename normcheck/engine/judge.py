@@ -106,6 +106,12 @@ def judge_output(
     if not judged.any():
         return findings, None
     allowed = effective(limit.tiers)
+    everywhere = bool(judged.all())
+
+    def kept(a: np.ndarray) -> np.ndarray:
+        """The judged elements of ``a``, flat (all of them, without a copy, where every element is judged)."""
+        return a.reshape(-1) if everywhere else a[judged]
+
     with np.errstate(all="ignore"):
         unit = ulp(limit.scale, fmt)
         err = np.where(judged, c - ex.approx, 0.0)
@@ -114,14 +120,15 @@ def judge_output(
         # The plain ULP error, where the element does not cancel against its own terms.
         whole = judged & (np.abs(ex.approx) >= limit.scale / 16)
         plain = np.where(whole, err / ulp(ex.approx, fmt), np.nan)
-        binade = np.floor(np.log2(np.abs(ex.approx[judged])))
+        binade = np.floor(np.log2(np.abs(kept(ex.approx))))
+    count = binade.size
     errors = Errors(
         name,
-        signed[judged],
-        {t.name: u[judged] for t, u in zip(limit.tiers, in_ulps)},
-        plain[judged],
+        kept(signed),
+        {t.name: kept(u) for t, u in zip(limit.tiers, in_ulps)},
+        kept(plain),
         np.nan_to_num(binade, neginf=fmt.emin - fmt.precision),
-        np.full(int(judged.sum()), case.n),
+        np.full(count, case.n, dtype=np.int32),
     )
     tightest = ex.exceeds(c, allowed[-1]) & judged
     if not tightest.any():  # the tightest tier holds: so do the others (the common case: one exact test)

@@ -245,6 +245,11 @@ def bounds(
     return out
 
 
+def _flat(a: np.ndarray | float, shape: tuple[int, ...]) -> np.ndarray:
+    """``a`` per element of an output of ``shape``, flat (a view where it can be)."""
+    return np.broadcast_to(np.asarray(a, dtype=np.float64), shape).reshape(-1)
+
+
 @njit(cache=True, nogil=True, error_model="numpy")
 def _fold_worst(worst: np.ndarray, approx: np.ndarray, bound: np.ndarray, got: np.ndarray, beyond: np.ndarray) -> None:
     """``worst = max(worst, |got - approx| + bound - beyond)`` per element where that is finite (one reference's
@@ -253,6 +258,36 @@ def _fold_worst(worst: np.ndarray, approx: np.ndarray, bound: np.ndarray, got: n
         d = abs(got[i] - approx[i]) + bound[i] - beyond[i]
         if np.isfinite(d) and d > worst[i]:
             worst[i] = d
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _sharp_allowed(
+    worst: np.ndarray,
+    scale: np.ndarray,
+    bound: np.ndarray,
+    base: np.ndarray,
+    measured: np.ndarray,
+    rigorous: np.ndarray,
+    narrower: bool,
+    k_min: float,
+) -> tuple[np.ndarray, float]:
+    """The sharp tier's allowance per element and K (at least ``k_min``) from each element's largest reference
+    error ``worst`` (see :func:`sharpen`): K is the largest error relative to S where the oracle pins the error down
+    (its bound at most 2**-40 S), an element it leaves unresolved has its own; the rigorous allowance where the
+    sharp one is not finite."""
+    k = k_min
+    for i in range(worst.size):
+        rel = max(worst[i], 0.0) / scale[i]
+        if np.isfinite(rel) and scale[i] > 0 and bound[i] <= 2.0**-40 * scale[i] and rel > k:
+            k = rel
+    allowed = np.empty(worst.size)
+    for i in range(worst.size):
+        rel = max(worst[i], 0.0) / scale[i]
+        resolved = scale[i] > 0 and bound[i] <= 2.0**-40 * scale[i]
+        local = rel if np.isfinite(rel) and not resolved else 0.0
+        sharp = (base[i] - measured[i] if narrower else 0.0) + FACTOR * max(k, local) * scale[i]
+        allowed[i] = sharp if np.isfinite(sharp) else rigorous[i]
+    return allowed, k
 
 
 def sharpen(
@@ -280,23 +315,26 @@ def sharpen(
         k = K_MIN * uc
         narrower = b.fmt.precision < comp.precision
         with np.errstate(all="ignore"):
-            resolved = (b.scale > 0) & (ex.error_bound <= 2.0**-40 * b.scale)  # the oracle pins the error down
             final = 0.5 * exact_ulp(ex, b.fmt) if narrower else 0.0
             # Per element, the largest finite error over the references (each less what it may round at the
             # end): the error relative to S grows with it, so its largest is the largest reference's.
-            worst = np.full(ex.shape, -np.inf)
-            flat = (worst.reshape(-1), ex.approx.reshape(-1), ex.error_bound.reshape(-1))
+            approx, bound = _flat(ex.approx, ex.shape), _flat(ex.error_bound, ex.shape)
+            worst = np.full(approx.size, -np.inf)
             for ref, beyond in [(r, 0.0) for r in computed] + [(r, final) for r in conventions or []]:
                 got = ref.get(name)
                 if got is not None and got.shape == ex.shape:
-                    less = np.broadcast_to(beyond, ex.shape).reshape(-1)
-                    _fold_worst(*flat, np.asarray(got, np.float64).reshape(-1), less)
-            rel = np.maximum(worst, 0.0) / b.scale
-            known = np.isfinite(rel)
-            k = max(k, float(rel[resolved & known].max(initial=0.0)))
-            local = np.where(known & ~resolved, rel, 0.0)  # K of an element the oracle leaves unresolved, alone
+                    _fold_worst(worst, approx, bound, _flat(got, ex.shape), _flat(beyond, ex.shape))
             measured = b.intermediate if conventions is not None else 0.0
-            sharp = (b.base - measured if narrower else 0.0) + FACTOR * np.maximum(k, local) * b.scale
+            allowed, k = _sharp_allowed(
+                worst,
+                _flat(b.scale, ex.shape),
+                bound,
+                _flat(b.base, ex.shape),
+                _flat(measured, ex.shape),
+                _flat(b.allowed("rigorous"), ex.shape),
+                narrower,
+                k,
+            )
         rounding = f" + the final roundings into {b.fmt.name} (as rigorous)" if narrower else ""
         if narrower and conventions is None:
             rounding += f" and the worst case of the intermediate ones into {fmt.name}"
@@ -311,6 +349,6 @@ def sharpen(
             f"{conv}, at least {K_MIN:g} u_{comp.name}; where the oracle's own error is above 2^-40 S, "
             "K of that element"
         )
-        allowed = np.where(np.isfinite(sharp), sharp, b.allowed("rigorous"))
-        out[name] = replace(b, tiers=(*b.tiers, Tier("sharp", allowed, why, SHARP)), unit=k)
+        tier = Tier("sharp", allowed.reshape(ex.shape), why, SHARP)
+        out[name] = replace(b, tiers=(*b.tiers, tier), unit=k)
     return out
