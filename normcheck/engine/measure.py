@@ -123,10 +123,11 @@ def residual_out(case: NormInput, dtype: str) -> tuple[oracles.Exact, Bound]:
     with np.errstate(all="ignore"):
         scale = np.abs(total.approx)
         twice = unit_roundoff(comp) * scale if comp.precision > fmt.precision else 0.0
-        allowed = np.broadcast_to(0.5 * exact_ulp(total, fmt) + twice, total.shape)
+        unit = exact_ulp(total, fmt)
+        allowed = np.broadcast_to(0.5 * unit + twice, total.shape)
     reason = f"0.5 ulp(x + residual) + u_{comp.name}*|x + residual| (rounded once, or via {comp.name})"
     if comp.precision == fmt.precision:
         reason = "0.5 ulp(x + residual) (correctly rounded)"
     tiers = (Tier("rigorous", allowed, reason, PROVEN), Tier("sharp", allowed, reason, SHARP))
-    bound = Bound(fmt, scale, allowed, np.zeros(total.shape), tiers)
+    bound = Bound(fmt, scale, allowed, np.zeros(total.shape), tiers, np.broadcast_to(unit, total.shape))
     return total, bound

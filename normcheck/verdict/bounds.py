@@ -61,6 +61,8 @@ class Bound:
     #: The tiers, loosest first: rigorous (the worst case over every correct implementation: beyond it, a
     #: proven failure), then sharp once :func:`sharpen` added it.
     tiers: tuple[Tier, ...]
+    #: At least ulp_F of each exact value (:func:`exact_ulp`): the unit of the final rounding into F.
+    ulp: np.ndarray
     unit: float | None = None  #: K: the worst correct computation's error relative to S (the sharp tier's)
 
     def allowed(self, tier: str) -> np.ndarray:
@@ -173,8 +175,8 @@ def bounds(
             moved_m = shift * s.mean_h + eta * s.mean_hx  # |mean(h * (xhat_c - xhat))|
         for name, ex in exact.items():
             out_fmt = param_fmt if param_fmt is not None and name in ("dw", "db") else fmt
-            ulp_y = exact_ulp(ex, out_fmt)
-            ulp_y = ulp_y.reshape(-1, ex.shape[-1]) if ulp_y.ndim else ulp_y
+            ulp_exact = exact_ulp(ex, out_fmt)
+            ulp_y = ulp_exact.reshape(-1, ex.shape[-1]) if ulp_exact.ndim else ulp_exact
             intermediate: np.ndarray | float = 0.0
             if name == "y":
                 core = s.xhat * s.scale
@@ -241,7 +243,7 @@ def bounds(
                 _shaped(a, ulp_y, ex.shape) for a in (scale, base, intermediate, base + rigorous)
             )
             tiers = (Tier("rigorous", per_rigorous, why, PROVEN),)
-            out[name] = Bound(out_fmt, per_scale, per_base, per_intermediate, tiers)
+            out[name] = Bound(out_fmt, per_scale, per_base, per_intermediate, tiers, ulp_exact)
     return out
 
 
@@ -315,7 +317,7 @@ def sharpen(
         k = K_MIN * uc
         narrower = b.fmt.precision < comp.precision
         with np.errstate(all="ignore"):
-            final = 0.5 * exact_ulp(ex, b.fmt) if narrower else 0.0
+            final = 0.5 * b.ulp if narrower else 0.0
             # Per element, the largest finite error over the references (each less what it may round at the
             # end): the error relative to S grows with it, so its largest is the largest reference's.
             approx, bound = _flat(ex.approx, ex.shape), _flat(ex.error_bound, ex.shape)

@@ -28,7 +28,7 @@ def bound_of(y: oracles.Exact, rigorous: float, sharp: float) -> Bound:
     """Tiers of ``rigorous`` and ``sharp`` float32 ulps of each element of ``y``."""
     unit = ulp(np.abs(y.approx), FLOAT32)
     tiers = (Tier("rigorous", rigorous * unit, "r", PROVEN), Tier("sharp", sharp * unit, "s", SHARP))
-    return Bound(FLOAT32, np.abs(y.approx), unit, np.zeros(y.shape), tiers)
+    return Bound(FLOAT32, np.abs(y.approx), unit, np.zeros(y.shape), tiers, unit)
 
 
 def setup(seed: int = 0, rows: int = 4, n: int = 64):
