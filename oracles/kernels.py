@@ -494,3 +494,25 @@ def distance_over(start, stop, cand, approx, lo, bound, limit, undefined, slack,
             out[i] = 0
         else:
             out[i] = 2
+
+
+@njit(**_JIT)
+def ulps(values, p, emin, out):
+    """``out = 2**(max(floor(log2 |v|), emin) - (p - 1))``: the ulp of each float64 ``v`` in a format of ``p`` bits
+    whose normal range starts at ``2**emin >= 2**-1022`` (zero and NaN take ``emin``), from the bits. The same values as
+    ``ldexp(1, rounding.quantum_exponents(|v|))``, infinities included (numpy's frexp gives them the exponent 0)."""
+    for i in range(values.size):
+        m = abs(values[i])
+        if not m > 0:
+            e = emin
+        elif m == np.inf:
+            e = -1
+        else:  # (a float64 subnormal, below 2**-1022, takes emin: no format's normal range starts lower)
+            e = (bitcast(m) >> 52) - 1023
+        q = max(e, emin) - (p - 1)
+        if q >= -1022:
+            out[i] = bitcast(np.int64(q + 1023) << 52)
+        elif q >= -1074:
+            out[i] = bitcast(np.int64(1) << (q + 1074))
+        else:
+            out[i] = 0.0

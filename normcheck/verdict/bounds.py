@@ -28,8 +28,7 @@ from numba import njit
 import oracles
 from normcheck.strategies import compute_format
 from normcheck.verdict.tiers import Tier
-from oracles import FloatFormat
-from oracles.rounding import quantum_exponents
+from oracles import FloatFormat, kernels
 
 #: Final roundings a correct convention may make (Llama and T5 round twice; 1.5 ulp covers it).
 ROUNDINGS = 1.5
@@ -74,9 +73,12 @@ def unit_roundoff(fmt: FloatFormat) -> float:
     return 2.0**-fmt.precision
 
 
-def ulp(values: np.ndarray, fmt: FloatFormat) -> np.ndarray:
+def ulp(values: np.ndarray | float, fmt: FloatFormat) -> np.ndarray:
     """``ulp_F`` of each value (the subnormal spacing at and below ``2**emin``)."""
-    return np.ldexp(1.0, quantum_exponents(np.abs(np.asarray(values, dtype=np.float64)), fmt))
+    v = np.asarray(values, dtype=np.float64)
+    out = np.empty(v.shape)
+    kernels.ulps(v.reshape(-1), fmt.precision, fmt.emin, out.reshape(-1))
+    return out
 
 
 def exact_ulp(exact: oracles.Exact, fmt: FloatFormat) -> np.ndarray:
