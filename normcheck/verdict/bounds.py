@@ -251,7 +251,8 @@ def bounds(
 
 def _flat(a: np.ndarray | float, shape: tuple[int, ...]) -> np.ndarray:
     """``a`` per element of an output of ``shape``, flat (a view where it can be)."""
-    return np.broadcast_to(np.asarray(a, dtype=np.float64), shape).reshape(-1)
+    v = np.asarray(a, dtype=np.float64)
+    return (v if v.shape == shape else np.broadcast_to(v, shape)).reshape(-1)
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
@@ -324,10 +325,11 @@ def sharpen(
             # end): the error relative to S grows with it, so its largest is the largest reference's.
             approx, bound = _flat(ex.approx, ex.shape), _flat(ex.error_bound, ex.shape)
             worst = np.full(approx.size, -np.inf)
-            for ref, beyond in [(r, 0.0) for r in computed] + [(r, final) for r in conventions or []]:
+            nothing, rounded = _flat(0.0, ex.shape), _flat(final, ex.shape)
+            for ref, beyond in [(r, nothing) for r in computed] + [(r, rounded) for r in conventions or []]:
                 got = ref.get(name)
                 if got is not None and got.shape == ex.shape:
-                    _fold_worst(worst, approx, bound, _flat(got, ex.shape), _flat(beyond, ex.shape))
+                    _fold_worst(worst, approx, bound, _flat(got, ex.shape), beyond)
             measured = b.intermediate if conventions is not None else 0.0
             allowed, k = _sharp_allowed(
                 worst,
