@@ -167,18 +167,18 @@ class Exact:
         if cand.shape != self.shape:
             raise ValueError(f"candidate has shape {cand.shape}, expected {self.shape}")
         size = cand.size
-        limit = np.ascontiguousarray(np.broadcast_to(np.asarray(allowed, dtype=np.float64), self.shape)).reshape(-1)
-        flat = np.ascontiguousarray(cand).reshape(-1)
-        low = None if self._low is None else self._low.reshape(-1)
+        limit = _flat(np.broadcast_to(np.asarray(allowed, dtype=np.float64), self.shape))
+        flat = _flat(cand)
+        low = None if self._low is None else _flat(self._low)
         state = np.empty(size, np.int8)
         kernels.distance_over(
             size,
             flat,
-            self._approx.reshape(-1),
+            _flat(self._approx),
             low,
-            self._bound.reshape(-1),
+            _flat(self._bound),
             limit,
-            self._undefined.reshape(-1),
+            _flat(self._undefined),
             _SLACK,
             state,
             work=size,
@@ -208,6 +208,14 @@ class Exact:
         err[correct] = np.clip(err[correct], -0.5, 0.5)
         err[bad] = np.nan
         return err
+
+
+def _flat(a: np.ndarray) -> np.ndarray:
+    """``a`` flat, contiguous and read-only (a view where it can be): the one layout a kernel is compiled for."""
+    flat = np.ascontiguousarray(a).reshape(-1)
+    view = flat.view()
+    view.flags.writeable = False
+    return view
 
 
 def _farther_than(c: Fraction, allowed: Fraction, lo: Fraction, hi: Fraction) -> bool | None:

@@ -23,7 +23,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 
 import numpy as np
-from numba import njit
+from numba import njit, types
 
 import oracles
 from normcheck.strategies import compute_format
@@ -250,12 +250,18 @@ def bounds(
 
 
 def _flat(a: np.ndarray | float, shape: tuple[int, ...]) -> np.ndarray:
-    """``a`` per element of an output of ``shape``, flat (a view where it can be)."""
+    """``a`` per element of an output of ``shape``, flat and contiguous (a view where it can be): the layout the
+    kernels below are compiled for."""
     v = np.asarray(a, dtype=np.float64)
-    return (v if v.shape == shape else np.broadcast_to(v, shape)).reshape(-1)
+    return np.ascontiguousarray(v if v.shape == shape else np.broadcast_to(v, shape)).reshape(-1)
 
 
-@njit(cache=True, nogil=True, error_model="numpy")
+#: The kernels' arrays: flat float64, contiguous (:func:`_flat`); read-only where they only read (a writable
+#: array passes as one), so that each kernel has one signature, compiled ahead (:func:`compile_kernels`).
+_IN, _OUT = types.Array(types.float64, 1, "C", readonly=True), types.Array(types.float64, 1, "C")
+
+
+@njit(types.void(_OUT, _IN, _IN, _IN, _IN), cache=True, nogil=True, error_model="numpy")
 def _fold_worst(worst: np.ndarray, approx: np.ndarray, bound: np.ndarray, got: np.ndarray, beyond: np.ndarray) -> None:
     """``worst = max(worst, |got - approx| + bound - beyond)`` per element where that is finite (one reference's
     error less what it may round at the end, into the largest so far; as numpy would, in one pass)."""
@@ -265,7 +271,12 @@ def _fold_worst(worst: np.ndarray, approx: np.ndarray, bound: np.ndarray, got: n
             worst[i] = d
 
 
-@njit(cache=True, nogil=True, error_model="numpy")
+@njit(
+    types.Tuple((_OUT, types.float64))(_IN, _IN, _IN, _IN, _IN, _IN, types.boolean, types.float64),
+    cache=True,
+    nogil=True,
+    error_model="numpy",
+)
 def _sharp_allowed(
     worst: np.ndarray,
     scale: np.ndarray,
