@@ -167,18 +167,18 @@ class Exact:
         if cand.shape != self.shape:
             raise ValueError(f"candidate has shape {cand.shape}, expected {self.shape}")
         size = cand.size
-        limit = _flat(np.broadcast_to(np.asarray(allowed, dtype=np.float64), self.shape))
-        flat = _flat(cand)
-        low = None if self._low is None else _flat(self._low)
+        limit = _kernel_view(np.broadcast_to(np.asarray(allowed, dtype=np.float64), self.shape))
+        flat = _kernel_view(cand)
+        low = None if self._low is None else _kernel_view(self._low)
         state = np.empty(size, np.int8)
         kernels.distance_over(
             size,
             flat,
-            _flat(self._approx),
+            _kernel_view(self._approx),
             low,
-            _flat(self._bound),
+            _kernel_view(self._bound),
             limit,
-            _flat(self._undefined),
+            _kernel_view(self._undefined),
             _SLACK,
             state,
             work=size,
@@ -210,7 +210,7 @@ class Exact:
         return err
 
 
-def _flat(a: np.ndarray) -> np.ndarray:
+def _kernel_view(a: np.ndarray) -> np.ndarray:
     """``a`` flat, contiguous and read-only (a view where it can be): the one layout a kernel is compiled for."""
     flat = np.ascontiguousarray(a).reshape(-1)
     view = flat.view()
