@@ -167,18 +167,18 @@ class Exact:
         if cand.shape != self.shape:
             raise ValueError(f"candidate has shape {cand.shape}, expected {self.shape}")
         size = cand.size
-        limit = _kernel_view(np.broadcast_to(np.asarray(allowed, dtype=np.float64), self.shape))
-        flat = _kernel_view(cand)
-        low = None if self._low is None else _kernel_view(self._low)
+        limit = kernel_view(np.broadcast_to(np.asarray(allowed, dtype=np.float64), self.shape))
+        flat = kernel_view(cand)
+        low = None if self._low is None else kernel_view(self._low)
         state = np.empty(size, np.int8)
         kernels.distance_over(
             size,
             flat,
-            _kernel_view(self._approx),
+            kernel_view(self._approx),
             low,
-            _kernel_view(self._bound),
+            kernel_view(self._bound),
             limit,
-            _kernel_view(self._undefined),
+            kernel_view(self._undefined),
             _SLACK,
             state,
             work=size,
@@ -210,8 +210,9 @@ class Exact:
         return err
 
 
-def _kernel_view(a: np.ndarray) -> np.ndarray:
-    """``a`` flat, contiguous and read-only (a view where it can be): the one layout a kernel is compiled for."""
+def kernel_view(a: np.ndarray) -> np.ndarray:
+    """``a`` flat, contiguous and read-only (a view where it can be): the one layout the kernels that only read an
+    array are compiled for (numba compiles once per combination of types, and a read-only array is another)."""
     flat = np.ascontiguousarray(a).reshape(-1)
     view = flat.view()
     view.flags.writeable = False

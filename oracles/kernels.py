@@ -496,12 +496,7 @@ def distance_over(start, stop, cand, approx, lo, bound, limit, undefined, slack,
             out[i] = 2
 
 
-@njit(
-    nbtypes.void(
-        nbtypes.Array(nbtypes.float64, 1, "C", readonly=True), nbtypes.int64, nbtypes.int64, nbtypes.float64[::1]
-    ),
-    **_JIT,
-)
+@njit(**_JIT)
 def ulps(values, p, emin, out):
     """``out = 2**(max(floor(log2 |v|), emin) - (p - 1))``: the ulp of each float64 ``v`` in a format of ``p`` bits
     whose normal range starts at ``2**emin >= 2**-1022`` (zero and NaN take ``emin``), from the bits. The same values as

@@ -12,13 +12,14 @@ from __future__ import annotations
 
 import numpy as np
 
-from oracles.exact import Exact
+from oracles import kernels
+from oracles.exact import Exact, kernel_view
 from oracles.layernorm import layer_norm, layer_norm_backward
 from oracles.rmsnorm import rms_norm, rms_norm_backward
 
 
 def warm_up() -> None:
-    """Run the kernels of 16- and 32-bit inputs once each (forward, backward, rounding, ulp error, exceeds) on a
+    """Run the kernels of 16- and 32-bit inputs once each (forward, backward, rounding, ulp error, exceeds, ulps) on a
     tiny input, so that numba compiles them or loads them from its cache now.
 
     >>> warm_up()  # compiles on a machine's first call; loads the cached kernels on later ones
@@ -32,6 +33,7 @@ def warm_up() -> None:
             rounded = exact.round("float32")
             exact.ulp_error(rounded)
             exact.exceeds(rounded, 0.0)
+    kernels.ulps(kernel_view(x.astype(np.float64)), 24, -126, np.empty(x.size))
 
 
 __all__ = ["warm_up"]

@@ -270,9 +270,13 @@ def open_candidate(target: object, name: str, options: AuditOptions = DEFAULTS) 
         return make_candidate(impl, name, options)  # type: ignore[return-value]  # an ArrayCandidate answers as a Candidate does
     candidate = IsolatedCandidate(target, name, options)
     # While the worker starts: import torch (the diagnosis's emulations and the sharp tier's conventions run
-    # here), and compile the oracles' kernels (a machine's first audit) or load them from numba's cache.
+    # here), and compile the oracles' and the sharp tier's kernels (a machine's first audit) or load them from
+    # numba's cache.
     require_torch()
-    from oracles.warmup import warm_up  # (not at the top: the worker, which imports this module, needs no oracle)
+    # (not at the top: the worker, which imports this module, needs no oracle and no bound)
+    from normcheck.verdict.bounds import compile_kernels
+    from oracles.warmup import warm_up
 
     warm_up()
+    compile_kernels()
     return candidate

@@ -23,12 +23,13 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 
 import numpy as np
-from numba import njit, types
+from numba import njit
 
 import oracles
 from normcheck.strategies import compute_format
 from normcheck.verdict.tiers import Tier
 from oracles import FloatFormat, kernels
+from oracles.exact import kernel_view
 
 #: Final roundings a correct convention may make (Llama and T5 round twice; 1.5 ulp covers it).
 ROUNDINGS = 1.5
@@ -77,7 +78,7 @@ def ulp(values: np.ndarray | float, fmt: FloatFormat) -> np.ndarray:
     """``ulp_F`` of each value (the subnormal spacing at and below ``2**emin``)."""
     v = np.asarray(values, dtype=np.float64)
     out = np.empty(v.shape)
-    kernels.ulps(v.reshape(-1), fmt.precision, fmt.emin, out.reshape(-1))
+    kernels.ulps(kernel_view(v), fmt.precision, fmt.emin, out.reshape(-1))
     return out
 
 
@@ -250,18 +251,12 @@ def bounds(
 
 
 def _flat(a: np.ndarray | float, shape: tuple[int, ...]) -> np.ndarray:
-    """``a`` per element of an output of ``shape``, flat and contiguous (a view where it can be): the layout the
-    kernels below are compiled for."""
+    """``a`` per element of an output of ``shape``, as the kernels below read it (``kernel_view``)."""
     v = np.asarray(a, dtype=np.float64)
-    return np.ascontiguousarray(v if v.shape == shape else np.broadcast_to(v, shape)).reshape(-1)
+    return kernel_view(v if v.shape == shape else np.broadcast_to(v, shape))
 
 
-#: The kernels' arrays: flat float64, contiguous (:func:`_flat`); read-only where they only read (a writable
-#: array passes as one), so that each kernel has one signature, compiled ahead (:func:`compile_kernels`).
-_IN, _OUT = types.Array(types.float64, 1, "C", readonly=True), types.Array(types.float64, 1, "C")
-
-
-@njit(types.void(_OUT, _IN, _IN, _IN, _IN), cache=True, nogil=True, error_model="numpy")
+@njit(cache=True, nogil=True, error_model="numpy")
 def _fold_worst(worst: np.ndarray, approx: np.ndarray, bound: np.ndarray, got: np.ndarray, beyond: np.ndarray) -> None:
     """``worst = max(worst, |got - approx| + bound - beyond)`` per element where that is finite (one reference's
     error less what it may round at the end, into the largest so far; as numpy would, in one pass)."""
@@ -271,12 +266,7 @@ def _fold_worst(worst: np.ndarray, approx: np.ndarray, bound: np.ndarray, got: n
             worst[i] = d
 
 
-@njit(
-    types.Tuple((_OUT, types.float64))(_IN, _IN, _IN, _IN, _IN, _IN, types.boolean, types.float64),
-    cache=True,
-    nogil=True,
-    error_model="numpy",
-)
+@njit(cache=True, nogil=True, error_model="numpy")
 def _sharp_allowed(
     worst: np.ndarray,
     scale: np.ndarray,
@@ -304,6 +294,14 @@ def _sharp_allowed(
         sharp = (base[i] - measured[i] if narrower else 0.0) + FACTOR * max(k, local) * scale[i]
         allowed[i] = sharp if np.isfinite(sharp) else rigorous[i]
     return allowed, k
+
+
+def compile_kernels() -> None:
+    """Compile the sharp tier's kernels now, or load them from numba's cache, for the one combination of types
+    :func:`sharpen` calls them with (the auditor calls this while its worker process starts)."""
+    one, worst = _flat(1.0, (1,)), np.full(1, -np.inf)
+    _fold_worst(worst, one, one, one, one)
+    _sharp_allowed(worst, one, one, one, one, one, True, 1.0)
 
 
 def sharpen(
