@@ -14,6 +14,7 @@ import numpy as np
 
 from oracles import kernels
 from oracles.exact import Exact, kernel_view
+from oracles.formats import resolve_format
 from oracles.layernorm import layer_norm, layer_norm_backward
 from oracles.rmsnorm import rms_norm, rms_norm_backward
 
@@ -33,7 +34,8 @@ def warm_up() -> None:
             rounded = exact.round("float32")
             exact.ulp_error(rounded)
             exact.exceeds(rounded, 0.0)
-    kernels.ulps(kernel_view(x.astype(np.float64)), 24, -126, np.empty(x.size))
+    single = resolve_format("float32")
+    kernels.ulps(kernel_view(x.astype(np.float64)), single.precision, single.emin, np.empty(x.size))
 
 
 __all__ = ["warm_up"]

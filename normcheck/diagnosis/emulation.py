@@ -119,8 +119,7 @@ def low_precision_accumulator(normalize: Callable, *, with_bias: bool) -> Callab
                 dw = torch.zeros(n, dtype=weight.dtype)
                 db = torch.zeros(n, dtype=weight.dtype)
                 # Each row's terms rounded at once (elementwise), then summed row by row in the parameter dtype.
-                terms = (g * xhat).reshape(-1, n).to(weight.dtype).unbind()
-                for term in terms:
+                for term in (g * xhat).reshape(-1, n).to(weight.dtype).unbind():
                     dw = dw + term
                 if ctx.has_bias:
                     for term in g.reshape(-1, n).to(weight.dtype).unbind():

@@ -129,5 +129,5 @@ def residual_out(case: NormInput, dtype: str) -> tuple[oracles.Exact, Bound]:
     if comp.precision == fmt.precision:
         reason = "0.5 ulp(x + residual) (correctly rounded)"
     tiers = (Tier("rigorous", allowed, reason, PROVEN), Tier("sharp", allowed, reason, SHARP))
-    bound = Bound(fmt, scale, allowed, np.zeros(total.shape), tiers, np.broadcast_to(unit, total.shape))
+    bound = Bound(fmt, scale, allowed, np.zeros(total.shape), tiers, unit)
     return total, bound

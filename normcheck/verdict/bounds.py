@@ -266,6 +266,16 @@ def _fold_worst(worst: np.ndarray, approx: np.ndarray, bound: np.ndarray, got: n
             worst[i] = d
 
 
+#: An element whose oracle error bound is at most this fraction of its scale S is pinned down: its reference
+#: errors count towards the input's K; elsewhere the element has its own.
+RESOLVED = 2.0**-40
+
+
+@njit(cache=True, nogil=True, error_model="numpy", inline="always")
+def _resolved(scale: float, bound: float) -> bool:
+    return scale > 0 and bound <= RESOLVED * scale
+
+
 @njit(cache=True, nogil=True, error_model="numpy")
 def _sharp_allowed(
     worst: np.ndarray,
@@ -279,18 +289,17 @@ def _sharp_allowed(
 ) -> tuple[np.ndarray, float]:
     """The sharp tier's allowance per element and K (at least ``k_min``) from each element's largest reference
     error ``worst`` (see :func:`sharpen`): K is the largest error relative to S where the oracle pins the error down
-    (its bound at most 2**-40 S), an element it leaves unresolved has its own; the rigorous allowance where the
-    sharp one is not finite."""
+    (:data:`RESOLVED`), an element it leaves unresolved has its own; the rigorous allowance where the sharp one is
+    not finite."""
     k = k_min
     for i in range(worst.size):
         rel = max(worst[i], 0.0) / scale[i]
-        if np.isfinite(rel) and scale[i] > 0 and bound[i] <= 2.0**-40 * scale[i] and rel > k:
+        if np.isfinite(rel) and _resolved(scale[i], bound[i]) and rel > k:
             k = rel
     allowed = np.empty(worst.size)
     for i in range(worst.size):
         rel = max(worst[i], 0.0) / scale[i]
-        resolved = scale[i] > 0 and bound[i] <= 2.0**-40 * scale[i]
-        local = rel if np.isfinite(rel) and not resolved else 0.0
+        local = rel if np.isfinite(rel) and not _resolved(scale[i], bound[i]) else 0.0
         sharp = (base[i] - measured[i] if narrower else 0.0) + FACTOR * max(k, local) * scale[i]
         allowed[i] = sharp if np.isfinite(sharp) else rigorous[i]
     return allowed, k
